@@ -1,0 +1,231 @@
+"""BIDS naming and queries, all through pybids.
+
+Raw and derivative paths come from pybids' own path patterns, extended with the patterns the
+BIDS schema cannot express yet: CT images (``_CT``/``_ct`` in ``anat/``, BEP024 is a proposal),
+spatial transforms (``_from-X_to-Y_mode-image_xfm``), resolution-tagged anatomicals and μ-maps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from bids import BIDSLayout
+from bids.layout import Query
+from bids.layout.models import Config
+from bids.layout.writing import build_path
+from bids_validator import BIDSValidator
+
+from bids_synth.errors import InputDatasetError, NothingToProcessError, UsageError
+
+LOG = logging.getLogger(__name__)
+
+_SES = "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
+_EXT = "{extension<.nii|.nii.gz|.json>|.nii.gz}"
+
+RAW_CT_PATTERN = (
+    _SES + "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]_{suffix<CT|ct>}" + _EXT
+)
+DERIVATIVE_PATTERNS = (
+    _SES + "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}][_space-{space}]"
+    "[_res-{res}][_desc-{desc}]_{suffix<T1w|T2w|FLAIR|PD|PDw|T2starw|CT|mumap>}" + _EXT,
+    _SES + "[_acq-{acquisition}][_run-{run}]_from-{from}_to-{to}_mode-{mode<image|points>|image}"
+    "_{suffix<xfm>}{extension<.mat|.h5|.txt|.json>|.mat}",
+    _SES + "[_space-{space}][_res-{res}][_label-{label}][_desc-{desc}]_{suffix<mask>}" + _EXT,
+    _SES + "[_space-{space}][_res-{res}][_label-{label}][_desc-{desc}]_{suffix<dseg|probseg>}"
+    "{extension<.nii|.nii.gz|.json|.tsv>|.nii.gz}",
+)
+
+
+@cache
+def _pybids_patterns(config: str) -> tuple[str, ...]:
+    return tuple(Config.load(config).default_path_patterns)
+
+
+def build_raw_path(entities: dict) -> str:
+    """Relative path of a raw BIDS file (CT included) from its entities; ``ValueError`` if none fits."""
+    return _build(entities, (RAW_CT_PATTERN, *_pybids_patterns("bids")))
+
+
+def build_derivative_path(entities: dict) -> str:
+    """Relative path of a derivative file from its entities; ``ValueError`` if none fits."""
+    return _build(entities, (*DERIVATIVE_PATTERNS, *_pybids_patterns("derivatives")))
+
+
+def _build(entities: dict, patterns: tuple[str, ...]) -> str:
+    entities = {key: value for key, value in entities.items() if value not in (None, "")}
+    path = build_path(entities, list(patterns), strict=True)
+    if path is None:
+        raise ValueError(f"no BIDS path pattern fits entities {entities}")
+    return path
+
+
+MR_SUFFIXES = ("T2w", "FLAIR", "PD")
+CT_SUFFIXES = ("CT", "ct")
+FILTER_KEYS = ("t1w", "t2w", "flair", "pd", "ct")
+_LABEL = re.compile(r"^[A-Za-z0-9]+$")
+
+
+@dataclass(frozen=True)
+class SessionInputs:
+    """The anatomical images of one participant (and session) that bids-synth processes."""
+
+    subject: str
+    session: str | None
+    t1w: str
+    others: dict[str, str] = field(default_factory=dict)  # suffix -> path (T2w, FLAIR, PD, CT)
+    ignored_t1w: tuple[str, ...] = ()
+
+    @property
+    def entities(self) -> dict[str, str]:
+        return {"subject": self.subject, **({"session": self.session} if self.session else {})}
+
+    @property
+    def name(self) -> str:
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+    @property
+    def all_inputs(self) -> dict[str, str]:
+        return {"T1w": self.t1w, **self.others}
+
+
+def load_layout(bids_dir: str | Path, *, validate: bool = True) -> BIDSLayout:
+    """Index a raw BIDS dataset; :class:`InputDatasetError` when it is not one.
+
+    pybids' own validation is off because it drops CT images (no suffix in the schema yet);
+    with ``validate`` the dataset must have a ``dataset_description.json`` and file names that
+    the BIDS validator rejects (CT excepted) are logged.
+    """
+    root = Path(bids_dir)
+    if not root.is_dir():
+        raise InputDatasetError(f"BIDS directory {root} does not exist or is not a directory")
+    description = root / "dataset_description.json"
+    if validate and not description.is_file():
+        raise InputDatasetError(
+            f"{root} is not a BIDS dataset: no dataset_description.json "
+            "(use --skip-bids-validation to process it anyway)"
+        )
+    if description.is_file():
+        try:
+            json.loads(description.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputDatasetError(f"{description} is not valid JSON: {exc}") from exc
+    try:
+        layout = BIDSLayout(str(root), validate=False, derivatives=False)
+    except Exception as exc:  # pybids raises several types for unusable datasets
+        raise InputDatasetError(f"cannot index {root} as BIDS: {exc}") from exc
+    if validate:
+        _log_invalid_names(layout)
+    return layout
+
+
+def _log_invalid_names(layout: BIDSLayout) -> None:
+    validator = BIDSValidator()
+    for path in layout.get(datatype="anat", return_type="filename"):
+        relative = "/" + os.path.relpath(path, layout.root)
+        if not validator.is_bids(relative) and not _is_ct(path):
+            LOG.warning("not a valid BIDS name, ignored by the validator: %s", relative)
+
+
+def _is_ct(path: str) -> bool:
+    return re.search(r"_(CT|ct)\.(nii|nii\.gz|json)$", path) is not None
+
+
+def normalise_labels(labels: list[str] | None, *, prefix: str) -> list[str]:
+    """Strip an optional ``sub-``/``ses-`` prefix; :class:`UsageError` for unsafe labels."""
+    cleaned = []
+    for label in labels or []:
+        value = label[len(prefix) :] if label.startswith(prefix) else label
+        if not _LABEL.match(value):
+            raise UsageError(f"invalid label {label!r}: only letters and digits are allowed")
+        cleaned.append(value)
+    return cleaned
+
+
+def select_subjects(layout: BIDSLayout, labels: list[str]) -> list[str]:
+    """Requested subjects (all when none requested); :class:`NothingToProcessError` if unknown."""
+    available = sorted(layout.get_subjects())
+    if not labels:
+        if not available:
+            raise NothingToProcessError(f"no participants found in {layout.root}")
+        return available
+    unknown = sorted(set(labels) - set(available))
+    if unknown:
+        raise NothingToProcessError(
+            "participant label(s) not found in the dataset: "
+            + ", ".join(f"sub-{label}" for label in unknown)
+        )
+    return sorted(set(labels))
+
+
+def validate_filters(filters: dict) -> dict[str, dict]:
+    """Check a ``--bids-filter-file`` mapping: ``{"t1w": {"acquisition": "mprage"}, ...}``."""
+    if not isinstance(filters, dict):
+        raise InputDatasetError("BIDS filter file must hold a JSON object")
+    unknown = sorted(set(filters) - set(FILTER_KEYS))
+    if unknown:
+        raise InputDatasetError(
+            f"BIDS filter file: unknown key(s) {', '.join(unknown)} (known: {', '.join(FILTER_KEYS)})"
+        )
+    for key, value in filters.items():
+        if not isinstance(value, dict):
+            raise InputDatasetError(f"BIDS filter file: {key!r} must map to an object of entities")
+    return filters
+
+
+def collect_sessions(
+    layout: BIDSLayout,
+    subject: str,
+    *,
+    sessions: list[str] | None = None,
+    filters: dict[str, dict] | None = None,
+) -> list[SessionInputs]:
+    """One :class:`SessionInputs` per session of ``subject`` that has a T1w (or one, unsessioned)."""
+    filters = filters or {}
+    found = sorted(layout.get_sessions(subject=subject))
+    if sessions:
+        found = [session for session in found if session in sessions]
+    units = []
+    for session in found or [None]:
+        query = {"subject": subject, "session": session or Query.NONE, "datatype": "anat"}
+        t1w_runs = _images(layout, query, "T1w", filters.get("t1w"))
+        if not t1w_runs:
+            continue
+        others = {}
+        for suffix in (*MR_SUFFIXES, "CT"):
+            suffixes = CT_SUFFIXES if suffix == "CT" else (suffix,)
+            images = _images(layout, query, suffixes, filters.get(suffix.lower()))
+            if images:
+                others[suffix] = images[0]
+        units.append(
+            SessionInputs(
+                subject=subject,
+                session=session,
+                t1w=t1w_runs[0],
+                others=others,
+                ignored_t1w=tuple(t1w_runs[1:]),
+            )
+        )
+    return units
+
+
+def _images(layout: BIDSLayout, query: dict, suffix, extra: dict | None) -> list[str]:
+    """NIfTI files matching a query, in a deterministic order (sorted paths: run-1 before run-2)."""
+    files = layout.get(
+        **query,
+        **(extra or {}),
+        suffix=list(suffix) if isinstance(suffix, tuple) else suffix,
+        extension=[".nii", ".nii.gz"],
+        return_type="filename",
+    )
+    return sorted(files)
+
+
+def bids_uri(path: str | Path, root: str | Path, *, dataset: str = "raw") -> str:
+    """``bids:<dataset>:<relative path>`` URI of a file, as used in ``Sources``."""
+    return f"bids:{dataset}:{Path(os.path.relpath(path, root)).as_posix()}"

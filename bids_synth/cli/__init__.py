@@ -1,0 +1,63 @@
+"""Command-line entry point: the BIDS-App form and the sub-commands.
+
+``bids-synth BIDS_DIR OUTPUT_DIR participant|group [options]`` runs the app; ``bids-synth
+<sub-command> ...`` runs one of :data:`SUBCOMMANDS`. Each sub-command module exposes
+``main(argv) -> int``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import sys
+
+from bids_synth.errors import BidsSynthError
+
+SUBCOMMANDS = {
+    "demo": ("bids_synth.cli.demo", "make a small phantom BIDS dataset and run both levels on it"),
+    "simulate": ("bids_synth.cli.simulate", "write a simulated BIDS dataset from the head model"),
+    "train": ("bids_synth.cli.train", "train a model bundle"),
+    "models": ("bids_synth.cli.models", "list, show, verify and install model bundles"),
+    "evaluate": ("bids_synth.cli.evaluate", "compare derivatives with reference images"),
+    "import-synthrad": ("bids_synth.cli.import_synthrad", "convert a SynthRAD folder to BIDS"),
+}
+
+LOG = logging.getLogger("bids_synth")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+        return module.main(argv[1:])
+    from bids_synth.cli.run import main as run_main
+
+    return run_main(argv)
+
+
+def guarded(func):
+    """Turn :class:`BidsSynthError` into one error line and its exit code; Ctrl-C into 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return func(*args, **kwargs) or 0
+        except BidsSynthError as exc:
+            print(f"bids-synth: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("bids-synth: interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """bids-synth's progress to stderr (debug with -vv); other libraries' warnings only."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    LOG.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)

@@ -1,0 +1,117 @@
+"""Command-line parser of the BIDS-App form (``bids-synth BIDS_DIR OUTPUT_DIR LEVEL``)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from bids_synth import __version__
+from bids_synth.config import TASKS
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _device(value: str) -> str:
+    if not DEVICE_PATTERN.match(value):
+        raise argparse.ArgumentTypeError("expected auto, cpu, cuda or cuda:N")
+    return value
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bids_synth.cli import SUBCOMMANDS
+
+    commands = "\n".join(f"  {name:<16} {help_}" for name, (_, help_) in SUBCOMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="bids-synth",
+        description=(
+            "bids-synth: medical image synthesis as a BIDS App. Preprocesses the anatomical "
+            "images of each participant (N4, head/brain masks, alignment to the T1w with ANTs) "
+            "and runs the synthesis tasks chosen with --tasks, writing a BIDS derivatives dataset."
+        ),
+        epilog=f"sub-commands (bids-synth <command> --help):\n{commands}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path, help="root folder of the input BIDS dataset")
+    parser.add_argument(
+        "output_dir", type=Path, help="output folder: the root of the derivatives dataset"
+    )
+    parser.add_argument(
+        "analysis_level",
+        choices=["participant", "group"],
+        help="participant: process each participant; group: summarise the processed cohort",
+    )
+    parser.add_argument("--version", action="version", version=f"bids-synth {__version__}")
+
+    bids = parser.add_argument_group("Selecting the data")
+    bids.add_argument(
+        "--participant-label", "--participant_label", nargs="+", metavar="LABEL",
+        help="participants to process, with or without 'sub-' (default: all)",
+    )  # fmt: skip
+    bids.add_argument(
+        "--session-label", nargs="+", metavar="LABEL",
+        help="sessions to process, with or without 'ses-' (default: all)",
+    )  # fmt: skip
+    bids.add_argument(
+        "--bids-filter-file", type=Path, metavar="FILE",
+        help="JSON object of extra pybids query entities per input kind "
+        '(keys t1w, t2w, flair, pd, ct), e.g. {"t1w": {"acquisition": "mprage"}}',
+    )  # fmt: skip
+    bids.add_argument(
+        "--skip-bids-validation", action="store_true", default=None,
+        help="process folders without dataset_description.json and do not check file names",
+    )  # fmt: skip
+
+    tasks = parser.add_argument_group("Synthesis")
+    tasks.add_argument(
+        "--tasks", nargs="+", choices=TASKS, metavar="TASK",
+        help=f"synthesis tasks to run after preprocessing ({', '.join(TASKS)}); "
+        "none: preprocessing derivatives only",
+    )  # fmt: skip
+    tasks.add_argument(
+        "--coreg-transform", choices=["rigid", "affine"],
+        help="transform aligning the other images to the T1w (default: rigid)",
+    )  # fmt: skip
+    tasks.add_argument(
+        "--device", type=_device,
+        help="where the networks run: auto (a GPU when there is one), cpu, cuda or cuda:N",
+    )  # fmt: skip
+    tasks.add_argument(
+        "--random-seed", type=int, metavar="N",
+        help="seed of every random step; same inputs and seed give identical CPU outputs",
+    )  # fmt: skip
+
+    perf = parser.add_argument_group("Resources and execution")
+    perf.add_argument("-w", "--work-dir", type=Path, help="nipype working folder, reused by reruns "
+                      "(default: OUTPUT_DIR/../work or a 'work' folder beside the output)")
+    perf.add_argument("--nprocs", "--n-cpus", type=_positive_int, metavar="N",
+                      help="processes run at once by the MultiProc plugin (default: all cores)")
+    perf.add_argument("--omp-nthreads", type=_positive_int, metavar="N",
+                      help="threads per process (ITK, torch) (default: min(nprocs, 8))")
+    perf.add_argument("--mem-gb", type=_positive_float, metavar="GB",
+                      help="memory the scheduler may hand out (default: no limit)")
+    perf.add_argument("--use-plugin", type=Path, metavar="YAML",
+                      help="nipype plugin settings (see workflows/plugins/*.yml)")
+    perf.add_argument("--config-file", type=Path, metavar="TOML",
+                      help="run settings (see workflows/*.toml); options given here win")
+    perf.add_argument("--write-graph", action="store_true", default=None,
+                      help="write the workflow graph (dot/png) into the work folder")
+    perf.add_argument("--stop-on-first-crash", action="store_true", default=None,
+                      help="stop at the first failing node instead of finishing the others")
+    perf.add_argument("-v", "--verbose", action="count", default=0,
+                      help="more log output (-v: info, -vv: debug)")
+    return parser

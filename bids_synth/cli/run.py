@@ -1,0 +1,128 @@
+"""``bids-synth BIDS_DIR OUTPUT_DIR participant|group``: settings, checks, and the run itself."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from bids_synth.cli import guarded, setup_logging
+from bids_synth.cli.parser import build_parser
+from bids_synth.config import AVAILABLE_TASKS, Config
+from bids_synth.errors import InputDatasetError, OutputError, UsageError
+
+LOG = logging.getLogger("bids_synth")
+
+
+@guarded
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    config = build_config(args)
+    if config.execution.analysis_level == "group":
+        from bids_synth.group import run_group
+
+        return run_group(config)
+    from bids_synth.participant import run_participants
+
+    return run_participants(config)
+
+
+def build_config(args) -> Config:
+    """Defaults, then ``--config-file``, then the options given on the command line."""
+    from bids_synth.bids import normalise_labels, validate_filters
+
+    config = Config.from_toml(args.config_file) if args.config_file else Config()
+    execution, nipype, workflow = config.execution, config.nipype, config.workflow
+    execution.bids_dir = str(args.bids_dir.resolve())
+    execution.output_dir = str(args.output_dir.resolve())
+    execution.analysis_level = args.analysis_level
+    execution.verbosity = args.verbose
+    execution.run_id = new_run_id()
+    if args.work_dir:
+        execution.work_dir = str(args.work_dir)
+    execution.work_dir = str(Path(execution.work_dir or Path.cwd() / "work").resolve())
+    if args.participant_label:
+        execution.participant_label = args.participant_label
+    if args.session_label:
+        execution.session_label = args.session_label
+    execution.participant_label = normalise_labels(execution.participant_label, prefix="sub-")
+    execution.session_label = normalise_labels(execution.session_label, prefix="ses-")
+    if args.bids_filter_file:
+        execution.bids_filters = read_filter_file(args.bids_filter_file)
+    validate_filters(execution.bids_filters)
+    for name in ("skip_bids_validation", "write_graph", "stop_on_first_crash"):
+        if getattr(args, name) is not None:
+            setattr(execution, name, getattr(args, name))
+
+    if args.use_plugin:
+        nipype.plugin, nipype.plugin_args = read_plugin_file(args.use_plugin)
+    for name in ("nprocs", "omp_nthreads", "mem_gb"):
+        if getattr(args, name) is not None:
+            setattr(nipype, name, getattr(args, name))
+    nipype.nprocs = nipype.nprocs or os.cpu_count() or 1
+    nipype.omp_nthreads = nipype.omp_nthreads or min(nipype.nprocs, 8)
+
+    if args.tasks is not None:
+        workflow.tasks = args.tasks
+    unavailable = sorted(set(workflow.tasks) - set(AVAILABLE_TASKS))
+    if unavailable:
+        raise UsageError(
+            f"task(s) not available in this version: {', '.join(unavailable)} "
+            f"(available: {', '.join(AVAILABLE_TASKS) or 'none yet; preprocessing only'})"
+        )
+    for name in ("coreg_transform", "device"):
+        if getattr(args, name) is not None:
+            setattr(workflow, name, getattr(args, name))
+    if args.random_seed is not None:
+        config.seeds.random_seed = args.random_seed
+    check_paths(config)
+    return config
+
+
+def new_run_id() -> str:
+    """Sortable, unique run identifier: UTC time plus a random suffix."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}_{uuid.uuid4().hex[:8]}"
+
+
+def read_filter_file(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise InputDatasetError(f"BIDS filter file {path} not found") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputDatasetError(f"BIDS filter file {path} is not valid JSON: {exc}") from exc
+
+
+def read_plugin_file(path: Path) -> tuple[str, dict]:
+    """A nipype plugin YAML: ``plugin: MultiProc`` and optional ``plugin_args: {...}``."""
+    try:
+        settings = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise UsageError(f"plugin file {path} not found") from exc
+    except yaml.YAMLError as exc:
+        raise UsageError(f"plugin file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(settings, dict) or not isinstance(settings.get("plugin"), str):
+        raise UsageError(f"plugin file {path} must name a nipype plugin ('plugin: MultiProc')")
+    plugin_args = settings.get("plugin_args") or {}
+    if not isinstance(plugin_args, dict):
+        raise UsageError(f"plugin file {path}: plugin_args must be a mapping")
+    return settings["plugin"], plugin_args
+
+
+def check_paths(config: Config) -> None:
+    """Refuse outputs or work folders that would write into the input dataset."""
+    execution = config.execution
+    bids_dir = Path(execution.bids_dir)
+    for label, folder in (("output", execution.output_dir), ("work", execution.work_dir)):
+        path = Path(folder)
+        if path == bids_dir or bids_dir in path.parents:
+            raise OutputError(
+                f"the {label} folder {path} is the BIDS folder or inside it: choose another place"
+            )

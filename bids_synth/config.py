@@ -1,0 +1,113 @@
+"""Sectioned run settings with a TOML round trip.
+
+Precedence: built-in defaults < ``--config-file`` TOML < options given on the command line. Only
+the top-level workflow builder reads this object; sub-workflows take explicit arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from bids_synth.errors import UsageError
+
+TASKS = ("sct", "translate", "denoise", "superres", "harmonize")
+AVAILABLE_TASKS: tuple[str, ...] = ()  # synthesis tasks wired into the pipeline so far
+
+
+@dataclass
+class Execution:
+    bids_dir: str = ""
+    output_dir: str = ""
+    analysis_level: str = "participant"
+    work_dir: str = ""
+    participant_label: list[str] = field(default_factory=list)
+    session_label: list[str] = field(default_factory=list)
+    bids_filters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skip_bids_validation: bool = False
+    write_graph: bool = False
+    stop_on_first_crash: bool = False
+    run_id: str = ""
+    verbosity: int = 0
+
+
+@dataclass
+class Nipype:
+    plugin: str = "MultiProc"
+    plugin_args: dict[str, Any] = field(default_factory=dict)
+    nprocs: int = 0  # 0: all available cores
+    omp_nthreads: int = 0  # 0: min(nprocs, 8)
+    mem_gb: float = 0.0  # 0: no limit given to the scheduler
+
+
+@dataclass
+class Workflow:
+    tasks: list[str] = field(default_factory=list)
+    coreg_transform: str = "rigid"  # rigid | affine
+    n4_shrink_factor: int = 4
+    device: str = "auto"
+
+
+@dataclass
+class Seeds:
+    random_seed: int = 0
+
+
+@dataclass
+class Config:
+    execution: Execution = field(default_factory=Execution)
+    nipype: Nipype = field(default_factory=Nipype)
+    workflow: Workflow = field(default_factory=Workflow)
+    seeds: Seeds = field(default_factory=Seeds)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(_drop_empty(self.to_dict()))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, dict[str, Any]]) -> Config:
+        config = cls()
+        config.update(data, source="configuration")
+        return config
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Config:
+        return cls.from_dict(read_toml(path))
+
+    def update(self, data: dict[str, dict[str, Any]], *, source: str) -> None:
+        """Overwrite settings from a ``{section: {key: value}}`` mapping, rejecting unknown keys."""
+        sections = {f.name for f in dataclasses.fields(self)}
+        for section, values in data.items():
+            if section not in sections or not isinstance(values, dict):
+                raise UsageError(f"{source}: unknown section [{section}]")
+            target = getattr(self, section)
+            known = {f.name: f for f in dataclasses.fields(target)}
+            for key, value in values.items():
+                if key not in known:
+                    raise UsageError(f"{source}: unknown setting {section}.{key}")
+                setattr(target, key, value)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise UsageError(f"configuration file {path} not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"configuration file {path} is not valid TOML: {exc}") from exc
+
+
+def _drop_empty(data: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """TOML has no null: leave out unset (empty-string) values."""
+    return {
+        section: {key: value for key, value in values.items() if value != ""}
+        for section, values in data.items()
+    }

@@ -1,0 +1,156 @@
+"""The derivatives dataset: its top-level files, sidecars, and the staging/commit of outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from bids_synth import __version__
+from bids_synth.bids import build_derivative_path, bids_uri
+from bids_synth.fileio import (
+    atomic_copy,
+    atomic_save_nifti,
+    atomic_write_json,
+    atomic_write_text,
+)
+
+CODE_URL = "https://github.com/bids-synth/bids-synth"
+BIDS_VERSION = "1.10.0"
+
+#: every ``desc-`` value bids-synth can write, with its meaning (descriptions.tsv)
+DESCRIPTIONS = {
+    "preproc": "N4 bias-field corrected; other modalities rigidly (or affinely) aligned to the T1w",
+    "head": "head mask: everything inside the skin",
+    "brain": "brain mask: brain tissue, ventricles and sulcal CSF",
+}
+
+#: files the BIDS schema cannot name yet (CT is a proposal, BEP024) and bids-synth's own logs
+BIDSIGNORE = ("*_CT.*", "*_mumap.*", "*_xfm.*", "sub-*/log/", "logs/", "group/", "*.html")
+
+LOCK_NAME = ".bids-synth.lock"
+
+
+def sidecar(*, sources: list[str], raw_root: str, extra: dict | None = None) -> dict:
+    """Sidecar content: ``Sources`` as BIDS URIs, the software and any extra fields."""
+    return {
+        "Sources": [bids_uri(path, raw_root) for path in sources],
+        "SoftwareName": "bids-synth",
+        "SoftwareVersion": __version__,
+        **(extra or {}),
+    }
+
+
+def stage_image(in_file: str, entities: dict, folder: str, dtype: str = "") -> tuple[str, str]:
+    """Write ``in_file`` under its derivative name into ``folder``; return (staged, relative)."""
+    if in_file.endswith((".mat", ".h5", ".txt")):
+        relative = build_derivative_path({**entities, "extension": Path(in_file).suffix})
+        staged = atomic_copy(in_file, Path(folder) / Path(relative).name)
+        return str(staged), relative
+    relative = build_derivative_path({**entities, "extension": ".nii.gz"})
+    image = nib.load(in_file)
+    data = np.asanyarray(image.dataobj)
+    if dtype:
+        data = data.astype(dtype)
+    header = image.header.copy()
+    header.set_data_dtype(data.dtype)
+    out = nib.Nifti1Image(data, image.affine, header)
+    out.set_qform(image.affine, code=1)
+    out.set_sform(image.affine, code=1)
+    staged = atomic_save_nifti(out, Path(folder) / Path(relative).name)
+    return str(staged), relative
+
+
+def stage_json(meta: dict, entities: dict, folder: str) -> tuple[str, str]:
+    relative = build_derivative_path({**entities, "extension": ".json"})
+    staged = atomic_write_json(Path(folder) / Path(relative).name, meta)
+    return str(staged), relative
+
+
+def commit(pairs: list[tuple[str, str]], output_dir: str, record: str) -> list[str]:
+    """Copy each staged file to ``output_dir/relative`` atomically, then write ``record``."""
+    relatives = []
+    for staged, relative in pairs:
+        atomic_copy(staged, Path(output_dir) / relative)
+        relatives.append(relative)
+    atomic_write_json(record, {"status": "success", "outputs": sorted(relatives)})
+    return sorted(relatives)
+
+
+@contextlib.contextmanager
+def dataset_lock(output_dir: str | Path):
+    """Exclusive lock on the derivatives dataset, for files that several runs update."""
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(output_dir) / LOCK_NAME, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_dataset_files(output_dir: str | Path, *, raw_root: str | Path, descriptions: dict) -> None:
+    """Write or update dataset_description.json, descriptions.tsv and .bidsignore (under a lock)."""
+    output_dir = Path(output_dir)
+    with dataset_lock(output_dir):
+        atomic_write_json(output_dir / "dataset_description.json", dataset_description(raw_root))
+        known = _read_descriptions(output_dir / "descriptions.tsv")
+        known.update(descriptions)
+        atomic_write_text(output_dir / "descriptions.tsv", _descriptions_tsv(known))
+        ignored = _read_lines(output_dir / ".bidsignore")
+        ignored += [line for line in BIDSIGNORE if line not in ignored]
+        atomic_write_text(output_dir / ".bidsignore", "\n".join(ignored) + "\n")
+
+
+def dataset_description(raw_root: str | Path) -> dict:
+    generated_by = {"Name": "bids-synth", "Version": __version__, "CodeURL": CODE_URL}
+    container = _container()
+    if container:
+        generated_by["Container"] = container
+    raw_uri = Path(raw_root).resolve().as_uri()
+    return {
+        "Name": "bids-synth derivatives",
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [generated_by],
+        "SourceDatasets": [{"URL": raw_uri}],
+        "DatasetLinks": {"raw": raw_uri},
+    }
+
+
+def _container() -> dict | None:
+    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
+        return {"Type": "apptainer", "Tag": os.environ.get("BIDS_SYNTH_IMAGE_TAG", __version__)}
+    if os.environ.get("BIDS_SYNTH_CONTAINER"):
+        return {
+            "Type": os.environ["BIDS_SYNTH_CONTAINER"],
+            "Tag": os.environ.get("BIDS_SYNTH_IMAGE_TAG", __version__),
+        }
+    return None
+
+
+def _read_descriptions(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    with open(path, newline="") as handle:
+        return {row["desc_id"]: row["description"] for row in csv.DictReader(handle, delimiter="\t")}
+
+
+def _descriptions_tsv(descriptions: dict[str, str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(["desc_id", "description"])
+    writer.writerows(sorted(descriptions.items()))
+    return buffer.getvalue()
+
+
+def _read_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+

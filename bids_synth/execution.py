@@ -1,0 +1,107 @@
+"""Running a workflow with nipype's own engine and plugins, and reading back what happened."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from nipype import config as nipype_config
+from nipype import logging as nipype_logging
+from nipype.utils.filemanip import loadpkl
+
+from bids_synth.bids import SessionInputs
+from bids_synth.config import Config
+
+LOG = logging.getLogger("bids_synth")
+_CRASH_NODE = re.compile(r"^Node: (\S+)", re.MULTILINE)
+_ERROR_LINE = re.compile(r"^[A-Za-z_.]*(Error|Exception)\b.*:")
+_UNIT_PATH = re.compile(r"bids_synth_wf\.sub_(\w+?)_wf\.(?:ses_(\w+)_wf|anat_wf)\.")
+
+
+def configure_nipype(config: Config) -> None:
+    """Crash files inside the work folder, content hashing for safe resumes, fast polling."""
+    execution = config.execution
+    work_dir = Path(execution.work_dir)
+    nipype_config.update_config({
+        "execution": {
+            "crashdump_dir": str(work_dir / "crash" / execution.run_id),
+            "crashfile_format": "txt",
+            "hash_method": "content",
+            "poll_sleep_duration": 0.1,
+            "remove_unnecessary_outputs": False,
+            "stop_on_first_crash": execution.stop_on_first_crash,
+            "check_version": False,
+        },
+        "logging": {"log_directory": str(work_dir / "logs"), "log_to_file": False},
+        "monitoring": {"enabled": False},
+    })  # fmt: skip
+    # failures are reported by bids-synth in one line each; nipype's own log is for -v and -vv
+    level = {0: "CRITICAL", 1: "INFO"}.get(execution.verbosity, "DEBUG")
+    nipype_config.set("logging", "workflow_level", level)
+    nipype_config.set("logging", "interface_level", level)
+    nipype_config.set("logging", "utils_level", level)
+    nipype_logging.update_logging(nipype_config)
+    logging.getLogger("nipype").propagate = False
+
+
+def plugin_settings(config: Config) -> tuple[str, dict]:
+    """The plugin and its arguments: the preset's, completed from the resource options."""
+    settings = config.nipype
+    args = dict(settings.plugin_args)
+    if settings.plugin == "MultiProc":
+        args.setdefault("n_procs", settings.nprocs)
+        if settings.mem_gb:
+            args.setdefault("memory_gb", settings.mem_gb)
+        args.setdefault("raise_insufficient", False)
+    return settings.plugin, args
+
+
+def run_workflow(workflow, config: Config) -> None:
+    """Run ``workflow`` (built after :func:`configure_nipype`); failures are read back later."""
+    if config.execution.write_graph:
+        write_graph(workflow)
+    plugin, plugin_args = plugin_settings(config)
+    try:
+        workflow.run(plugin=plugin, plugin_args=plugin_args)
+    except RuntimeError as exc:
+        LOG.debug("nipype: %s", exc)
+
+
+def write_graph(workflow) -> None:
+    try:
+        workflow.write_graph(graph2use="colored", format="svg", simple_form=True)
+    except Exception as exc:  # graphviz's dot may be missing: the .dot file is still written
+        LOG.warning("workflow graph written as .dot only (%s)", str(exc).splitlines()[0])
+
+
+def unit_failures(crash_dir: Path) -> dict[str, str]:
+    """``{'sub-01_ses-a': 'node ... failed: Error: ... (crash file ...)'}`` from the crash files."""
+    failures: dict[str, str] = {}
+    for crash in sorted(crash_dir.glob("crash-*")):
+        text = crash.read_text(errors="replace")
+        match = _CRASH_NODE.search(text)
+        unit = _UNIT_PATH.search(match.group(1)) if match else None
+        if not unit:
+            continue
+        name = f"sub-{unit.group(1)}" + (f"_ses-{unit.group(2)}" if unit.group(2) else "")
+        node = match.group(1).split(".", 3)[-1]
+        failures.setdefault(name, f"node {node} failed: {_last_error(text)} (crash file: {crash})")
+    return failures
+
+
+def _last_error(crash_text: str) -> str:
+    """The innermost exception line of a nipype crash file."""
+    errors = [line.strip() for line in crash_text.splitlines() if _ERROR_LINE.match(line.strip())]
+    return errors[-1] if errors else "see the crash file"
+
+
+def unit_runtime(work_dir: Path, unit: SessionInputs) -> float | None:
+    """Seconds spent in the nodes of one participant/session (cached nodes count their first run)."""
+    branch = f"ses_{unit.session}_wf" if unit.session else "anat_wf"
+    folder = work_dir / "bids_synth_wf" / f"sub_{unit.subject}_wf" / branch
+    total = 0.0
+    for result in folder.rglob("result_*.pklz"):
+        runtime = getattr(loadpkl(result), "runtime", None)
+        total += float(getattr(runtime, "duration", 0.0) or 0.0)
+    return round(total, 2) if total else None

@@ -1,0 +1,125 @@
+"""Atomic writes and checked image reads.
+
+Every file bids-synth writes goes through :func:`atomic_write`: the content is written to a
+temporary file in the destination folder, flushed to disk and renamed over the target, so a reader
+(or a run killed with ``kill -9``) never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from bids_synth.errors import InvalidImageError, OutputError
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb"):
+    """Yield a file object whose content replaces ``path`` atomically on success."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _output_error(exc, path) from exc
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise _output_error(exc, path) from exc
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike, data: dict) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy ``src`` to ``dst`` atomically."""
+    with open(src, "rb") as source, atomic_write(dst) as target:
+        while chunk := source.read(1 << 20):
+            target.write(chunk)
+    return Path(dst)
+
+
+def atomic_save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
+    """Save a NIfTI image atomically (gzip-compressed when ``path`` ends in ``.gz``)."""
+    payload = img.to_bytes()
+    if str(path).endswith(".gz"):
+        payload = gzip.compress(payload, compresslevel=6, mtime=0)  # mtime=0: reproducible bytes
+    with atomic_write(path) as handle:
+        handle.write(payload)
+    return Path(path)
+
+
+def load_image(path: str | os.PathLike, *, what: str = "image") -> nib.Nifti1Image:
+    """Load a 3D NIfTI image and check it is usable; raise :class:`InvalidImageError` if not.
+
+    Checks: readable and complete, 3D (a trailing singleton 4th dimension is squeezed), at least
+    2 voxels along each axis, finite voxels, not constant, and an invertible affine with sane zooms.
+    """
+    path = Path(path)
+    name = path.name
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except FileNotFoundError as exc:
+        raise InvalidImageError(f"{what} {name}: file not found") from exc
+    except Exception as exc:  # nibabel raises many kinds for corrupt/truncated files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidImageError(f"{what} {name}: unreadable NIfTI ({reason})") from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InvalidImageError(f"{what} {name}: expected a 3D image, got shape {data.shape}")
+    if min(data.shape) < 2:
+        raise InvalidImageError(f"{what} {name}: degenerate shape {data.shape}")
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise InvalidImageError(f"{what} {name}: unsupported voxel type {data.dtype}")
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        raise InvalidImageError(f"{what} {name}: contains NaN or infinite voxels")
+    if data.max() == data.min():
+        raise InvalidImageError(f"{what} {name}: all voxels have the same value")
+    affine = img.affine
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
+        raise InvalidImageError(f"{what} {name}: non-invertible affine")
+    if zooms.min() < 0.05 or zooms.max() > 20:
+        raise InvalidImageError(f"{what} {name}: implausible voxel size {np.round(zooms, 3).tolist()} mm")
+    header = img.header.copy()
+    header.set_data_shape(data.shape)
+    return nib.Nifti1Image(data, affine, header)
+
+
+def _output_error(exc: OSError, path: Path) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"cannot write {path}: no space left on device")
+    if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return OutputError(f"cannot write {path}: permission denied or read-only file system")
+    return OutputError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

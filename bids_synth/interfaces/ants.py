@@ -1,0 +1,155 @@
+"""Preprocessing interfaces over antspyx: head/brain masks, N4 and registration to the T1w."""
+
+from __future__ import annotations
+
+import os
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+
+def _set_threads(n: int) -> None:
+    """ITK reads its thread count from the environment when a filter is created."""
+    if n > 0:
+        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(n)
+
+
+class _HeadMaskInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="MR or CT image")
+    modality = traits.Enum("MR", "CT", usedefault=True, desc="how to threshold the head")
+
+
+class _MaskOutputSpec(TraitedSpec):
+    out_mask = File(exists=True, desc="binary mask (uint8)")
+
+
+class HeadMask(SimpleInterface):
+    """Head mask: threshold (Otsu for MR, −500 HU for CT), largest component, closing, hole filling."""
+
+    input_spec = _HeadMaskInputSpec
+    output_spec = _MaskOutputSpec
+
+    def _run_interface(self, runtime):
+        import ants
+
+        from bids_synth.preproc.masks import head_mask
+
+        image = ants.image_read(self.inputs.in_file)
+        mask = head_mask(image, modality=self.inputs.modality)
+        self._results["out_mask"] = _write(mask.astype("uint8"), runtime, "head_mask.nii.gz")
+        return runtime
+
+
+class _BrainMaskInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="bias-corrected T1w")
+    head_mask = File(exists=True, mandatory=True, desc="head mask of the T1w")
+
+
+class BrainMask(SimpleInterface):
+    """Brain mask of a T1w from tissue classes and morphology (see :func:`brain_mask`)."""
+
+    input_spec = _BrainMaskInputSpec
+    output_spec = _MaskOutputSpec
+
+    def _run_interface(self, runtime):
+        import ants
+
+        from bids_synth.preproc.masks import brain_mask
+
+        image = ants.image_read(self.inputs.in_file)
+        head = ants.image_read(self.inputs.head_mask)
+        mask = brain_mask(image, head)
+        self._results["out_mask"] = _write(mask.astype("uint8"), runtime, "brain_mask.nii.gz")
+        return runtime
+
+
+class _N4InputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="MR image")
+    mask_file = File(exists=True, mandatory=True, desc="head mask where the bias field is fitted")
+    shrink_factor = traits.Int(4, usedefault=True, desc="fit on an image shrunk by this factor")
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="ITK threads")
+
+
+class _N4OutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="bias-corrected image")
+    bias_field = File(exists=True, desc="estimated multiplicative bias field")
+
+
+class N4BiasCorrection(SimpleInterface):
+    """N4 bias-field correction inside the head mask (antspyx ``n4_bias_field_correction``)."""
+
+    input_spec = _N4InputSpec
+    output_spec = _N4OutputSpec
+
+    def _run_interface(self, runtime):
+        _set_threads(self.inputs.num_threads)
+        import ants
+
+        image = ants.image_read(self.inputs.in_file)
+        mask = ants.image_read(self.inputs.mask_file)
+        bias = ants.n4_bias_field_correction(
+            image, mask=mask, shrink_factor=self.inputs.shrink_factor, return_bias_field=True
+        )
+        corrected = image / bias
+        self._results["out_file"] = _write(corrected, runtime, "n4.nii.gz")
+        self._results["bias_field"] = _write(bias, runtime, "bias_field.nii.gz")
+        return runtime
+
+
+class _RegisterInputSpec(BaseInterfaceInputSpec):
+    fixed = File(exists=True, mandatory=True, desc="reference (bias-corrected T1w)")
+    moving = File(exists=True, mandatory=True, desc="image to align to the reference")
+    fixed_mask = File(exists=True, desc="head mask of the reference: the metric region")
+    transform = traits.Enum("rigid", "affine", usedefault=True, desc="rigid, or rigid then affine")
+    modality = traits.Enum("MR", "CT", usedefault=True, desc="sets the background value")
+    random_seed = traits.Int(0, usedefault=True, desc="seed of the metric's sampling")
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="ITK threads")
+
+
+class _RegisterOutputSpec(TraitedSpec):
+    out_matrix = File(exists=True, desc="ITK affine transform (moving → fixed), .mat")
+    out_file = File(exists=True, desc="moving image resampled on the fixed grid")
+
+
+class RegisterToReference(SimpleInterface):
+    """Rigid (then affine) registration with Mattes mutual information, and resampling."""
+
+    input_spec = _RegisterInputSpec
+    output_spec = _RegisterOutputSpec
+
+    def _run_interface(self, runtime):
+        _set_threads(self.inputs.num_threads)
+        import ants
+
+        from bids_synth.preproc.registration import register
+
+        fixed = ants.image_read(self.inputs.fixed)
+        moving = ants.image_read(self.inputs.moving)
+        mask = ants.image_read(self.inputs.fixed_mask) if self.inputs.fixed_mask else None
+        matrix = os.path.join(runtime.cwd, "moving_to_fixed.mat")
+        registered = register(
+            fixed,
+            moving,
+            transform=self.inputs.transform,
+            fixed_mask=mask,
+            background=-1024.0 if self.inputs.modality == "CT" else 0.0,
+            seed=self.inputs.random_seed,
+            workdir=runtime.cwd,
+            out_matrix=matrix,
+        )
+        self._results["out_matrix"] = matrix
+        self._results["out_file"] = _write(registered, runtime, "registered.nii.gz")
+        return runtime
+
+
+def _write(image, runtime, name: str) -> str:
+    path = os.path.join(runtime.cwd, name)
+    image.to_filename(path)
+    return path
+
+

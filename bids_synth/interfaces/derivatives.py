@@ -1,0 +1,77 @@
+"""Derivative sinks: name outputs with pybids patterns, stage them, commit them atomically.
+
+A :class:`DerivativesDataSink` writes one output (image or transform) and its JSON sidecar into
+its own node folder under the derivative name; :class:`CommitDerivatives` runs once all the sinks
+of a participant/session have succeeded and copies every staged file atomically into the output
+dataset. A participant whose processing fails therefore leaves no partial set of derivatives.
+"""
+
+from __future__ import annotations
+
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+
+class _SinkInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="file to publish")
+    entities = traits.Dict(mandatory=True, desc="BIDS entities of the output (suffix, desc, ...)")
+    source_files = traits.List(traits.Str, desc="input files this output derives from")
+    raw_root = traits.Str(mandatory=True, desc="root of the raw dataset (for Sources URIs)")
+    metadata = traits.Dict(desc="sidecar fields (method, parameters, model, ...)")
+    data_dtype = traits.Str(desc="cast the image to this numpy dtype (e.g. uint8 for masks)")
+
+
+class _SinkOutputSpec(TraitedSpec):
+    staged = traits.List(traits.Tuple(traits.Str, traits.Str), desc="(staged file, relative path)")
+
+
+class DerivativesDataSink(SimpleInterface):
+    """Stage one derivative and its sidecar under their BIDS derivative names."""
+
+    input_spec = _SinkInputSpec
+    output_spec = _SinkOutputSpec
+
+    def _run_interface(self, runtime):
+        from bids_synth.derivatives import sidecar, stage_image, stage_json
+
+        entities = dict(self.inputs.entities)
+        staged = [stage_image(self.inputs.in_file, entities, runtime.cwd, self.inputs.data_dtype)]
+        meta = sidecar(
+            sources=self.inputs.source_files, raw_root=self.inputs.raw_root, extra=self.inputs.metadata
+        )
+        staged.append(stage_json(meta, entities, runtime.cwd))
+        self._results["staged"] = staged
+        return runtime
+
+
+class _CommitInputSpec(BaseInterfaceInputSpec):
+    staged = traits.List(mandatory=True, desc="(staged file, relative path) pairs of all sinks")
+    output_dir = traits.Str(mandatory=True, desc="root of the derivatives dataset")
+    record = traits.Str(mandatory=True, desc="path of the run record to write after the commit")
+
+
+class _CommitOutputSpec(TraitedSpec):
+    out_files = traits.List(traits.Str, desc="relative paths of the committed derivatives")
+
+
+class CommitDerivatives(SimpleInterface):
+    """Copy every staged derivative into the output dataset atomically, then write the record."""
+
+    input_spec = _CommitInputSpec
+    output_spec = _CommitOutputSpec
+
+    def _run_interface(self, runtime):
+        from bids_synth.derivatives import commit
+
+        self._results["out_files"] = commit(
+            self.inputs.staged, self.inputs.output_dir, self.inputs.record
+        )
+        return runtime
+
+

@@ -1,0 +1,1 @@
+"""Preprocessing algorithms on ANTs images (pure functions; the nipype interfaces call them)."""

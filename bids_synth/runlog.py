@@ -1,0 +1,66 @@
+"""Run records: what each run did for each participant/session (``OUTPUT/logs/<run_id>.json``).
+
+Each process writes its own record, so concurrent runs into one output folder never share a file;
+the group level reads them all and keeps the latest outcome of each participant/session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bids_synth import __version__
+from bids_synth.bids import SessionInputs
+from bids_synth.fileio import atomic_write_json
+
+
+@dataclass
+class UnitOutcome:
+    participant_id: str
+    session_id: str | None
+    inputs: dict[str, str] = field(default_factory=dict)  # suffix -> path relative to the dataset
+    status: str = "pending"  # success | failed | invalid-input
+    message: str = ""
+    outputs: list[str] = field(default_factory=list)
+    runtime_s: float | None = None
+
+    @classmethod
+    def from_unit(cls, unit: SessionInputs, raw_root: str) -> UnitOutcome:
+        def relative(path: str) -> str:
+            return os.path.relpath(path, raw_root) if raw_root else Path(path).name
+
+        return cls(
+            participant_id=f"sub-{unit.subject}",
+            session_id=f"ses-{unit.session}" if unit.session else None,
+            inputs={suffix: relative(path) for suffix, path in unit.all_inputs.items()},
+        )
+
+    def mark_success(self, record: Path) -> None:
+        self.status = "success"
+        self.outputs = json.loads(record.read_text())["outputs"]
+
+
+def write_run_log(output_dir: str, run_id: str, outcomes: list[UnitOutcome], *, started: float):
+    atomic_write_json(
+        Path(output_dir) / "logs" / f"{run_id}.json",
+        {
+            "run_id": run_id,
+            "software_version": __version__,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "wall_time_s": round(time.time() - started, 1),
+            "units": [asdict(outcome) for outcome in outcomes],
+        },
+    )
+
+
+def latest_outcomes(output_dir: str | Path) -> list[dict]:
+    """The most recent outcome of every participant/session found in the run records."""
+    latest: dict[tuple, dict] = {}
+    for path in sorted((Path(output_dir) / "logs").glob("*.json")):  # run ids sort by time
+        record = json.loads(path.read_text())
+        for unit in record.get("units", []):
+            latest[(unit["participant_id"], unit["session_id"])] = {**unit, "run_id": record["run_id"]}
+    return [latest[key] for key in sorted(latest, key=lambda k: (k[0], k[1] or ""))]

@@ -1,0 +1,1 @@
+"""Nipype workflow factories (``init_<noun>_wf``) of bids-synth."""

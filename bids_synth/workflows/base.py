@@ -1,0 +1,163 @@
+"""Top-level workflow: one sub-workflow per participant, one branch per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bids_synth.bids import SessionInputs
+from bids_synth.config import Config
+from bids_synth.workflows.outputs import init_derivatives_wf
+from bids_synth.workflows.preproc import init_anat_preproc_wf, init_coreg_wf
+
+
+def init_bids_synth_wf(config: Config, units: list[SessionInputs]) -> pe.Workflow:
+    """The whole run: a ``sub_<label>_wf`` per participant. The only reader of ``config``."""
+    execution, workflow_opts = config.execution, config.workflow
+    workflow = pe.Workflow(name="bids_synth_wf", base_dir=execution.work_dir)
+    subjects = sorted({unit.subject for unit in units})
+    for subject in subjects:
+        workflow.add_nodes([
+            init_single_subject_wf(
+                sessions=[unit for unit in units if unit.subject == subject],
+                raw_root=execution.bids_dir,
+                output_dir=execution.output_dir,
+                run_id=execution.run_id,
+                coreg_transform=workflow_opts.coreg_transform,
+                shrink_factor=workflow_opts.n4_shrink_factor,
+                omp_nthreads=config.nipype.omp_nthreads,
+                seed=config.seeds.random_seed,
+                name=f"sub_{subject}_wf",
+            )
+        ])  # fmt: skip
+    return workflow
+
+
+def init_single_subject_wf(
+    *,
+    sessions: list[SessionInputs],
+    raw_root: str,
+    output_dir: str,
+    run_id: str,
+    coreg_transform: str = "rigid",
+    shrink_factor: int = 4,
+    omp_nthreads: int = 1,
+    seed: int = 0,
+    name: str,
+) -> pe.Workflow:
+    """All sessions of one participant, each processed on its own T1w reference."""
+    workflow = pe.Workflow(name=name)
+    for unit in sessions:
+        workflow.add_nodes([
+            init_session_wf(
+                unit=unit,
+                raw_root=raw_root,
+                output_dir=output_dir,
+                record=str(record_path(output_dir, unit, run_id)),
+                coreg_transform=coreg_transform,
+                shrink_factor=shrink_factor,
+                omp_nthreads=omp_nthreads,
+                seed=seed,
+                name=f"ses_{unit.session}_wf" if unit.session else "anat_wf",
+            )
+        ])  # fmt: skip
+    return workflow
+
+
+def init_session_wf(
+    *,
+    unit: SessionInputs,
+    raw_root: str,
+    output_dir: str,
+    record: str,
+    coreg_transform: str = "rigid",
+    shrink_factor: int = 4,
+    omp_nthreads: int = 1,
+    seed: int = 0,
+    name: str = "anat_wf",
+) -> pe.Workflow:
+    """Preprocess the T1w, align the other images to it, and write the derivatives."""
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(
+        niu.IdentityInterface(fields=["t1w", *unit.others]), name="inputnode"
+    )
+    inputnode.inputs.t1w = unit.t1w
+    for suffix, path in unit.others.items():
+        setattr(inputnode.inputs, suffix, path)
+
+    anat_preproc_wf = init_anat_preproc_wf(omp_nthreads=omp_nthreads, shrink_factor=shrink_factor)
+    preproc_params = {"N4ShrinkFactor": shrink_factor}
+    outputs = {
+        "t1w_preproc": {
+            "entities": {"desc": "preproc", "suffix": "T1w"},
+            "sources": [unit.t1w],
+            "metadata": {"Method": "N4BiasFieldCorrection (antspyx)", "Parameters": preproc_params},
+        },
+        "head_mask": {
+            "entities": {"desc": "head", "suffix": "mask"},
+            "sources": [unit.t1w],
+            "metadata": {"Type": "Head"},
+            "dtype": "uint8",
+        },
+        "brain_mask": {
+            "entities": {"desc": "brain", "suffix": "mask"},
+            "sources": [unit.t1w],
+            "metadata": {"Type": "Brain"},
+            "dtype": "uint8",
+        },
+    }
+    for suffix, path in unit.others.items():
+        register_params = {"Transform": coreg_transform, "Metric": "MattesMI", "RandomSeed": seed}
+        outputs[f"{suffix}_xfm"] = {
+            "entities": {"from": suffix, "to": "T1w", "mode": "image", "suffix": "xfm"},
+            "sources": [path, unit.t1w],
+            "metadata": {"Method": "antsRegistration (antspyx)", "Parameters": register_params},
+        }
+        outputs[f"{suffix}_registered"] = {
+            "entities": {"space": "T1w", "desc": "preproc", "suffix": suffix},
+            "sources": [path, unit.t1w],
+            "metadata": {"Parameters": register_params},
+        }
+    derivatives_wf = init_derivatives_wf(
+        outputs=outputs,
+        entities=unit.entities,
+        raw_root=raw_root,
+        output_dir=output_dir,
+        record=record,
+    )
+    workflow.connect([
+        (inputnode, anat_preproc_wf, [("t1w", "inputnode.t1w")]),
+        (anat_preproc_wf, derivatives_wf, [
+            ("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
+            ("outputnode.head_mask", "inputnode.head_mask"),
+            ("outputnode.brain_mask", "inputnode.brain_mask"),
+        ]),
+    ])  # fmt: skip
+    for suffix in unit.others:
+        coreg_wf = init_coreg_wf(
+            modality="CT" if suffix == "CT" else "MR",
+            transform=coreg_transform,
+            omp_nthreads=omp_nthreads,
+            seed=seed,
+            shrink_factor=shrink_factor,
+            name=f"coreg_{suffix.lower()}_wf",
+        )
+        workflow.connect([
+            (inputnode, coreg_wf, [(suffix, "inputnode.moving")]),
+            (anat_preproc_wf, coreg_wf, [
+                ("outputnode.t1w_preproc", "inputnode.reference"),
+                ("outputnode.head_mask", "inputnode.reference_mask"),
+            ]),
+            (coreg_wf, derivatives_wf, [
+                ("outputnode.xfm", f"inputnode.{suffix}_xfm"),
+                ("outputnode.registered", f"inputnode.{suffix}_registered"),
+            ]),
+        ])  # fmt: skip
+    return workflow
+
+
+def record_path(output_dir: str, unit: SessionInputs, run_id: str) -> Path:
+    """Where a participant/session's run record goes once its derivatives are committed."""
+    return Path(output_dir) / f"sub-{unit.subject}" / "log" / run_id / f"{unit.name}_status.json"

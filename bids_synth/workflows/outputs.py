@@ -1,0 +1,50 @@
+"""Derivative sinks of one participant/session, committed together at the end."""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bids_synth.interfaces.derivatives import CommitDerivatives, DerivativesDataSink
+
+
+def init_derivatives_wf(
+    *,
+    outputs: dict[str, dict],
+    entities: dict[str, str],
+    raw_root: str,
+    output_dir: str,
+    record: str,
+    name: str = "derivatives_wf",
+) -> pe.Workflow:
+    """One sink per output and a commit node that publishes them all or none.
+
+    ``outputs`` maps each inputnode field to its sink settings: ``entities`` (derivative entities
+    besides subject/session), ``sources`` (input files), optional ``metadata`` and ``dtype``.
+    """
+    workflow = pe.Workflow(name=name)
+    fields = sorted(outputs)
+    inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
+    merge = pe.Node(niu.Merge(len(fields)), name="merge_staged", run_without_submitting=True)
+    commit = pe.Node(
+        CommitDerivatives(output_dir=output_dir, record=record),
+        name="commit",
+        overwrite=True,  # re-publish on every run, so deleted outputs come back
+    )
+    for index, field in enumerate(fields, start=1):
+        spec = outputs[field]
+        sink = pe.Node(
+            DerivativesDataSink(
+                entities={**entities, "datatype": "anat", **spec["entities"]},
+                source_files=list(spec["sources"]),
+                raw_root=raw_root,
+                metadata=spec.get("metadata", {}),
+                data_dtype=spec.get("dtype", ""),
+            ),
+            name=f"ds_{field}",
+            run_without_submitting=True,
+        )
+        workflow.connect(inputnode, field, sink, "in_file")
+        workflow.connect(sink, "staged", merge, f"in{index}")
+    workflow.connect(merge, "out", commit, "staged")
+    return workflow

@@ -1,0 +1,93 @@
+"""Anatomical preprocessing: masks and N4 of the T1w reference, alignment of the other images."""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bids_synth.interfaces.ants import BrainMask, HeadMask, N4BiasCorrection, RegisterToReference
+
+
+def init_anat_preproc_wf(
+    *, omp_nthreads: int, shrink_factor: int = 4, name: str = "anat_preproc_wf"
+) -> pe.Workflow:
+    """T1w reference → head mask, N4 bias correction inside it, brain mask.
+
+    Inputs: ``t1w``. Outputs: ``t1w_preproc``, ``head_mask``, ``brain_mask``.
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(fields=["t1w_preproc", "head_mask", "brain_mask"]), name="outputnode"
+    )
+    head_mask = pe.Node(HeadMask(modality="MR"), name="head_mask")
+    n4 = pe.Node(
+        N4BiasCorrection(shrink_factor=shrink_factor, num_threads=omp_nthreads),
+        name="n4",
+        n_procs=omp_nthreads,
+    )
+    brain_mask = pe.Node(BrainMask(), name="brain_mask")
+    workflow.connect([
+        (inputnode, head_mask, [("t1w", "in_file")]),
+        (inputnode, n4, [("t1w", "in_file")]),
+        (head_mask, n4, [("out_mask", "mask_file")]),
+        (n4, brain_mask, [("out_file", "in_file")]),
+        (head_mask, brain_mask, [("out_mask", "head_mask")]),
+        (n4, outputnode, [("out_file", "t1w_preproc")]),
+        (head_mask, outputnode, [("out_mask", "head_mask")]),
+        (brain_mask, outputnode, [("out_mask", "brain_mask")]),
+    ])  # fmt: skip
+    return workflow
+
+
+def init_coreg_wf(
+    *,
+    modality: str,
+    transform: str,
+    omp_nthreads: int,
+    seed: int,
+    shrink_factor: int = 4,
+    name: str,
+) -> pe.Workflow:
+    """Align one image (T2w, FLAIR, PD or CT) to the preprocessed T1w.
+
+    MR images are bias-corrected first (N4 inside their own head mask); CT is registered as it is.
+    Inputs: ``moving``, ``reference``, ``reference_mask``. Outputs: ``xfm`` (moving → T1w) and
+    ``registered`` (the image resampled onto the T1w grid).
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(
+        niu.IdentityInterface(fields=["moving", "reference", "reference_mask"]), name="inputnode"
+    )
+    outputnode = pe.Node(niu.IdentityInterface(fields=["xfm", "registered"]), name="outputnode")
+    is_ct = modality == "CT"
+    register = pe.Node(
+        RegisterToReference(
+            transform=transform,
+            modality="CT" if is_ct else "MR",
+            random_seed=seed,
+            num_threads=omp_nthreads,
+        ),
+        name="register",
+        n_procs=omp_nthreads,
+    )
+    workflow.connect([
+        (inputnode, register, [("reference", "fixed"), ("reference_mask", "fixed_mask")]),
+        (register, outputnode, [("out_matrix", "xfm"), ("out_file", "registered")]),
+    ])  # fmt: skip
+    if is_ct:
+        workflow.connect(inputnode, "moving", register, "moving")
+        return workflow
+    head_mask = pe.Node(HeadMask(modality="MR"), name="head_mask")
+    n4 = pe.Node(
+        N4BiasCorrection(shrink_factor=shrink_factor, num_threads=omp_nthreads),
+        name="n4",
+        n_procs=omp_nthreads,
+    )
+    workflow.connect([
+        (inputnode, head_mask, [("moving", "in_file")]),
+        (inputnode, n4, [("moving", "in_file")]),
+        (head_mask, n4, [("out_mask", "mask_file")]),
+        (n4, register, [("out_file", "moving")]),
+    ])  # fmt: skip
+    return workflow
