@@ -30,8 +30,9 @@ def run_participants(config: Config) -> int:
     units = discover_units(config)
     valid, outcomes = check_inputs(units)
     if not valid:
-        write_run_log(execution.output_dir, execution.run_id, outcomes, started=started)
-        raise InvalidImageError("no participant has usable input images (see the errors above)")
+        raise InvalidImageError("; ".join(f"{o.name}: {o.message}" for o in outcomes))
+    for outcome in outcomes:
+        LOG.error("%s: %s: skipped", outcome.name, outcome.message)
 
     write_dataset_files(execution.output_dir, raw_root=execution.bids_dir, descriptions=DESCRIPTIONS)
     for subject in sorted({unit.subject for unit in valid}):
@@ -81,14 +82,13 @@ def discover_units(config: Config) -> list[SessionInputs]:
 
 
 def check_inputs(units: list[SessionInputs]) -> tuple[list[SessionInputs], list]:
-    """Split units into usable ones and outcomes of those with an invalid image (logged)."""
+    """Split units into usable ones and the outcomes of those with an invalid image."""
     valid, outcomes = [], []
     for unit in units:
         try:
             for suffix, path in unit.all_inputs.items():
                 load_image(path, what=f"{suffix} image")
         except BidsSynthError as exc:
-            LOG.error("%s: %s: skipped", unit.name, exc)
             outcome = UnitOutcome.from_unit(unit, "")
             outcome.status, outcome.message = "invalid-input", str(exc)
             outcomes.append(outcome)

@@ -38,6 +38,10 @@ class UnitOutcome:
             inputs={suffix: relative(path) for suffix, path in unit.all_inputs.items()},
         )
 
+    @property
+    def name(self) -> str:
+        return self.participant_id + (f"_{self.session_id}" if self.session_id else "")
+
     def mark_success(self, record: Path) -> None:
         self.status = "success"
         self.outputs = json.loads(record.read_text())["outputs"]

@@ -13,18 +13,17 @@ CT_HEAD_THRESHOLD_HU = -500.0
 def head_mask(image: ants.ANTsImage, *, modality: str = "MR") -> ants.ANTsImage:
     """Binary head mask: everything inside the skin, sinuses and skull included.
 
-    MR: Otsu threshold of the intensities; CT: voxels above −500 HU. Then the largest connected
-    component, a 5 mm closing and hole filling (in 3D and slice by slice, so that cavities opening
-    onto the edge of the field of view are filled too).
+    MR: Otsu threshold of the intensities; CT: voxels above −500 HU. Then a 5 mm closing, hole
+    filling (in 3D and slice by slice, so that cavities opening onto the edge of the field of view
+    are filled too: the skin encloses the dark skull and CSF), and the largest component.
     """
     data = image.numpy()
     if modality == "CT":
         foreground = data > CT_HEAD_THRESHOLD_HU
     else:
         foreground = data > threshold_otsu(data)
-    mask = _largest_component(foreground)
-    mask = ndimage.binary_closing(mask, _ball(5.0, image.spacing), border_value=0)
-    mask = _fill_holes(mask)
+    mask = ndimage.binary_closing(foreground, _ball(5.0, image.spacing), border_value=0)
+    mask = _largest_component(_fill_holes(mask))
     return image.new_image_like(mask.astype("float32"))
 
 

@@ -1,0 +1,20 @@
+import os
+
+import pytest
+
+os.environ.setdefault("BIDS_SYNTH_NO_PROGRESS", "1")
+
+
+@pytest.fixture
+def bids_dir(tmp_path):
+    """Two participants (one with two sessions) with T1w, T2w and CT."""
+    from helpers import write_bids
+
+    return write_bids(
+        tmp_path / "bids",
+        {
+            "sub-01": ["T1w", "T2w", "CT"],
+            "sub-02/ses-a": ["T1w", "T2w"],
+            "sub-02/ses-b": ["T1w", "CT"],
+        },
+    )

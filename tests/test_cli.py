@@ -1,0 +1,134 @@
+"""Command line: parser, settings precedence, and the documented exit codes for bad input."""
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+from helpers import affine, write_bids
+
+from bids_synth import __version__
+from bids_synth.cli import main
+from bids_synth.cli.parser import build_parser
+from bids_synth.cli.run import build_config
+
+
+def run(capsys, *args):
+    code = main([str(arg) for arg in args])
+    err = capsys.readouterr().err
+    return code, [line for line in err.splitlines() if "error" in line.lower()]
+
+
+def test_help_is_grouped_and_lists_subcommands():
+    text = build_parser().format_help()
+    for group in ("Selecting the data", "Synthesis", "Resources and execution", "sub-commands"):
+        assert group in text
+    for option in ("--participant-label", "--bids-filter-file", "--use-plugin", "--device"):
+        assert option in text
+
+
+def test_version_via_python_m():
+    out = subprocess.run(
+        [sys.executable, "-m", "bids_synth", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"bids-synth {__version__}"
+
+
+def test_labels_with_or_without_prefix(tmp_path, bids_dir):
+    args = build_parser().parse_args(
+        [str(bids_dir), str(tmp_path / "out"), "participant", "--participant-label", "sub-01", "02",
+         "--session-label", "ses-a", "-w", str(tmp_path / "work")]
+    )  # fmt: skip
+    config = build_config(args)
+    assert config.execution.participant_label == ["01", "02"]
+    assert config.execution.session_label == ["a"]
+
+
+def test_command_line_overrides_config_file(tmp_path, bids_dir):
+    toml = tmp_path / "run.toml"
+    toml.write_text('[nipype]\nomp_nthreads = 3\n[workflow]\ncoreg_transform = "affine"\n')
+    args = build_parser().parse_args(
+        [str(bids_dir), str(tmp_path / "out"), "participant", "--config-file", str(toml),
+         "--omp-nthreads", "1", "-w", str(tmp_path / "work")]
+    )  # fmt: skip
+    config = build_config(args)
+    assert config.nipype.omp_nthreads == 1  # command line wins
+    assert config.workflow.coreg_transform == "affine"  # from the file
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "message"),
+    [
+        ("not-a-dir", 3, "does not exist"),
+        ("no-description", 3, "no dataset_description.json"),
+        ("unknown-label", 4, "not found in the dataset: sub-99"),
+        ("path-label", 2, "invalid label"),
+        ("output-is-input", 6, "is the BIDS folder or inside it"),
+        ("output-inside-input", 6, "is the BIDS folder or inside it"),
+        ("work-inside-input", 6, "is the BIDS folder or inside it"),
+        ("bad-filter-json", 3, "not valid JSON"),
+        ("bad-filter-key", 3, "unknown key(s) bold"),
+        ("unavailable-task", 2, "not available in this version"),
+        ("no-t1w", 4, "no selected participant has a T1w"),
+        ("truncated", 5, "unreadable NIfTI"),
+        ("4d", 5, "expected a 3D image"),
+        ("nan", 5, "NaN or infinite"),
+        ("constant", 5, "all voxels have the same value"),
+        ("singular-affine", 5, "non-invertible affine"),
+    ],
+)
+def test_bad_input_exits_with_one_clear_line(tmp_path, capsys, case, code, message):
+    bids = write_bids(tmp_path / "bids", {"sub-01": ["T1w"]}, description=case != "no-description")
+    out, work = tmp_path / "out", tmp_path / "work"
+    extra = []
+    t1w = bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    if case == "not-a-dir":
+        bids = tmp_path / "missing"
+    elif case == "unknown-label":
+        extra = ["--participant-label", "99"]
+    elif case == "path-label":
+        extra = ["--participant-label", "../01"]
+    elif case == "output-is-input":
+        out = bids
+    elif case == "output-inside-input":
+        out = bids / "derivatives" / "bids-synth"
+    elif case == "work-inside-input":
+        work = bids / "work"
+    elif case in ("bad-filter-json", "bad-filter-key"):
+        filters = tmp_path / "filters.json"
+        filters.write_text("{nope" if case == "bad-filter-json" else json.dumps({"bold": {}}))
+        extra = ["--bids-filter-file", filters]
+    elif case == "unavailable-task":
+        extra = ["--tasks", "sct"]
+    elif case == "no-t1w":
+        t1w.rename(t1w.with_name("sub-01_T2w.nii.gz"))
+    elif case == "truncated":
+        t1w.write_bytes(t1w.read_bytes()[:300])
+    else:
+        data = np.ones((8, 8, 8), np.float32)
+        data[2:5, 2:5, 2:5] = 5
+        aff = affine()
+        if case == "4d":
+            data = np.stack([data, data], axis=-1)
+        elif case == "nan":
+            data[0, 0, 0] = np.nan
+        elif case == "constant":
+            data[:] = 1
+        image = nib.Nifti1Image(data, aff)
+        if case == "singular-affine":
+            aff[:, 0] = 0
+            image = nib.Nifti1Image(data, None)
+            image.header.set_sform(aff, code=1)  # nibabel cannot store it as a qform
+        nib.save(image, str(t1w))
+    result, errors = run(capsys, bids, out, "participant", "-w", work, *extra)
+    assert result == code
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not list(out.glob("sub-*")) if out != bids else True  # nothing partial written
+
+
+def test_group_level_without_participant_run(tmp_path, capsys, bids_dir):
+    code, errors = run(capsys, bids_dir, tmp_path / "out", "group", "-w", tmp_path / "work")
+    assert code == 3
+    assert "run the participant level first" in errors[0]

@@ -1,0 +1,66 @@
+"""Build-only tests: the workflow graph for several datasets and options, without running it."""
+
+import pytest
+from helpers import write_bids
+
+from bids_synth.bids import collect_sessions, load_layout
+from bids_synth.config import Config
+from bids_synth.workflows.base import init_bids_synth_wf
+
+
+def build(tmp_path, layout_spec, **workflow_options):
+    bids = write_bids(tmp_path / "bids", layout_spec)
+    layout = load_layout(bids)
+    units = [unit for subject in layout.get_subjects() for unit in collect_sessions(layout, subject)]
+    config = Config()
+    config.execution.bids_dir = str(bids)
+    config.execution.output_dir = str(tmp_path / "out")
+    config.execution.work_dir = str(tmp_path / "work")
+    config.execution.run_id = "test"
+    config.nipype.omp_nthreads = 1
+    for key, value in workflow_options.items():
+        setattr(config.workflow, key, value)
+    workflow = init_bids_synth_wf(config, units)
+    graph = workflow._create_flat_graph()
+    return {node.fullname.removeprefix("bids_synth_wf.") for node in graph.nodes}, graph
+
+
+@pytest.mark.parametrize("transform", ["rigid", "affine"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"sub-01": ["T1w"]},
+        {"sub-01": ["T1w", "T2w", "FLAIR", "PD", "CT"]},
+        {"sub-01/ses-a": ["T1w", "T2w"], "sub-01/ses-b": ["T1w", "CT"], "sub-02": ["T1w", "ct"]},
+    ],
+)
+def test_graph_has_one_branch_per_session_and_modality(tmp_path, spec, transform):
+    nodes, graph = build(tmp_path, spec, coreg_transform=transform)
+    for unit, suffixes in spec.items():
+        subject, _, session = unit.partition("/")
+        branch = f"{subject.replace('-', '_')}_wf." + (
+            f"{session.replace('-', '_')}_wf" if session else "anat_wf"
+        )
+        assert f"{branch}.anat_preproc_wf.n4" in nodes
+        assert f"{branch}.derivatives_wf.commit" in nodes
+        for suffix in suffixes:
+            if suffix == "T1w":
+                continue
+            name = "ct" if suffix.lower() == "ct" else suffix.lower()
+            assert f"{branch}.coreg_{name}_wf.register" in nodes
+            assert (f"{branch}.coreg_{name}_wf.n4" in nodes) == (name != "ct")  # no N4 for CT
+            kind = "CT" if name == "ct" else suffix
+            assert f"{branch}.derivatives_wf.ds_{kind}_xfm" in nodes
+    registers = [n for n in graph.nodes if n.name == "register"]
+    assert all(n.inputs.transform == transform for n in registers)
+
+
+def test_every_sink_feeds_the_commit(tmp_path):
+    _, graph = build(tmp_path, {"sub-01": ["T1w", "T2w", "CT"]})
+    commit = next(n for n in graph.nodes if n.name == "commit")
+    merge = next(graph.predecessors(commit))
+    sinks = {n.name for n in graph.predecessors(merge)}
+    assert sinks == {
+        "ds_t1w_preproc", "ds_head_mask", "ds_brain_mask",
+        "ds_T2w_xfm", "ds_T2w_registered", "ds_CT_xfm", "ds_CT_registered",
+    }  # fmt: skip
