@@ -72,7 +72,9 @@ def make_dataset(root: Path, reference: Path) -> None:
     anat.mkdir(parents=True)
     (root / "dataset_description.json").write_text('{"Name": "bench", "BIDSVersion": "1.9.0"}')
     for suffix, data in (("T1w", t1w * bias), ("T2w", np.clip(t2w, 0, None))):
-        nib.save(nib.Nifti1Image(data.astype(np.float32), image.affine), anat / f"sub-01_{suffix}.nii.gz")
+        nib.save(
+            nib.Nifti1Image(data.astype(np.float32), image.affine), anat / f"sub-01_{suffix}.nii.gz"
+        )
 
 
 def run_measured(command: list[str]) -> tuple[str, float, float]:
@@ -115,7 +117,14 @@ def main() -> None:
         make_dataset(tmp / "bids", reference_file("ch2.nii.gz"))
         (tmp / "direct").mkdir()
         out, direct_wall, direct_peak = run_measured(
-            [sys.executable, "-c", DIRECT, str(tmp / "bids"), str(tmp / "direct"), str(args.threads)]
+            [
+                sys.executable,
+                "-c",
+                DIRECT,
+                str(tmp / "bids"),
+                str(tmp / "direct"),
+                str(args.threads),
+            ]
         )
         direct = json.loads(out)
         _, app_wall, app_peak = run_measured([
@@ -140,8 +149,11 @@ def main() -> None:
     )
     print(text)
     if args.append:
-        append_section("Preprocessing: bids-synth vs antspyx direct",
-                       "python benchmarks/bench_preproc.py --append", text)
+        append_section(
+            "Preprocessing: bids-synth vs antspyx direct",
+            "python benchmarks/bench_preproc.py --append",
+            text,
+        )
 
 
 if __name__ == "__main__":

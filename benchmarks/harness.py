@@ -33,6 +33,8 @@ def append_section(title: str, command: str, body: str) -> None:
     date = datetime.date.today().isoformat()
     section = f"\n## {title} — {date}\n\nCommand: `{command}`  \nMachine: {machine()}\n\n{body}\n"
     if not BENCHMARKS_MD.exists():
-        BENCHMARKS_MD.write_text("# Benchmarks\n\nEach section: the command, the machine, the date.\n")
+        BENCHMARKS_MD.write_text(
+            "# Benchmarks\n\nEach section: the command, the machine, the date.\n"
+        )
     with open(BENCHMARKS_MD, "a") as handle:
         handle.write(section)

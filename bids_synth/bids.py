@@ -29,7 +29,9 @@ _SES = "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{
 _EXT = "{extension<.nii|.nii.gz|.json>|.nii.gz}"
 
 RAW_CT_PATTERN = (
-    _SES + "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]_{suffix<CT|ct>}" + _EXT
+    _SES
+    + "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]_{suffix<CT|ct>}"
+    + _EXT
 )
 DERIVATIVE_PATTERNS = (
     _SES + "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}][_space-{space}]"

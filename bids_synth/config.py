@@ -7,12 +7,12 @@ the top-level workflow builder reads this object; sub-workflows take explicit ar
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+import tomllib
 
 from bids_synth.errors import UsageError
 

@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 
 from bids_synth import __version__
-from bids_synth.bids import build_derivative_path, bids_uri
+from bids_synth.bids import bids_uri, build_derivative_path
 from bids_synth.fileio import (
     atomic_copy,
     atomic_save_nifti,
@@ -95,7 +95,9 @@ def dataset_lock(output_dir: str | Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_dataset_files(output_dir: str | Path, *, raw_root: str | Path, descriptions: dict) -> None:
+def write_dataset_files(
+    output_dir: str | Path, *, raw_root: str | Path, descriptions: dict
+) -> None:
     """Write or update dataset_description.json, descriptions.tsv and .bidsignore (under a lock)."""
     output_dir = Path(output_dir)
     with dataset_lock(output_dir):
@@ -139,7 +141,9 @@ def _read_descriptions(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     with open(path, newline="") as handle:
-        return {row["desc_id"]: row["description"] for row in csv.DictReader(handle, delimiter="\t")}
+        return {
+            row["desc_id"]: row["description"] for row in csv.DictReader(handle, delimiter="\t")
+        }
 
 
 def _descriptions_tsv(descriptions: dict[str, str]) -> str:
@@ -152,5 +156,3 @@ def _descriptions_tsv(descriptions: dict[str, str]) -> str:
 
 def _read_lines(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-

@@ -106,7 +106,9 @@ def load_image(path: str | os.PathLike, *, what: str = "image") -> nib.Nifti1Ima
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
         raise InvalidImageError(f"{what} {name}: non-invertible affine")
     if zooms.min() < 0.05 or zooms.max() > 20:
-        raise InvalidImageError(f"{what} {name}: implausible voxel size {np.round(zooms, 3).tolist()} mm")
+        raise InvalidImageError(
+            f"{what} {name}: implausible voxel size {np.round(zooms, 3).tolist()} mm"
+        )
     header = img.header.copy()
     header.set_data_shape(data.shape)
     return nib.Nifti1Image(data, affine, header)

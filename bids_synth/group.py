@@ -82,7 +82,10 @@ COHORT_SIDECAR = {
     },
     "inputs": {"Description": "input images found (BIDS suffixes)"},
     "n_outputs": {"Description": "number of derivative files written"},
-    "runtime_s": {"Description": "processing time of the participant/session's nodes", "Units": "s"},
+    "runtime_s": {
+        "Description": "processing time of the participant/session's nodes",
+        "Units": "s",
+    },
     "run_id": {"Description": "run that produced this row (see logs/<run_id>.json)"},
     "message": {"Description": "error or warning of the run"},
 }

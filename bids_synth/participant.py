@@ -34,14 +34,18 @@ def run_participants(config: Config) -> int:
     for outcome in outcomes:
         LOG.error("%s: %s: skipped", outcome.name, outcome.message)
 
-    write_dataset_files(execution.output_dir, raw_root=execution.bids_dir, descriptions=DESCRIPTIONS)
+    write_dataset_files(
+        execution.output_dir, raw_root=execution.bids_dir, descriptions=DESCRIPTIONS
+    )
     for subject in sorted({unit.subject for unit in valid}):
         log_dir = Path(execution.output_dir) / f"sub-{subject}" / "log" / execution.run_id
         atomic_write_text(log_dir / "config.toml", config.to_toml())
 
     configure_nipype(config)  # before building: workflows copy nipype's settings when created
     workflow = init_bids_synth_wf(config, valid)
-    LOG.info("running %d participant/session(s) with the %s plugin", len(valid), config.nipype.plugin)
+    LOG.info(
+        "running %d participant/session(s) with the %s plugin", len(valid), config.nipype.plugin
+    )
     run_workflow(workflow, config)
 
     failures = unit_failures(Path(execution.work_dir) / "crash" / execution.run_id)
@@ -70,11 +74,17 @@ def discover_units(config: Config) -> list[SessionInputs]:
             layout, subject, sessions=execution.session_label, filters=execution.bids_filters
         )
         if not found:
-            LOG.warning("sub-%s: no T1w image found (or none matches the filters): skipped", subject)
+            LOG.warning(
+                "sub-%s: no T1w image found (or none matches the filters): skipped", subject
+            )
         for unit in found:
             if unit.ignored_t1w:
-                LOG.info("%s: %d T1w images, using %s", unit.name, 1 + len(unit.ignored_t1w),
-                         Path(unit.t1w).name)
+                LOG.info(
+                    "%s: %d T1w images, using %s",
+                    unit.name,
+                    1 + len(unit.ignored_t1w),
+                    Path(unit.t1w).name,
+                )
         units += found
     if not units:
         raise NothingToProcessError("no selected participant has a T1w image to process")

@@ -66,5 +66,8 @@ def latest_outcomes(output_dir: str | Path) -> list[dict]:
     for path in sorted((Path(output_dir) / "logs").glob("*.json")):  # run ids sort by time
         record = json.loads(path.read_text())
         for unit in record.get("units", []):
-            latest[(unit["participant_id"], unit["session_id"])] = {**unit, "run_id": record["run_id"]}
+            latest[(unit["participant_id"], unit["session_id"])] = {
+                **unit,
+                "run_id": record["run_id"],
+            }
     return [latest[key] for key in sorted(latest, key=lambda k: (k[0], k[1] or ""))]

@@ -71,7 +71,9 @@ def write_bids(root: Path, layout: dict, *, description: bool = True) -> Path:
     for unit, suffixes in layout.items():
         prefix = unit.replace("/", "_")
         for suffix in suffixes:
-            kind = {"ct": "CT", "FLAIR": "T2w", "PD": "T2w"}.get(suffix.split("_")[-1], suffix.split("_")[-1])
+            kind = {"ct": "CT", "FLAIR": "T2w", "PD": "T2w"}.get(
+                suffix.split("_")[-1], suffix.split("_")[-1]
+            )
             image = contrast(labels, kind)
             if kind != "CT":
                 image = image + rng.normal(0, 10, image.shape)

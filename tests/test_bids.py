@@ -85,7 +85,9 @@ def test_derivative_names_index_back_with_pybids(tmp_path):
 def test_raw_names_pass_the_bids_validator():
     validator = BIDSValidator()
     for suffix in ("T1w", "T2w", "FLAIR", "PD"):
-        path = build_raw_path({"subject": "01", "session": "a", "datatype": "anat", "suffix": suffix})
+        path = build_raw_path(
+            {"subject": "01", "session": "a", "datatype": "anat", "suffix": suffix}
+        )
         assert validator.is_bids("/" + path)
 
 

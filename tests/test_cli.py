@@ -31,7 +31,10 @@ def test_help_is_grouped_and_lists_subcommands():
 
 def test_version_via_python_m():
     out = subprocess.run(
-        [sys.executable, "-m", "bids_synth", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "bids_synth", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == f"bids-synth {__version__}"
 

@@ -85,7 +85,9 @@ def test_registration_recovers_a_known_rotation_and_shift(tmp_path, t1w, mode, t
     """Rigid: within 1 mm and 1°; affine (12 parameters fitted on 3 mm voxels): within a voxel."""
     fixed = ants.image_read(str(t1w))
     truth = rigid_transform((4.0, -3.0, 6.0), (3.0, -2.0, 4.0))
-    moving = truth.apply_to_image(fixed, reference=fixed, interpolation="linear")  # moving(p) = fixed(truth(p))
+    moving = truth.apply_to_image(
+        fixed, reference=fixed, interpolation="linear"
+    )  # moving(p) = fixed(truth(p))
     matrix = tmp_path / "xfm.mat"
     register(fixed, moving, transform=mode, seed=1, workdir=str(tmp_path), out_matrix=str(matrix))
     estimate = ants.read_transform(str(matrix))  # fixed point -> moving point: the inverse of truth
@@ -95,7 +97,10 @@ def test_registration_recovers_a_known_rotation_and_shift(tmp_path, t1w, mode, t
     assert np.abs(round_trip - points).max() < tolerance_mm
     origin = np.array(estimate.apply_to_point(truth.apply_to_point((0.0, 0.0, 0.0))))
     linear = np.array(
-        [np.array(estimate.apply_to_point(truth.apply_to_point(tuple(e)))) - origin for e in np.eye(3)]
+        [
+            np.array(estimate.apply_to_point(truth.apply_to_point(tuple(e)))) - origin
+            for e in np.eye(3)
+        ]
     ).T
     angle = np.degrees(np.arccos(np.clip((np.trace(linear) - 1) / 2, -1, 1)))
     if mode == "rigid":

@@ -25,7 +25,17 @@ def test_participant_and_group_levels(tmp_path):
     data[3, 3, 3] = np.nan
     nib.save(nib.Nifti1Image(data.astype(np.float32), nib.load(bad).affine), str(bad))
     out, work = tmp_path / "out", tmp_path / "work"
-    args = [str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2", "--omp-nthreads", "1"]
+    args = [
+        str(bids),
+        str(out),
+        "participant",
+        "-w",
+        str(work),
+        "--nprocs",
+        "2",
+        "--omp-nthreads",
+        "1",
+    ]
 
     assert main(args) == 5  # sub-02 has an invalid image, sub-01 still finishes
     assert not (out / "sub-02").exists()

@@ -11,7 +11,9 @@ from bids_synth.workflows.base import init_bids_synth_wf
 def build(tmp_path, layout_spec, **workflow_options):
     bids = write_bids(tmp_path / "bids", layout_spec)
     layout = load_layout(bids)
-    units = [unit for subject in layout.get_subjects() for unit in collect_sessions(layout, subject)]
+    units = [
+        unit for subject in layout.get_subjects() for unit in collect_sessions(layout, subject)
+    ]
     config = Config()
     config.execution.bids_dir = str(bids)
     config.execution.output_dir = str(tmp_path / "out")

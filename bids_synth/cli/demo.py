@@ -22,14 +22,26 @@ def build_parser() -> argparse.ArgumentParser:
             "the participant level and the group level on it into OUT_DIR/derivatives."
         ),
     )
-    parser.add_argument("out_dir", nargs="?", type=Path, default=Path("demo_output"),
-                        help="folder for the demo dataset, derivatives and work (default: %(default)s)")
-    parser.add_argument("--nprocs", type=int, default=None, help="processes at once (default: all cores)")
-    parser.add_argument("--resolution", type=float, default=2.0,
-                        help="voxel size of the simulated images in mm (default: %(default)s)")
+    parser.add_argument(
+        "out_dir",
+        nargs="?",
+        type=Path,
+        default=Path("demo_output"),
+        help="folder for the demo dataset, derivatives and work (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--nprocs", type=int, default=None, help="processes at once (default: all cores)"
+    )
+    parser.add_argument(
+        "--resolution",
+        type=float,
+        default=2.0,
+        help="voxel size of the simulated images in mm (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulation and the run")
-    parser.add_argument("--fresh", action="store_true",
-                        help="delete OUT_DIR first instead of resuming in it")
+    parser.add_argument(
+        "--fresh", action="store_true", help="delete OUT_DIR first instead of resuming in it"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     return parser
 

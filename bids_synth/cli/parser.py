@@ -96,22 +96,57 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     perf = parser.add_argument_group("Resources and execution")
-    perf.add_argument("-w", "--work-dir", type=Path, help="nipype working folder, reused by reruns "
-                      "(default: OUTPUT_DIR/../work or a 'work' folder beside the output)")
-    perf.add_argument("--nprocs", "--n-cpus", type=_positive_int, metavar="N",
-                      help="processes run at once by the MultiProc plugin (default: all cores)")
-    perf.add_argument("--omp-nthreads", type=_positive_int, metavar="N",
-                      help="threads per process (ITK, torch) (default: min(nprocs, 8))")
-    perf.add_argument("--mem-gb", type=_positive_float, metavar="GB",
-                      help="memory the scheduler may hand out (default: no limit)")
-    perf.add_argument("--use-plugin", type=Path, metavar="YAML",
-                      help="nipype plugin settings (see workflows/plugins/*.yml)")
-    perf.add_argument("--config-file", type=Path, metavar="TOML",
-                      help="run settings (see workflows/*.toml); options given here win")
-    perf.add_argument("--write-graph", action="store_true", default=None,
-                      help="write the workflow graph (dot/png) into the work folder")
-    perf.add_argument("--stop-on-first-crash", action="store_true", default=None,
-                      help="stop at the first failing node instead of finishing the others")
-    perf.add_argument("-v", "--verbose", action="count", default=0,
-                      help="more log output (-v: info, -vv: debug)")
+    perf.add_argument(
+        "-w",
+        "--work-dir",
+        type=Path,
+        help="nipype working folder, reused by reruns "
+        "(default: OUTPUT_DIR/../work or a 'work' folder beside the output)",
+    )
+    perf.add_argument(
+        "--nprocs",
+        "--n-cpus",
+        type=_positive_int,
+        metavar="N",
+        help="processes run at once by the MultiProc plugin (default: all cores)",
+    )
+    perf.add_argument(
+        "--omp-nthreads",
+        type=_positive_int,
+        metavar="N",
+        help="threads per process (ITK, torch) (default: min(nprocs, 8))",
+    )
+    perf.add_argument(
+        "--mem-gb",
+        type=_positive_float,
+        metavar="GB",
+        help="memory the scheduler may hand out (default: no limit)",
+    )
+    perf.add_argument(
+        "--use-plugin",
+        type=Path,
+        metavar="YAML",
+        help="nipype plugin settings (see workflows/plugins/*.yml)",
+    )
+    perf.add_argument(
+        "--config-file",
+        type=Path,
+        metavar="TOML",
+        help="run settings (see workflows/*.toml); options given here win",
+    )
+    perf.add_argument(
+        "--write-graph",
+        action="store_true",
+        default=None,
+        help="write the workflow graph (dot/png) into the work folder",
+    )
+    perf.add_argument(
+        "--stop-on-first-crash",
+        action="store_true",
+        default=None,
+        help="stop at the first failing node instead of finishing the others",
+    )
+    perf.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-v: info, -vv: debug)"
+    )
     return parser

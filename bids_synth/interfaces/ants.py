@@ -151,5 +151,3 @@ def _write(image, runtime, name: str) -> str:
     path = os.path.join(runtime.cwd, name)
     image.to_filename(path)
     return path
-
-

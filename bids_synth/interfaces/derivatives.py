@@ -8,7 +8,6 @@ dataset. A participant whose processing fails therefore leaves no partial set of
 
 from __future__ import annotations
 
-
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -43,7 +42,9 @@ class DerivativesDataSink(SimpleInterface):
         entities = dict(self.inputs.entities)
         staged = [stage_image(self.inputs.in_file, entities, runtime.cwd, self.inputs.data_dtype)]
         meta = sidecar(
-            sources=self.inputs.source_files, raw_root=self.inputs.raw_root, extra=self.inputs.metadata
+            sources=self.inputs.source_files,
+            raw_root=self.inputs.raw_root,
+            extra=self.inputs.metadata,
         )
         staged.append(stage_json(meta, entities, runtime.cwd))
         self._results["staged"] = staged
@@ -73,5 +74,3 @@ class CommitDerivatives(SimpleInterface):
             self.inputs.staged, self.inputs.output_dir, self.inputs.record
         )
         return runtime
-
-

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
@@ -80,14 +82,15 @@ def init_session_wf(
 ) -> pe.Workflow:
     """Preprocess the T1w, align the other images to it, and write the derivatives."""
     workflow = pe.Workflow(name=name)
-    inputnode = pe.Node(
-        niu.IdentityInterface(fields=["t1w", *unit.others]), name="inputnode"
-    )
+    inputnode = pe.Node(niu.IdentityInterface(fields=["t1w", *unit.others]), name="inputnode")
     inputnode.inputs.t1w = unit.t1w
     for suffix, path in unit.others.items():
         setattr(inputnode.inputs, suffix, path)
 
-    anat_preproc_wf = init_anat_preproc_wf(omp_nthreads=omp_nthreads, shrink_factor=shrink_factor)
+    image_gb = float32_gigabytes(unit.t1w)
+    anat_preproc_wf = init_anat_preproc_wf(
+        omp_nthreads=omp_nthreads, shrink_factor=shrink_factor, image_gb=image_gb
+    )
     preproc_params = {"N4ShrinkFactor": shrink_factor}
     outputs = {
         "t1w_preproc": {
@@ -142,6 +145,7 @@ def init_session_wf(
             omp_nthreads=omp_nthreads,
             seed=seed,
             shrink_factor=shrink_factor,
+            image_gb=max(image_gb, float32_gigabytes(unit.others[suffix])),
             name=f"coreg_{suffix.lower()}_wf",
         )
         workflow.connect([
@@ -156,6 +160,11 @@ def init_session_wf(
             ]),
         ])  # fmt: skip
     return workflow
+
+
+def float32_gigabytes(path: str) -> float:
+    """Size of an image in memory as float32, from its header."""
+    return float(np.prod(nib.load(path).shape[:3])) * 4 / 2**30
 
 
 def record_path(output_dir: str, unit: SessionInputs, run_id: str) -> Path:

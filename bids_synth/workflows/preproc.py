@@ -7,12 +7,24 @@ from nipype.pipeline import engine as pe
 
 from bids_synth.interfaces.ants import BrainMask, HeadMask, N4BiasCorrection, RegisterToReference
 
+# peak memory of a step as a multiple of one float32 copy of the image (measured on 1 mm heads)
+MEMORY_FACTORS = {"mask": 12, "n4": 30, "register": 40}
+
+
+def _mem_gb(image_gb: float, step: str) -> float:
+    return max(0.2, image_gb * MEMORY_FACTORS[step])
+
 
 def init_anat_preproc_wf(
-    *, omp_nthreads: int, shrink_factor: int = 4, name: str = "anat_preproc_wf"
+    *,
+    omp_nthreads: int,
+    shrink_factor: int = 4,
+    image_gb: float = 0.03,
+    name: str = "anat_preproc_wf",
 ) -> pe.Workflow:
     """T1w reference → head mask, N4 bias correction inside it, brain mask.
 
+    ``image_gb`` (size of the image in float32) sets the nodes' memory requests.
     Inputs: ``t1w``. Outputs: ``t1w_preproc``, ``head_mask``, ``brain_mask``.
     """
     workflow = pe.Workflow(name=name)
@@ -20,13 +32,14 @@ def init_anat_preproc_wf(
     outputnode = pe.Node(
         niu.IdentityInterface(fields=["t1w_preproc", "head_mask", "brain_mask"]), name="outputnode"
     )
-    head_mask = pe.Node(HeadMask(modality="MR"), name="head_mask")
+    head_mask = pe.Node(HeadMask(modality="MR"), name="head_mask", mem_gb=_mem_gb(image_gb, "mask"))
     n4 = pe.Node(
         N4BiasCorrection(shrink_factor=shrink_factor, num_threads=omp_nthreads),
         name="n4",
         n_procs=omp_nthreads,
+        mem_gb=_mem_gb(image_gb, "n4"),
     )
-    brain_mask = pe.Node(BrainMask(), name="brain_mask")
+    brain_mask = pe.Node(BrainMask(), name="brain_mask", mem_gb=_mem_gb(image_gb, "mask"))
     workflow.connect([
         (inputnode, head_mask, [("t1w", "in_file")]),
         (inputnode, n4, [("t1w", "in_file")]),
@@ -47,6 +60,7 @@ def init_coreg_wf(
     omp_nthreads: int,
     seed: int,
     shrink_factor: int = 4,
+    image_gb: float = 0.03,
     name: str,
 ) -> pe.Workflow:
     """Align one image (T2w, FLAIR, PD or CT) to the preprocessed T1w.
@@ -70,6 +84,7 @@ def init_coreg_wf(
         ),
         name="register",
         n_procs=omp_nthreads,
+        mem_gb=_mem_gb(image_gb, "register"),
     )
     workflow.connect([
         (inputnode, register, [("reference", "fixed"), ("reference_mask", "fixed_mask")]),
@@ -78,11 +93,12 @@ def init_coreg_wf(
     if is_ct:
         workflow.connect(inputnode, "moving", register, "moving")
         return workflow
-    head_mask = pe.Node(HeadMask(modality="MR"), name="head_mask")
+    head_mask = pe.Node(HeadMask(modality="MR"), name="head_mask", mem_gb=_mem_gb(image_gb, "mask"))
     n4 = pe.Node(
         N4BiasCorrection(shrink_factor=shrink_factor, num_threads=omp_nthreads),
         name="n4",
         n_procs=omp_nthreads,
+        mem_gb=_mem_gb(image_gb, "n4"),
     )
     workflow.connect([
         (inputnode, head_mask, [("moving", "in_file")]),
