@@ -67,7 +67,7 @@ def atomic_save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
     """Save a NIfTI image atomically (gzip-compressed when ``path`` ends in ``.gz``)."""
     payload = img.to_bytes()
     if str(path).endswith(".gz"):
-        payload = gzip.compress(payload, compresslevel=6, mtime=0)  # mtime=0: reproducible bytes
+        payload = gzip.compress(payload, compresslevel=1, mtime=0)  # fast; mtime=0: reproducible
     with atomic_write(path) as handle:
         handle.write(payload)
     return Path(path)

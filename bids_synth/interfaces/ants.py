@@ -41,7 +41,7 @@ class HeadMask(SimpleInterface):
 
         image = ants.image_read(self.inputs.in_file)
         mask = head_mask(image, modality=self.inputs.modality)
-        self._results["out_mask"] = _write(mask.astype("uint8"), runtime, "head_mask.nii.gz")
+        self._results["out_mask"] = _write(mask.astype("uint8"), runtime, "head_mask.nii")
         return runtime
 
 
@@ -64,7 +64,7 @@ class BrainMask(SimpleInterface):
         image = ants.image_read(self.inputs.in_file)
         head = ants.image_read(self.inputs.head_mask)
         mask = brain_mask(image, head)
-        self._results["out_mask"] = _write(mask.astype("uint8"), runtime, "brain_mask.nii.gz")
+        self._results["out_mask"] = _write(mask.astype("uint8"), runtime, "brain_mask.nii")
         return runtime
 
 
@@ -77,7 +77,6 @@ class _N4InputSpec(BaseInterfaceInputSpec):
 
 class _N4OutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="bias-corrected image")
-    bias_field = File(exists=True, desc="estimated multiplicative bias field")
 
 
 class N4BiasCorrection(SimpleInterface):
@@ -95,9 +94,7 @@ class N4BiasCorrection(SimpleInterface):
         bias = ants.n4_bias_field_correction(
             image, mask=mask, shrink_factor=self.inputs.shrink_factor, return_bias_field=True
         )
-        corrected = image / bias
-        self._results["out_file"] = _write(corrected, runtime, "n4.nii.gz")
-        self._results["bias_field"] = _write(bias, runtime, "bias_field.nii.gz")
+        self._results["out_file"] = _write(image / bias, runtime, "n4.nii")
         return runtime
 
 
@@ -143,11 +140,12 @@ class RegisterToReference(SimpleInterface):
             out_matrix=matrix,
         )
         self._results["out_matrix"] = matrix
-        self._results["out_file"] = _write(registered, runtime, "registered.nii.gz")
+        self._results["out_file"] = _write(registered, runtime, "registered.nii")
         return runtime
 
 
 def _write(image, runtime, name: str) -> str:
+    """Write into the node folder; uncompressed, as gzip costs more than the disk it saves here."""
     path = os.path.join(runtime.cwd, name)
     image.to_filename(path)
     return path
