@@ -44,7 +44,7 @@ def test_n4_removes_a_known_multiplicative_bias(tmp_path, t1w, monkeypatch):
 def test_masks_of_the_phantom(tmp_path, t1w, monkeypatch):
     monkeypatch.chdir(tmp_path)
     head = nib.load(HeadMask(in_file=str(t1w)).run().outputs.out_mask).get_fdata() > 0
-    brain_file = BrainMask(in_file=str(t1w), head_mask=str(tmp_path / "head_mask.nii.gz")).run()
+    brain_file = BrainMask(in_file=str(t1w), head_mask=str(tmp_path / "head_mask.nii")).run()
     brain = nib.load(brain_file.outputs.out_mask).get_fdata() > 0
     labels = phantom_labels()
     assert dice(head, labels > 0) > 0.95  # skull and CSF filled in
