@@ -5,7 +5,7 @@ from __future__ import annotations
 import ants
 import numpy as np
 from scipy import ndimage
-from skimage.filters import threshold_otsu
+from skimage.filters import threshold_multiotsu, threshold_otsu
 
 CT_HEAD_THRESHOLD_HU = -500.0
 
@@ -30,16 +30,18 @@ def head_mask(image: ants.ANTsImage, *, modality: str = "MR") -> ants.ANTsImage:
 def brain_mask(t1w: ants.ANTsImage, head: ants.ANTsImage) -> ants.ANTsImage:
     """Brain mask of a bias-corrected T1w (brain tissue, ventricles and sulcal CSF).
 
-    Within the head, voxels brighter than the Otsu threshold (GM, WM, but also scalp fat and
-    muscle) are eroded by 4 mm, which cuts the bridges through the dark skull; the largest
-    remaining component is the brain core. It is grown back inside the bright voxels (geodesic
-    dilation by 5 mm), closed by 6 mm to take in sulcal CSF, and hole-filled (ventricles).
+    Within the head, tissue voxels (above the lower of two multi-Otsu thresholds: brighter than
+    bone, CSF and air) are eroded by 4 mm, which cuts the bridges through the dark skull. The
+    brain core is the largest remaining component centred above the lower third of the head's
+    height (so that a large neck in the field of view is not taken for it). It is grown back inside
+    the tissue (geodesic dilation by 5 mm), closed by 6 mm to take in sulcal CSF, and hole-filled
+    (ventricles).
     """
     data = t1w.numpy()
     inside = head.numpy() > 0
-    values = data[inside]
-    bright = inside & (data > threshold_otsu(values))
-    core = _largest_component(ndimage.binary_erosion(bright, _ball(4.0, t1w.spacing)))
+    bright = inside & (data > threshold_multiotsu(data[inside], classes=3)[0])
+    eroded = ndimage.binary_erosion(bright, _ball(4.0, t1w.spacing))
+    core = _largest_superior_component(eroded, inside, t1w)
     grown = ndimage.binary_dilation(core, _ball(5.0, t1w.spacing), mask=bright)
     closed = ndimage.binary_closing(grown, _ball(6.0, t1w.spacing), border_value=0) & inside
     mask = _largest_component(_fill_holes(closed))
@@ -51,6 +53,30 @@ def _ball(radius_mm: float, spacing) -> np.ndarray:
     radii = [max(1, int(round(radius_mm / s))) for s in spacing]
     grids = np.ogrid[tuple(slice(-r, r + 1) for r in radii)]
     return sum((g * s / radius_mm) ** 2 for g, s in zip(grids, spacing)) <= 1.0
+
+
+def _largest_superior_component(
+    mask: np.ndarray, head: np.ndarray, image: ants.ANTsImage
+) -> np.ndarray:
+    """Largest component whose centroid lies above the lower third of the head's height."""
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index)
+    centroids = np.array(ndimage.center_of_mass(mask, labels, index))
+    height = _world_height(image, centroids)
+    head_height = _world_height(image, np.argwhere(head))
+    superior = height > head_height.min() + (head_height.max() - head_height.min()) / 3
+    best = index[np.argmax(np.where(superior, sizes, -1))] if superior.any() else index[sizes.argmax()]
+    return labels == best
+
+
+def _world_height(image: ants.ANTsImage, voxels: np.ndarray) -> np.ndarray:
+    """Superior coordinate (mm) of voxel indices: the third world axis (LPS and RAS agree on it)."""
+    direction = np.asarray(image.direction)
+    world = (voxels * np.asarray(image.spacing)) @ direction.T + np.asarray(image.origin)
+    return world[:, 2]
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
