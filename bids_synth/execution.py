@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
+import math
+import os
 import re
+import subprocess
+import time
 from pathlib import Path
 
 from nipype import config as nipype_config
@@ -17,6 +22,10 @@ LOG = logging.getLogger("bids_synth")
 _CRASH_NODE = re.compile(r"^Node: (\S+)", re.MULTILINE)
 _ERROR_LINE = re.compile(r"^[A-Za-z_.]*(Error|Exception)\b.*:")
 _UNIT_PATH = re.compile(r"bids_synth_wf\.sub_(\w+?)_wf\.(?:ses_(\w+)_wf|anat_wf)\.")
+#: nipype plugins that submit each node as a Slurm job
+SLURM_PLUGINS = ("SLURM", "SLURMGraph")
+#: how often to ask Slurm whether the jobs of a SLURMGraph submission are still queued
+SLURM_GRAPH_POLL_S = 1.0
 
 
 def configure_nipype(config: Config) -> None:
@@ -54,6 +63,12 @@ def plugin_settings(config: Config) -> tuple[str, dict]:
         if settings.mem_gb:
             args.setdefault("memory_gb", settings.mem_gb)
         args.setdefault("raise_insufficient", False)
+    if settings.plugin in SLURM_PLUGINS:
+        args["sbatch_args"] = str(args.get("sbatch_args") or "").strip()
+        if settings.plugin == "SLURMGraph":
+            # tag the jobs so that bids-synth can wait for them; drop jobs whose upstream failed
+            tag = f"--comment=bids-synth:{config.execution.run_id} --kill-on-invalid-dep=yes"
+            args["sbatch_args"] = f"{args['sbatch_args']} {tag}".strip()
     return settings.plugin, args
 
 
@@ -62,10 +77,58 @@ def run_workflow(workflow, config: Config) -> None:
     if config.execution.write_graph:
         write_graph(workflow)
     plugin, plugin_args = plugin_settings(config)
+    # ITK reads its thread count once per process, at its first use: set it before nipype starts
+    # its worker processes (or Slurm jobs, which inherit this environment), so that every ITK
+    # step uses --omp-nthreads whichever node a worker ran first (N4's result depends on it).
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(config.nipype.omp_nthreads)
+    if plugin in SLURM_PLUGINS:
+        os.environ.setdefault("LOGNAME", _user_name())  # nipype's SLURM plugin names jobs with it
+        request_slurm_resources(workflow)
     try:
         workflow.run(plugin=plugin, plugin_args=plugin_args)
     except RuntimeError as exc:
         LOG.debug("nipype: %s", exc)
+    if plugin == "SLURMGraph":  # nipype returns once the jobs are submitted: wait for them
+        wait_for_slurm_jobs(f"bids-synth:{config.execution.run_id}")
+
+
+def request_slurm_resources(workflow) -> None:
+    """Each node's job asks Slurm for the node's ``n_procs`` CPUs and ``mem_gb`` memory.
+
+    The request is added to the preset's ``sbatch_args`` (nipype reads a node's own
+    ``plugin_args``); a node that already names ``sbatch_args`` keeps them.
+    """
+    for name in workflow.list_node_names():
+        node = workflow.get_node(name)
+        if "sbatch_args" in node.plugin_args:
+            continue
+        request = f" --cpus-per-task={max(1, int(node.n_procs))}"
+        if node.mem_gb:
+            request += f" --mem={max(1, math.ceil(node.mem_gb * 1024))}M"
+        node.plugin_args = {**node.plugin_args, "sbatch_args": request}
+
+
+def wait_for_slurm_jobs(tag: str, poll_s: float = SLURM_GRAPH_POLL_S) -> None:
+    """Block until no job of this user with ``--comment=tag`` is queued or running."""
+    user = _user_name()
+    while True:
+        queue = subprocess.run(
+            ["squeue", "-h", "-u", user, "-o", "%i|%k"], capture_output=True, text=True
+        )
+        if queue.returncode:
+            LOG.warning("squeue failed (%s); not waiting for Slurm jobs", queue.stderr.strip())
+            return
+        jobs = [line for line in queue.stdout.splitlines() if line.split("|", 1)[-1] == tag]
+        if not jobs:
+            return
+        time.sleep(poll_s)
+
+
+def _user_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        return str(os.getuid())
 
 
 def write_graph(workflow) -> None:
@@ -73,6 +136,11 @@ def write_graph(workflow) -> None:
         workflow.write_graph(graph2use="colored", format="svg", simple_form=True)
     except Exception as exc:  # graphviz's dot may be missing: the .dot file is still written
         LOG.warning("workflow graph written as .dot only (%s)", str(exc).splitlines()[0])
+
+
+def is_output_error(message: str) -> bool:
+    """Whether a failure message of :func:`unit_failures` is an output problem (disk full, ...)."""
+    return "bids_synth.errors.OutputError:" in message
 
 
 def unit_failures(crash_dir: Path) -> dict[str, str]:
@@ -102,6 +170,9 @@ def unit_runtime(work_dir: Path, unit: SessionInputs) -> float | None:
     folder = work_dir / "bids_synth_wf" / f"sub_{unit.subject}_wf" / branch
     total = 0.0
     for result in folder.rglob("result_*.pklz"):
-        runtime = getattr(loadpkl(result), "runtime", None)
+        try:
+            runtime = getattr(loadpkl(result), "runtime", None)
+        except Exception:  # a result cached by an older version of an interface
+            continue
         total += float(getattr(runtime, "duration", 0.0) or 0.0)
     return round(total, 2) if total else None

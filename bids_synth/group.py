@@ -11,6 +11,7 @@ from bids_synth.config import Config
 from bids_synth.derivatives import dataset_lock
 from bids_synth.errors import InputDatasetError
 from bids_synth.fileio import atomic_write_json, atomic_write_text
+from bids_synth.reports import write_group_report
 from bids_synth.runlog import latest_outcomes
 
 LOG = logging.getLogger("bids_synth")
@@ -30,6 +31,7 @@ def run_group(config: Config) -> int:
     if not rows:
         raise InputDatasetError(f"{output_dir} has no run records: run the participant level first")
     write_cohort_table(output_dir, rows)
+    write_group_report(output_dir, rows)
     failed = sum(row["status"] != "success" for row in rows)
     LOG.info("cohort table: %d participant/session(s), %d not successful", len(rows), failed)
     return 0

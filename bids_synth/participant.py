@@ -13,10 +13,18 @@ from bids_synth.errors import (
     BidsSynthError,
     InvalidImageError,
     NothingToProcessError,
+    OutputError,
     ProcessingError,
 )
-from bids_synth.execution import configure_nipype, run_workflow, unit_failures, unit_runtime
+from bids_synth.execution import (
+    configure_nipype,
+    is_output_error,
+    run_workflow,
+    unit_failures,
+    unit_runtime,
+)
 from bids_synth.fileio import atomic_write_text, load_image
+from bids_synth.reports import write_subject_report
 from bids_synth.runlog import UnitOutcome, write_run_log
 from bids_synth.workflows.base import init_bids_synth_wf, record_path
 
@@ -61,6 +69,8 @@ def run_participants(config: Config) -> int:
             LOG.error("%s: %s", unit.name, outcome.message)
         outcomes.append(outcome)
     write_run_log(execution.output_dir, execution.run_id, outcomes, started=started)
+    for subject in sorted({unit.subject for unit in valid}):
+        write_subject_report(execution.output_dir, subject)
     return exit_code(outcomes)
 
 
@@ -68,6 +78,12 @@ def discover_units(config: Config) -> list[SessionInputs]:
     """All participant/sessions to process, through pybids; participants without a T1w skipped."""
     execution = config.execution
     layout = load_layout(execution.bids_dir, validate=not execution.skip_bids_validation)
+    unknown = sorted(set(execution.session_label) - set(layout.get_sessions()))
+    if unknown:
+        raise NothingToProcessError(
+            "session label(s) not found in the dataset: "
+            + ", ".join(f"ses-{label}" for label in unknown)
+        )
     units = []
     for subject in select_subjects(layout, execution.participant_label):
         found = collect_sessions(
@@ -109,6 +125,9 @@ def check_inputs(units: list[SessionInputs]) -> tuple[list[SessionInputs], list]
 
 def exit_code(outcomes) -> int:
     statuses = {outcome.status for outcome in outcomes}
+    failed = [outcome.message for outcome in outcomes if outcome.status == "failed"]
+    if failed and all(is_output_error(message) for message in failed):
+        return OutputError.exit_code  # e.g. the disk filled up while publishing derivatives
     if "failed" in statuses:
         return ProcessingError.exit_code
     if "invalid-input" in statuses:
