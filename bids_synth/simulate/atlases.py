@@ -1,0 +1,195 @@
+"""Real-anatomy label maps from files, converted to tissue fractions in their own space.
+
+The files come from the reference-data folder (:mod:`bids_synth.refdata`, never bundled):
+
+- ``spm/TPM.nii.gz``: SPM's 6 tissue probability maps (GM, WM, CSF, bone, soft tissue, air), 1.5 mm;
+- ``spm/labels_Neuromorphometrics.nii.gz`` + ``.xml``: brain labels (same grid as the TPM; its
+  licence is CC BY-NC: fine for tests and benchmarks, not for training shipped models);
+- ``ch2.nii.gz`` + ``ch2bet.nii.gz``: Colin27, segmented here by intensity (a crude 1 mm anatomy).
+
+What the maps lack is derived with simple morphology: ventricles are CSF deeper than
+:data:`VENTRICLE_DEPTH_MM` inside the brain; the scalp is split by depth below the head surface
+into skin, fat and muscle; bone is split into cortical tables and marrow by its local thickness;
+air enclosed by the head is sinus air.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from bids_synth.refdata import reference_file
+from bids_synth.simulate.tissues import N_TISSUES, Tissue
+
+VENTRICLE_DEPTH_MM = 10.0
+SKULL_SHELL_MM = 15.0
+SKIN_MM, FAT_MM = 2.0, 5.0
+MNI_HEAD_CENTRE_MM = (0.0, -15.0, -5.0)
+
+
+@dataclass(frozen=True)
+class LabelVolume:
+    """Tissue fractions ``(N_TISSUES, X, Y, Z)`` (float32, sum 1) on a grid with ``affine``."""
+
+    fractions: np.ndarray
+    affine: np.ndarray
+    head_centre_mm: tuple[float, float, float]
+
+
+def _voxel_mm(affine: np.ndarray) -> np.ndarray:
+    return np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+
+
+def _depth_mm(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Distance (mm) from each voxel of ``mask`` to the nearest voxel outside it; the mask is
+    continued beyond the array edges (a head cut by the field of view has no surface there)."""
+    padded = np.pad(mask, 1, mode="edge")
+    depth = ndimage.distance_transform_edt(padded, sampling=_voxel_mm(affine))
+    return depth[1:-1, 1:-1, 1:-1].astype(np.float32)
+
+
+def _fill_head(head: np.ndarray) -> np.ndarray:
+    closed = ndimage.binary_closing(head, iterations=2)
+    return ndimage.binary_fill_holes(closed)
+
+
+def _split_scalp(f: np.ndarray, soft: np.ndarray, head_depth: np.ndarray) -> None:
+    f[Tissue.SKIN] += soft * (head_depth < SKIN_MM)
+    f[Tissue.FAT] += soft * ((head_depth >= SKIN_MM) & (head_depth < FAT_MM))
+    f[Tissue.MUSCLE] += soft * (head_depth >= FAT_MM)
+
+
+def _split_bone(f: np.ndarray, bone: np.ndarray, affine: np.ndarray) -> None:
+    """Marrow where the bone is thick (its local mean occupancy is high), cortical elsewhere."""
+    sigma = 2.0 / _voxel_mm(affine)
+    marrow = np.clip((ndimage.gaussian_filter(bone, sigma) - 0.55) / 0.25, 0, 1)
+    f[Tissue.MARROW] += bone * marrow
+    f[Tissue.CORTICAL_BONE] += bone * (1 - marrow)
+
+
+def _split_csf(f: np.ndarray, csf: np.ndarray, brain_depth: np.ndarray) -> None:
+    deep = brain_depth > VENTRICLE_DEPTH_MM
+    f[Tissue.VENTRICLE] += csf * deep
+    f[Tissue.CSF] += csf * ~deep
+
+
+def _normalised(f: np.ndarray) -> np.ndarray:
+    f[Tissue.BACKGROUND] += np.clip(1 - f.sum(axis=0), 0, None)
+    return (f / f.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
+def load_tpm() -> LabelVolume:
+    """SPM TPM → fractions (probabilities are already partial-volume maps)."""
+    img = nib.load(reference_file("spm/TPM.nii.gz"))
+    tpm = np.clip(np.asarray(img.dataobj, dtype=np.float32), 0, 1)
+    gm, wm, csf, bone, soft, air = np.moveaxis(tpm, -1, 0)
+    f = np.zeros((N_TISSUES, *gm.shape), dtype=np.float32)
+    f[Tissue.GM], f[Tissue.WM] = gm, wm
+    head = _fill_head(air < 0.5)
+    brain = gm + wm + csf > 0.5
+    _split_csf(f, csf, _depth_mm(brain, img.affine))
+    _split_bone(f, bone, img.affine)
+    _split_scalp(f, soft, _depth_mm(head, img.affine))
+    f[Tissue.SINUS] = air * head
+    f[Tissue.BACKGROUND] = air * ~head
+    return LabelVolume(_normalised(f), img.affine, MNI_HEAD_CENTRE_MM)
+
+
+_NEUROMORPHOMETRICS_CLASSES = (  # first matching pattern wins; everything else is cortex
+    (r"Ventricle|Lat Vent|Inf Lat Vent", Tissue.VENTRICLE),
+    (r"^CSF$", Tissue.CSF),
+    (r"White Matter|Brain Stem|Optic Chiasm|vessel|Ventral DC", Tissue.WM),
+    (r"Caudate|Putamen|Pallidum|Thalamus|Accumbens|Basal Forebrain", Tissue.DEEP_GM),
+)
+
+
+def neuromorphometrics_tissue(name: str) -> Tissue:
+    """Tissue class of a Neuromorphometrics label name."""
+    for pattern, tissue in _NEUROMORPHOMETRICS_CLASSES:
+        if re.search(pattern, name, flags=re.IGNORECASE):
+            return tissue
+    return Tissue.GM
+
+
+def load_neuromorphometrics() -> LabelVolume:
+    """Neuromorphometrics brain labels inside the TPM's head (bone, scalp, air from the TPM)."""
+    img = nib.load(reference_file("spm/labels_Neuromorphometrics.nii.gz"))
+    labels = np.asarray(img.dataobj).astype(np.int32)
+    names = {
+        int(node.findtext("index")): node.findtext("name")
+        for node in ET.parse(reference_file("spm/labels_Neuromorphometrics.xml")).iter("label")
+    }
+    lookup = np.full(labels.max() + 1, -1, dtype=np.int32)
+    for index, name in names.items():
+        if index <= labels.max():
+            lookup[index] = neuromorphometrics_tissue(name)
+    classes = lookup[labels]
+    tpm = load_tpm()
+    if not np.allclose(tpm.affine, img.affine, atol=1e-3) or classes.shape != tpm.fractions.shape[1:]:
+        raise ValueError("Neuromorphometrics labels and TPM are not on the same grid")
+    labelled = classes >= 0
+    f = tpm.fractions * ~labelled
+    for tissue in np.unique(classes[labelled]):
+        f[tissue] += classes == tissue
+    return LabelVolume(_normalised(f), img.affine, MNI_HEAD_CENTRE_MM)
+
+
+def _kmeans_1d(values: np.ndarray, centres: list[float], iterations: int = 20) -> np.ndarray:
+    centres = np.asarray(centres, dtype=float)
+    for _ in range(iterations):
+        nearest = np.abs(values[:, None] - centres[None]).argmin(axis=1)
+        centres = np.array([values[nearest == k].mean() for k in range(len(centres))])
+    return np.sort(centres)
+
+
+def _memberships(values: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Fuzzy memberships ``(K, ...)``: linear between consecutive class centres."""
+    out = np.zeros((len(centres), *values.shape), dtype=np.float32)
+    clipped = np.clip(values, centres[0], centres[-1])
+    for k in range(len(centres) - 1):
+        inside = (clipped >= centres[k]) & (clipped <= centres[k + 1])
+        t = (clipped - centres[k]) / (centres[k + 1] - centres[k])
+        out[k] += np.where(inside & (clipped < centres[k + 1]), 1 - t, 0)
+        out[k + 1] += np.where(inside, t, 0) * (out[k + 1] == 0)
+    return out
+
+
+def load_colin27() -> LabelVolume:
+    """Colin27 (T1 with head + brain mask) segmented by intensity and distance to the brain.
+
+    Brain: fuzzy CSF/GM/WM memberships between 1D k-means centres. Outside the brain: very dark
+    voxels are bone within :data:`SKULL_SHELL_MM` of the brain (else sinus air), CSF-dark voxels
+    next to the brain are CSF, bright voxels are fat, the rest is scalp soft tissue.
+    """
+    img = nib.load(reference_file("ch2.nii.gz"))
+    t1 = np.asarray(img.dataobj, dtype=np.float32)
+    brain = np.asarray(nib.load(reference_file("ch2bet.nii.gz")).dataobj) > 0
+    csf_c, gm_c, wm_c = _kmeans_1d(t1[brain], [np.percentile(t1[brain], q) for q in (10, 50, 90)])
+    head = _fill_head(t1 > 0.5 * csf_c) & ~brain
+    f = np.zeros((N_TISSUES, *t1.shape), dtype=np.float32)
+    csf, gm, wm = _memberships(t1, np.array([csf_c, gm_c, wm_c])) * brain
+    f[Tissue.GM], f[Tissue.WM] = gm, wm
+    _split_csf(f, csf, _depth_mm(brain, img.affine))
+    to_brain = ndimage.distance_transform_edt(~brain, sampling=_voxel_mm(img.affine))
+    very_dark = head & (t1 < 0.6 * csf_c)
+    csf_dark = head & ~very_dark & (t1 < 0.5 * (csf_c + gm_c)) & (to_brain < 4)
+    bright = head & (t1 > 0.5 * (gm_c + wm_c))
+    _split_bone(f, (very_dark & (to_brain < SKULL_SHELL_MM)).astype(np.float32), img.affine)
+    f[Tissue.SINUS] += very_dark & (to_brain >= SKULL_SHELL_MM)
+    f[Tissue.CSF] += csf_dark
+    f[Tissue.FAT] += bright
+    soft = (head & ~very_dark & ~csf_dark & ~bright).astype(np.float32)
+    _split_scalp(f, soft, _depth_mm(head | brain, img.affine))
+    return LabelVolume(_normalised(f), img.affine, MNI_HEAD_CENTRE_MM)
+
+
+FILE_SOURCES = {
+    "tpm": load_tpm,
+    "neuromorphometrics": load_neuromorphometrics,
+    "colin27": load_colin27,
+}
