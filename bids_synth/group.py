@@ -1,4 +1,4 @@
-"""Group level: a cohort table of every processed participant/session."""
+"""Group level: cohort table, evaluation against references when there are any, group report."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from bids_synth.config import Config
 from bids_synth.derivatives import dataset_lock
 from bids_synth.errors import InputDatasetError
+from bids_synth.evaluation import evaluate_derivatives, write_evaluation
 from bids_synth.fileio import atomic_write_json, atomic_write_text
 from bids_synth.reports import write_group_report
 from bids_synth.runlog import latest_outcomes
@@ -31,6 +32,10 @@ def run_group(config: Config) -> int:
     if not rows:
         raise InputDatasetError(f"{output_dir} has no run records: run the participant level first")
     write_cohort_table(output_dir, rows)
+    scores = evaluate_derivatives(output_dir, config.execution.bids_dir)
+    if scores:  # synthetic outputs with references (a real CT, simulated ground truth)
+        write_evaluation(scores, output_dir / "evaluation")
+        LOG.info("evaluation: %d output(s) scored against their references", len(scores))
     write_group_report(output_dir, rows)
     failed = sum(row["status"] != "success" for row in rows)
     LOG.info("cohort table: %d participant/session(s), %d not successful", len(rows), failed)
