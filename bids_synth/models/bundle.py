@@ -1,0 +1,152 @@
+"""Read, verify, load and save model bundles (format: ../shared/DESIGN.md, "Model bundles").
+
+``bundle.json`` holds the metadata (id, semver version, task, architecture name + kwargs, input
+and output contracts, training data, metrics, software version) and the weights' sha256. The
+weights are read once, hashed, and only then parsed by safetensors from those same bytes: a
+tampered file is refused and nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bids_synth.errors import ModelBundleError
+from bids_synth.fileio import atomic_write, atomic_write_json, atomic_write_text
+
+BUNDLE_FILE = "bundle.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "MODEL_CARD.md"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("id", "version", "task", "architecture", "input", "output", "weights")
+_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+)
+
+
+def semver_key(version: str) -> tuple:
+    """Sort key of a semantic version (pre-releases sort before their release)."""
+    core, _, pre = version.split("+")[0].partition("-")
+    return (*map(int, core.split(".")), pre == "", pre)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle folder and its parsed ``bundle.json``."""
+
+    path: Path
+    meta: dict
+
+    @property
+    def id(self) -> str:
+        return self.meta["id"]
+
+    @property
+    def version(self) -> str:
+        return self.meta["version"]
+
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def sha256(self) -> str:
+        return self.meta["weights"]["sha256"]
+
+    @classmethod
+    def read(cls, path: str | Path) -> Bundle:
+        """Parse and check ``path/bundle.json`` (no weights read, no torch)."""
+        path = Path(path)
+        try:
+            meta = json.loads((path / BUNDLE_FILE).read_text())
+        except FileNotFoundError as exc:
+            raise ModelBundleError(f"model bundle {path}: no {BUNDLE_FILE}") from exc
+        except (OSError, ValueError) as exc:
+            raise ModelBundleError(
+                f"model bundle {path}: unreadable {BUNDLE_FILE} ({exc})"
+            ) from exc
+        missing = (
+            [key for key in REQUIRED_KEYS if key not in meta]
+            if isinstance(meta, dict)
+            else list(REQUIRED_KEYS)
+        )
+        if missing:
+            raise ModelBundleError(f"model bundle {path}: {BUNDLE_FILE} lacks {', '.join(missing)}")
+        if not _ID.match(str(meta["id"])) or not _SEMVER.match(str(meta["version"])):
+            raise ModelBundleError(
+                f"model bundle {path}: invalid id {meta['id']!r} or version {meta['version']!r}"
+            )
+        return cls(path, meta)
+
+    def read_weights(self) -> bytes:
+        """The weight file's bytes after checking their sha256; :class:`ModelBundleError` if not."""
+        try:
+            data = (self.path / WEIGHTS_FILE).read_bytes()
+        except OSError as exc:
+            raise ModelBundleError(
+                f"model bundle {self.ref}: weights unreadable ({exc.strerror or exc})"
+            ) from exc
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise ModelBundleError(
+                f"model bundle {self.ref}: weights sha256 mismatch (file tampered or corrupt)"
+            )
+        return data
+
+    def verify(self) -> None:
+        """Check the weights' sha256 (raises :class:`ModelBundleError`)."""
+        self.read_weights()
+
+    def load_network(self, device: str = "cpu"):
+        """Build the architecture, load the verified weights (safetensors, no pickle), eval mode."""
+        from safetensors.torch import load as load_safetensors
+
+        from bids_synth.nn.factory import build_network
+
+        data = self.read_weights()
+        architecture = self.meta["architecture"]
+        try:
+            network = build_network(architecture["name"], **architecture.get("kwargs", {}))
+            network.load_state_dict(load_safetensors(data))
+        except (ValueError, TypeError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise ModelBundleError(
+                f"model bundle {self.ref}: weights do not fit the architecture ({reason})"
+            ) from exc
+        return network.eval().to(device)
+
+
+def save_bundle(folder: str | Path, network, *, meta: dict, card: str | None = None) -> Bundle:
+    """Write ``network``'s weights and ``meta`` (without ``weights``) as a bundle in ``folder``.
+
+    ``meta`` needs id, version, task, architecture (name + kwargs that rebuild ``network``), input
+    and output. The weights go first and ``bundle.json`` last, so a folder with a ``bundle.json``
+    is always complete. ``card`` is the MODEL_CARD.md text.
+    """
+    from safetensors.torch import save as save_safetensors
+
+    folder = Path(folder)
+    tensors = {
+        key: value.detach().cpu().contiguous() for key, value in network.state_dict().items()
+    }
+    data = save_safetensors(
+        tensors
+    )  # no header metadata: its key order is not stable, the bytes would vary
+    with atomic_write(folder / WEIGHTS_FILE) as handle:
+        handle.write(data)
+    if card is not None:
+        atomic_write_text(folder / CARD_FILE, card)
+    full = {
+        **meta,
+        "format": FORMAT_VERSION,
+        "weights": {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(data).hexdigest()},
+    }
+    atomic_write_json(folder / BUNDLE_FILE, full)
+    return Bundle.read(folder)

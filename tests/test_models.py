@@ -1,0 +1,138 @@
+"""Model bundles: bitwise round trip, tamper refusal, registry without torch, the models CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bids_synth.cli import main as cli
+from bids_synth.errors import ModelBundleError
+from bids_synth.models.bundle import Bundle, save_bundle
+from bids_synth.models.card import render_model_card
+from bids_synth.models.registry import find_bundle, install_bundle, list_bundles
+from bids_synth.nn.factory import build_network
+
+KWARGS = {"channels": [4, 8], "norm": "instance", "in_channels": 1, "out_channels": 1}
+
+
+def meta(bundle_id="sct-unet", version="1.0.0"):
+    return {
+        "id": bundle_id,
+        "version": version,
+        "task": "sct",
+        "architecture": {"name": "unet", "kwargs": KWARGS},
+        "input": {
+            "suffixes": ["T1w"],
+            "channels": 1,
+            "spacing_mm": [1, 1, 1],
+            "orientation": "RAS",
+            "normalization": {"method": "percentile", "low": 0.5, "high": 99.5},
+        },
+        "output": {
+            "suffix": "CT",
+            "units": "HU",
+            "range": [-1024, 3071],
+            "normalization": {"method": "scale", "offset": 0.0, "scale": 1000.0},
+        },
+        "training": {
+            "data": {"kind": "simulated", "description": "test heads"},
+            "command": "bids-synth train ...",
+        },
+        "metrics": [{"name": "MAE", "value": 80.0, "units": "HU", "dataset": "held-out"}],
+    }
+
+
+@pytest.fixture
+def network():
+    torch.manual_seed(0)
+    return build_network("unet", **KWARGS)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIDS_SYNTH_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_bundle_round_trip_is_bitwise(tmp_path, network):
+    bundle = save_bundle(tmp_path / "b", network, meta=meta(), card=render_model_card(meta(), []))
+    loaded = Bundle.read(tmp_path / "b").load_network()
+    original = network.state_dict()
+    assert loaded.state_dict().keys() == original.keys()
+    assert all(torch.equal(original[k], v) for k, v in loaded.state_dict().items())
+    again = save_bundle(tmp_path / "c", loaded, meta=meta())
+    assert (tmp_path / "c" / "model.safetensors").read_bytes() == (
+        tmp_path / "b" / "model.safetensors"
+    ).read_bytes()
+    assert again.sha256 == bundle.sha256
+    assert "Model card: sct-unet 1.0.0" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+
+
+def test_tampered_weights_are_refused(tmp_path, network, home):
+    save_bundle(tmp_path / "b", network, meta=meta())
+    weights = tmp_path / "b" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelBundleError, match="sct-unet@1.0.0: weights sha256 mismatch"):
+        Bundle.read(tmp_path / "b").load_network()
+    assert cli(["models", "verify", str(tmp_path / "b")]) == 7
+    assert cli(["models", "install", str(tmp_path / "b")]) == 7
+    assert not (home / "models" / "sct-unet-1.0.0").exists()
+
+
+def test_weights_must_fit_the_architecture(tmp_path, network):
+    wrong = meta()
+    wrong["architecture"] = {"name": "unet", "kwargs": {**KWARGS, "channels": [4, 16]}}
+    save_bundle(tmp_path / "b", network, meta=wrong)
+    with pytest.raises(ModelBundleError, match="do not fit the architecture"):
+        Bundle.read(tmp_path / "b").load_network()
+
+
+def test_invalid_bundle_json_is_a_clear_error(tmp_path):
+    (tmp_path / "bundle.json").write_text(json.dumps({"id": "x"}))
+    with pytest.raises(ModelBundleError, match="lacks version"):
+        Bundle.read(tmp_path)
+    (tmp_path / "bundle.json").write_text(json.dumps({**meta(), "version": "1.0", "weights": {}}))
+    with pytest.raises(ModelBundleError, match="invalid id"):
+        Bundle.read(tmp_path)
+
+
+def test_install_then_find_by_id_and_version(tmp_path, network, home, capsys):
+    for version in ("1.0.0", "1.2.0", "1.10.0-rc.1"):
+        install_bundle(save_bundle(tmp_path / version, network, meta=meta(version=version)).path)
+    assert find_bundle("sct-unet").version == "1.10.0-rc.1"
+    assert find_bundle("sct-unet@1.2.0").path == home / "models" / "sct-unet-1.2.0"
+    assert sorted(b.version for b in list_bundles()) == ["1.0.0", "1.10.0-rc.1", "1.2.0"]
+    with pytest.raises(ModelBundleError, match="not found .*sct-unet@1.0.0"):
+        find_bundle("denoise-red")
+    assert cli(["models", "list"]) == 0
+    assert "sct-unet@1.2.0" in capsys.readouterr().out
+    assert cli(["models", "verify", "--all"]) == 0
+    assert capsys.readouterr().out.count(": ok") == 3
+    assert cli(["models", "show", "sct-unet@1.0.0"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (
+        shown["version"] == "1.0.0"
+        and shown["weights"]["sha256"] == find_bundle("sct-unet@1.0.0").sha256
+    )
+
+
+def test_registry_lists_bundles_without_importing_torch(tmp_path, network, home):
+    install_bundle(save_bundle(tmp_path / "b", network, meta=meta()).path)
+    code = (
+        "import sys; from bids_synth.models.registry import list_bundles, find_bundle; "
+        "b = list_bundles(); find_bundle('sct-unet').verify(); "
+        "print(len(b), 'torch' in sys.modules, 'safetensors' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "BIDS_SYNTH_HOME": str(home)},
+    )
+    assert result.stdout.split() == ["1", "False", "False"]
