@@ -16,8 +16,8 @@ import tomllib
 
 from bids_synth.errors import UsageError
 
+#: the synthesis tasks of bids-synth (those wired in so far: ``workflows.synthesis``)
 TASKS = ("sct", "translate", "denoise", "superres", "harmonize")
-AVAILABLE_TASKS: tuple[str, ...] = ()  # synthesis tasks wired into the pipeline so far
 
 
 @dataclass
@@ -48,6 +48,7 @@ class Nipype:
 @dataclass
 class Workflow:
     tasks: list[str] = field(default_factory=list)
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task
     coreg_transform: str = "rigid"  # rigid | affine
     n4_shrink_factor: int = 4
     device: str = "auto"

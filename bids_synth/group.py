@@ -14,6 +14,7 @@ from bids_synth.evaluation import evaluate_derivatives, write_evaluation
 from bids_synth.fileio import atomic_write_json, atomic_write_text
 from bids_synth.reports import write_group_report
 from bids_synth.runlog import latest_outcomes
+from bids_synth.workflows.synthesis import registered_tasks
 
 LOG = logging.getLogger("bids_synth")
 
@@ -32,6 +33,9 @@ def run_group(config: Config) -> int:
     if not rows:
         raise InputDatasetError(f"{output_dir} has no run records: run the participant level first")
     write_cohort_table(output_dir, rows)
+    for name in config.workflow.tasks:
+        if registered_tasks()[name].group:
+            registered_tasks()[name].group(config)
     scores = evaluate_derivatives(output_dir, config.execution.bids_dir)
     if scores:  # synthetic outputs with references (a real CT, simulated ground truth)
         write_evaluation(scores, output_dir / "evaluation")

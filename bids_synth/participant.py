@@ -27,6 +27,7 @@ from bids_synth.fileio import atomic_write_text, load_image
 from bids_synth.reports import write_subject_report
 from bids_synth.runlog import UnitOutcome, write_run_log
 from bids_synth.workflows.base import init_bids_synth_wf, record_path
+from bids_synth.workflows.synthesis import registered_tasks
 
 LOG = logging.getLogger("bids_synth")
 
@@ -42,8 +43,11 @@ def run_participants(config: Config) -> int:
     for outcome in outcomes:
         LOG.error("%s: %s: skipped", outcome.name, outcome.message)
 
+    descriptions = dict(DESCRIPTIONS)
+    for name in config.workflow.tasks:
+        descriptions.update(registered_tasks()[name].descriptions)
     write_dataset_files(
-        execution.output_dir, raw_root=execution.bids_dir, descriptions=DESCRIPTIONS
+        execution.output_dir, raw_root=execution.bids_dir, descriptions=descriptions
     )
     for subject in sorted({unit.subject for unit in valid}):
         log_dir = Path(execution.output_dir) / f"sub-{subject}" / "log" / execution.run_id

@@ -8,7 +8,7 @@ from bids_synth.config import Config
 from bids_synth.workflows.base import init_bids_synth_wf
 
 
-def build(tmp_path, layout_spec, **workflow_options):
+def build_graph(tmp_path, layout_spec, **workflow_options):
     bids = write_bids(tmp_path / "bids", layout_spec)
     layout = load_layout(bids)
     units = [
@@ -37,7 +37,7 @@ def build(tmp_path, layout_spec, **workflow_options):
     ],
 )
 def test_graph_has_one_branch_per_session_and_modality(tmp_path, spec, transform):
-    nodes, graph = build(tmp_path, spec, coreg_transform=transform)
+    nodes, graph = build_graph(tmp_path, spec, coreg_transform=transform)
     for unit, suffixes in spec.items():
         subject, _, session = unit.partition("/")
         branch = f"{subject.replace('-', '_')}_wf." + (
@@ -58,7 +58,7 @@ def test_graph_has_one_branch_per_session_and_modality(tmp_path, spec, transform
 
 
 def test_every_sink_feeds_the_commit(tmp_path):
-    _, graph = build(tmp_path, {"sub-01": ["T1w", "T2w", "CT"]})
+    _, graph = build_graph(tmp_path, {"sub-01": ["T1w", "T2w", "CT"]})
     commit = next(n for n in graph.nodes if n.name == "commit")
     merge = next(graph.predecessors(commit))
     sinks = {n.name for n in graph.predecessors(merge)}
@@ -66,3 +66,38 @@ def test_every_sink_feeds_the_commit(tmp_path):
         "ds_t1w_preproc", "ds_head_mask", "ds_brain_mask",
         "ds_T2w_xfm", "ds_T2w_registered", "ds_CT_xfm", "ds_CT_registered",
     }  # fmt: skip
+
+
+def test_a_registered_task_is_wired_between_preprocessing_and_the_sinks(tmp_path, monkeypatch):
+    """A task's inputs come from the session's providers, its outputs reach the commit."""
+    from nipype.interfaces import utility as niu
+    from nipype.pipeline import engine as pe
+
+    from bids_synth.workflows import base, synthesis
+
+    def build(*, unit, options, omp_nthreads, seed, device, name):
+        if "T2w" not in unit.others:
+            return None
+        workflow = pe.Workflow(name=name)
+        inputnode = pe.Node(niu.IdentityInterface(fields=["image", "mask"]), name="inputnode")
+        outputnode = pe.Node(niu.IdentityInterface(fields=["out"]), name="outputnode")
+        workflow.connect(inputnode, "image", outputnode, "out")
+        spec = {"entities": {"desc": "copied", "suffix": "T2w"}, "sources": [unit.others["T2w"]]}
+        return synthesis.TaskBranch(
+            workflow, {"image": "T2w_registered", "mask": "brain_mask"}, {"out": spec}
+        )
+
+    task = synthesis.Task(name="copy", help="test task", build=build)
+    monkeypatch.setattr(base, "registered_tasks", lambda: {"copy": task})
+    nodes, graph = build_graph(
+        tmp_path, {"sub-01": ["T1w", "T2w"], "sub-02": ["T1w"]}, tasks=["copy"]
+    )
+    assert "sub_01_wf.anat_wf.copy_wf.inputnode" in nodes
+    assert "sub_01_wf.anat_wf.derivatives_wf.ds_copy_out" in nodes
+    assert not any(name.startswith("sub_02_wf.anat_wf.copy_wf") for name in nodes)  # no T2w
+    sink = next(
+        n
+        for n in graph.nodes
+        if n.fullname.endswith("sub_01_wf.anat_wf.derivatives_wf.ds_copy_out")
+    )
+    assert sink.inputs.entities["desc"] == "copied"

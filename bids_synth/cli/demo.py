@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 from bids_synth.cli import guarded, setup_logging
-from bids_synth.config import AVAILABLE_TASKS
 
 LOG = logging.getLogger("bids_synth")
 
@@ -71,11 +70,13 @@ def main(argv: list[str]) -> int:
     common = ["-w", str(out_dir / "work"), "--random-seed", str(args.seed)]
     common += ["--nprocs", str(args.nprocs)] if args.nprocs else []
     common += ["-v"] * args.verbose
-    tasks = ["--tasks", *AVAILABLE_TASKS] if AVAILABLE_TASKS else []
+    from bids_synth.workflows.synthesis import registered_tasks
+
+    tasks = ["--tasks", *registered_tasks()] if registered_tasks() else []
     code = run_main([str(rawdata), str(derivatives), "participant", *tasks, *common])
     if code:
         return code
-    code = run_main([str(rawdata), str(derivatives), "group", *common])
+    code = run_main([str(rawdata), str(derivatives), "group", *tasks, *common])
     if code == 0:
         print(f"demo finished: derivatives in {derivatives}")
         print(f"cohort table: {derivatives / 'group' / 'cohort.tsv'}")

@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of every random step; same inputs and seed give identical CPU outputs",
     )  # fmt: skip
 
+    from bids_synth.workflows.synthesis import registered_tasks
+
+    for task in registered_tasks().values():
+        if task.add_arguments:
+            task.add_arguments(parser.add_argument_group(f"Task {task.name}: {task.help}"))
+
     perf = parser.add_argument_group("Resources and execution")
     perf.add_argument(
         "-w",

@@ -13,7 +13,7 @@ import yaml
 
 from bids_synth.cli import guarded, setup_logging
 from bids_synth.cli.parser import build_parser
-from bids_synth.config import AVAILABLE_TASKS, Config
+from bids_synth.config import Config
 from bids_synth.errors import InputDatasetError, OutputError, UsageError
 
 LOG = logging.getLogger("bids_synth")
@@ -70,12 +70,7 @@ def build_config(args) -> Config:
 
     if args.tasks is not None:
         workflow.tasks = args.tasks
-    unavailable = sorted(set(workflow.tasks) - set(AVAILABLE_TASKS))
-    if unavailable:
-        raise UsageError(
-            f"task(s) not available in this version: {', '.join(unavailable)} "
-            f"(available: {', '.join(AVAILABLE_TASKS) or 'none yet; preprocessing only'})"
-        )
+    read_task_options(config, args)
     for name in ("coreg_transform", "device"):
         if getattr(args, name) is not None:
             setattr(workflow, name, getattr(args, name))
@@ -83,6 +78,23 @@ def build_config(args) -> Config:
         config.seeds.random_seed = args.random_seed
     check_paths(config)
     return config
+
+
+def read_task_options(config: Config, args) -> None:
+    """Check the chosen tasks exist and merge each task's command-line options."""
+    from bids_synth.workflows.synthesis import registered_tasks, task_options
+
+    tasks = registered_tasks()
+    unavailable = sorted(set(config.workflow.tasks) - set(tasks))
+    if unavailable:
+        raise UsageError(
+            f"task(s) not available in this version: {', '.join(unavailable)} "
+            f"(available: {', '.join(tasks) or 'none yet; preprocessing only'})"
+        )
+    for name, task in tasks.items():
+        options = {**config.workflow.task_options.get(name, {}), **task_options(task, args)}
+        if options:
+            config.workflow.task_options[name] = options
 
 
 def new_run_id() -> str:
@@ -113,16 +125,35 @@ def read_plugin_file(path: Path) -> tuple[str, dict]:
     plugin_args = settings.get("plugin_args") or {}
     if not isinstance(plugin_args, dict):
         raise UsageError(f"plugin file {path}: plugin_args must be a mapping")
+    import nipype.pipeline.plugins as nipype_plugins
+
+    if not hasattr(nipype_plugins, f"{settings['plugin']}Plugin"):
+        raise UsageError(f"plugin file {path}: nipype has no plugin {settings['plugin']!r}")
     return settings["plugin"], plugin_args
 
 
 def check_paths(config: Config) -> None:
-    """Refuse outputs or work folders that would write into the input dataset."""
+    """Refuse output or work folders inside the input dataset, or that cannot be written."""
     execution = config.execution
     bids_dir = Path(execution.bids_dir)
-    for label, folder in (("output", execution.output_dir), ("work", execution.work_dir)):
+    folders = [("output", execution.output_dir)]
+    if execution.analysis_level == "participant":
+        folders.append(("work", execution.work_dir))
+    for label, folder in folders:
         path = Path(folder)
         if path == bids_dir or bids_dir in path.parents:
             raise OutputError(
                 f"the {label} folder {path} is the BIDS folder or inside it: choose another place"
             )
+        check_writable(path, label)
+
+
+def check_writable(path: Path, label: str) -> None:
+    """:class:`OutputError` unless ``path`` is (or can be created as) a writable folder."""
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not existing.is_dir():
+        raise OutputError(f"the {label} folder {path}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"the {label} folder {path} is not writable (permission denied or read-only file system)"
+        )

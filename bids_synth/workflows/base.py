@@ -13,20 +13,23 @@ from bids_synth.bids import SessionInputs
 from bids_synth.config import Config
 from bids_synth.workflows.outputs import init_derivatives_wf
 from bids_synth.workflows.preproc import init_anat_preproc_wf, init_coreg_wf
+from bids_synth.workflows.synthesis import registered_tasks
 
 
 def init_bids_synth_wf(config: Config, units: list[SessionInputs]) -> pe.Workflow:
     """The whole run: a ``sub_<label>_wf`` per participant. The only reader of ``config``."""
     execution, workflow_opts = config.execution, config.workflow
     workflow = pe.Workflow(name="bids_synth_wf", base_dir=execution.work_dir)
-    subjects = sorted({unit.subject for unit in units})
-    for subject in subjects:
+    for subject in sorted({unit.subject for unit in units}):
         workflow.add_nodes([
             init_single_subject_wf(
                 sessions=[unit for unit in units if unit.subject == subject],
                 raw_root=execution.bids_dir,
                 output_dir=execution.output_dir,
                 run_id=execution.run_id,
+                tasks=workflow_opts.tasks,
+                task_options=workflow_opts.task_options,
+                device=workflow_opts.device,
                 coreg_transform=workflow_opts.coreg_transform,
                 shrink_factor=workflow_opts.n4_shrink_factor,
                 omp_nthreads=config.nipype.omp_nthreads,
@@ -43,6 +46,9 @@ def init_single_subject_wf(
     raw_root: str,
     output_dir: str,
     run_id: str,
+    tasks: list[str] = (),
+    task_options: dict[str, dict] | None = None,
+    device: str = "auto",
     coreg_transform: str = "rigid",
     shrink_factor: int = 4,
     omp_nthreads: int = 1,
@@ -58,6 +64,9 @@ def init_single_subject_wf(
                 raw_root=raw_root,
                 output_dir=output_dir,
                 record=str(record_path(output_dir, unit, run_id)),
+                tasks=tasks,
+                task_options=task_options,
+                device=device,
                 coreg_transform=coreg_transform,
                 shrink_factor=shrink_factor,
                 omp_nthreads=omp_nthreads,
@@ -74,13 +83,16 @@ def init_session_wf(
     raw_root: str,
     output_dir: str,
     record: str,
+    tasks: list[str] = (),
+    task_options: dict[str, dict] | None = None,
+    device: str = "auto",
     coreg_transform: str = "rigid",
     shrink_factor: int = 4,
     omp_nthreads: int = 1,
     seed: int = 0,
     name: str = "anat_wf",
 ) -> pe.Workflow:
-    """Preprocess the T1w, align the other images to it, and write the derivatives."""
+    """Preprocess the T1w, align the other images to it, run the tasks, write the derivatives."""
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w", *unit.others]), name="inputnode")
     inputnode.inputs.t1w = unit.t1w
@@ -91,12 +103,82 @@ def init_session_wf(
     anat_preproc_wf = init_anat_preproc_wf(
         omp_nthreads=omp_nthreads, shrink_factor=shrink_factor, image_gb=image_gb
     )
-    preproc_params = {"N4ShrinkFactor": shrink_factor}
-    outputs = {
+    workflow.connect(inputnode, "t1w", anat_preproc_wf, "inputnode.t1w")
+    providers = {
+        "t1w_preproc": (anat_preproc_wf, "outputnode.t1w_preproc"),
+        "head_mask": (anat_preproc_wf, "outputnode.head_mask"),
+        "brain_mask": (anat_preproc_wf, "outputnode.brain_mask"),
+        "T1w_raw": (inputnode, "t1w"),
+    }
+    outputs = _preproc_outputs(unit, shrink_factor)
+    for suffix, path in unit.others.items():
+        coreg_wf = init_coreg_wf(
+            modality="CT" if suffix == "CT" else "MR",
+            transform=coreg_transform,
+            omp_nthreads=omp_nthreads,
+            seed=seed,
+            shrink_factor=shrink_factor,
+            image_gb=max(image_gb, float32_gigabytes(path)),
+            name=f"coreg_{suffix.lower()}_wf",
+        )
+        workflow.connect([
+            (inputnode, coreg_wf, [(suffix, "inputnode.moving")]),
+            (anat_preproc_wf, coreg_wf, [
+                ("outputnode.t1w_preproc", "inputnode.reference"),
+                ("outputnode.head_mask", "inputnode.reference_mask"),
+            ]),
+        ])  # fmt: skip
+        providers[f"{suffix}_registered"] = (coreg_wf, "outputnode.registered")
+        providers[f"{suffix}_raw"] = (inputnode, suffix)
+        providers[f"{suffix}_xfm"] = (coreg_wf, "outputnode.xfm")
+        outputs.update(_coreg_outputs(unit, suffix, path, coreg_transform, seed))
+
+    for task_name in tasks:
+        branch = registered_tasks()[task_name].build(
+            unit=unit,
+            options=(task_options or {}).get(task_name, {}),
+            omp_nthreads=omp_nthreads,
+            seed=seed,
+            device=device,
+            name=f"{task_name}_wf",
+        )
+        if branch is None:
+            continue
+        for field, provider in branch.inputs.items():
+            node, output = providers[provider]
+            workflow.connect(node, output, branch.workflow, f"inputnode.{field}")
+        for field, spec in branch.outputs.items():
+            providers[f"{task_name}.{field}"] = (branch.workflow, f"outputnode.{field}")
+            outputs[f"{task_name}_{field}"] = spec
+
+    derivatives_wf = init_derivatives_wf(
+        outputs=outputs,
+        entities=unit.entities,
+        raw_root=raw_root,
+        output_dir=output_dir,
+        record=record,
+    )
+    for field in outputs:
+        node, output = providers[_provider_of(field)]
+        workflow.connect(node, output, derivatives_wf, f"inputnode.{field}")
+    return workflow
+
+
+def _provider_of(output_field: str) -> str:
+    """The provider key publishing a derivatives field (``denoise_out`` -> ``denoise.out``)."""
+    task, _, field = output_field.partition("_")
+    return f"{task}.{field}" if task in registered_tasks() else output_field
+
+
+def _preproc_outputs(unit: SessionInputs, shrink_factor: int) -> dict[str, dict]:
+    return {
         "t1w_preproc": {
             "entities": {"desc": "preproc", "suffix": "T1w"},
             "sources": [unit.t1w],
-            "metadata": {"Method": "N4BiasFieldCorrection (antspyx)", "Parameters": preproc_params},
+            "metadata": {
+                "Method": "N4BiasFieldCorrection (antspyx)",
+                "Parameters": {"N4ShrinkFactor": shrink_factor},
+            },
         },
         "head_mask": {
             "entities": {"desc": "head", "suffix": "mask"},
@@ -111,55 +193,22 @@ def init_session_wf(
             "dtype": "uint8",
         },
     }
-    for suffix, path in unit.others.items():
-        register_params = {"Transform": coreg_transform, "Metric": "MattesMI", "RandomSeed": seed}
-        outputs[f"{suffix}_xfm"] = {
+
+
+def _coreg_outputs(unit, suffix: str, path: str, transform: str, seed: int) -> dict[str, dict]:
+    parameters = {"Transform": transform, "Metric": "MattesMI", "RandomSeed": seed}
+    return {
+        f"{suffix}_xfm": {
             "entities": {"from": suffix, "to": "T1w", "mode": "image", "suffix": "xfm"},
             "sources": [path, unit.t1w],
-            "metadata": {"Method": "antsRegistration (antspyx)", "Parameters": register_params},
-        }
-        outputs[f"{suffix}_registered"] = {
+            "metadata": {"Method": "antsRegistration (antspyx)", "Parameters": parameters},
+        },
+        f"{suffix}_registered": {
             "entities": {"space": "T1w", "desc": "preproc", "suffix": suffix},
             "sources": [path, unit.t1w],
-            "metadata": {"Parameters": register_params},
-        }
-    derivatives_wf = init_derivatives_wf(
-        outputs=outputs,
-        entities=unit.entities,
-        raw_root=raw_root,
-        output_dir=output_dir,
-        record=record,
-    )
-    workflow.connect([
-        (inputnode, anat_preproc_wf, [("t1w", "inputnode.t1w")]),
-        (anat_preproc_wf, derivatives_wf, [
-            ("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
-            ("outputnode.head_mask", "inputnode.head_mask"),
-            ("outputnode.brain_mask", "inputnode.brain_mask"),
-        ]),
-    ])  # fmt: skip
-    for suffix in unit.others:
-        coreg_wf = init_coreg_wf(
-            modality="CT" if suffix == "CT" else "MR",
-            transform=coreg_transform,
-            omp_nthreads=omp_nthreads,
-            seed=seed,
-            shrink_factor=shrink_factor,
-            image_gb=max(image_gb, float32_gigabytes(unit.others[suffix])),
-            name=f"coreg_{suffix.lower()}_wf",
-        )
-        workflow.connect([
-            (inputnode, coreg_wf, [(suffix, "inputnode.moving")]),
-            (anat_preproc_wf, coreg_wf, [
-                ("outputnode.t1w_preproc", "inputnode.reference"),
-                ("outputnode.head_mask", "inputnode.reference_mask"),
-            ]),
-            (coreg_wf, derivatives_wf, [
-                ("outputnode.xfm", f"inputnode.{suffix}_xfm"),
-                ("outputnode.registered", f"inputnode.{suffix}_registered"),
-            ]),
-        ])  # fmt: skip
-    return workflow
+            "metadata": {"Parameters": parameters},
+        },
+    }
 
 
 def float32_gigabytes(path: str) -> float:

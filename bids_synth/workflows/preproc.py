@@ -80,10 +80,9 @@ def init_coreg_wf(
             transform=transform,
             modality="CT" if is_ct else "MR",
             random_seed=seed,
-            num_threads=omp_nthreads,
         ),
         name="register",
-        n_procs=omp_nthreads,
+        n_procs=1,  # single-threaded for bitwise-reproducible transforms (see RegisterToReference)
         mem_gb=_mem_gb(image_gb, "register"),
     )
     workflow.connect([
