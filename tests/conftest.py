@@ -3,6 +3,10 @@ import os
 import pytest
 
 os.environ.setdefault("BIDS_SYNTH_NO_PROGRESS", "1")
+# one thread per test process: the suite runs on 2 workers (pytest -n 2), and oversubscribed
+# threads make torch and ITK many times slower
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 
 
 @pytest.fixture
