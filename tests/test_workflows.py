@@ -101,3 +101,31 @@ def test_a_registered_task_is_wired_between_preprocessing_and_the_sinks(tmp_path
         if n.fullname.endswith("sub_01_wf.anat_wf.derivatives_wf.ds_copy_out")
     )
     assert sink.inputs.entities["desc"] == "copied"
+
+
+def test_run_time_metadata_of_a_task_reaches_its_sink(tmp_path, monkeypatch):
+    from nipype.interfaces import utility as niu
+    from nipype.pipeline import engine as pe
+
+    from bids_synth.workflows import base, synthesis
+
+    def build(*, unit, options, omp_nthreads, seed, device, name):
+        workflow = pe.Workflow(name=name)
+        inputnode = pe.Node(niu.IdentityInterface(fields=["image"]), name="inputnode")
+        outputnode = pe.Node(
+            niu.IdentityInterface(fields=["out", "out_metadata"]), name="outputnode"
+        )
+        workflow.connect(inputnode, "image", outputnode, "out")
+        spec = {"entities": {"desc": "copied", "suffix": "T1w"}, "sources": [unit.t1w]}
+        return synthesis.TaskBranch(workflow, {"image": "t1w_preproc"}, {"out": spec})
+
+    task = synthesis.Task(name="copy", help="test task", build=build)
+    monkeypatch.setattr(base, "registered_tasks", lambda: {"copy": task})
+    _, graph = build_graph(tmp_path, {"sub-01": ["T1w"]}, tasks=["copy"])
+    sink = next(n for n in graph.nodes if n.name == "ds_copy_out")
+    feeding = {
+        destination
+        for _, _, data in graph.in_edges(sink, data=True)
+        for _, destination in data["connect"]
+    }
+    assert "run_metadata" in feeding

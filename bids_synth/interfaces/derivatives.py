@@ -22,7 +22,8 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     entities = traits.Dict(mandatory=True, desc="BIDS entities of the output (suffix, desc, ...)")
     source_files = traits.List(traits.Str, desc="input files this output derives from")
     raw_root = traits.Str(mandatory=True, desc="root of the raw dataset (for Sources URIs)")
-    metadata = traits.Dict(desc="sidecar fields (method, parameters, model, ...)")
+    metadata = traits.Dict(desc="sidecar fields known when the workflow is built (method, ...)")
+    run_metadata = traits.Dict(desc="sidecar fields known once the step ran (device, runtime, QC)")
     data_dtype = traits.Str(desc="cast the image to this numpy dtype (e.g. uint8 for masks)")
 
 
@@ -44,7 +45,7 @@ class DerivativesDataSink(SimpleInterface):
         meta = sidecar(
             sources=self.inputs.source_files,
             raw_root=self.inputs.raw_root,
-            extra=self.inputs.metadata,
+            extra={**self.inputs.metadata, **self.inputs.run_metadata},
         )
         staged.append(stage_json(meta, entities, runtime.cwd))
         self._results["staged"] = staged

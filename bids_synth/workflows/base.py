@@ -133,6 +133,7 @@ def init_session_wf(
         providers[f"{suffix}_xfm"] = (coreg_wf, "outputnode.xfm")
         outputs.update(_coreg_outputs(unit, suffix, path, coreg_transform, seed))
 
+    run_metadata = []
     for task_name in tasks:
         branch = registered_tasks()[task_name].build(
             unit=unit,
@@ -147,9 +148,16 @@ def init_session_wf(
         for field, provider in branch.inputs.items():
             node, output = providers[provider]
             workflow.connect(node, output, branch.workflow, f"inputnode.{field}")
+        produced = set(branch.workflow.get_node("outputnode").outputs.copyable_trait_names())
         for field, spec in branch.outputs.items():
             providers[f"{task_name}.{field}"] = (branch.workflow, f"outputnode.{field}")
             outputs[f"{task_name}_{field}"] = spec
+            if f"{field}_metadata" in produced:  # sidecar fields known after the run
+                providers[f"{task_name}.{field}_metadata"] = (
+                    branch.workflow,
+                    f"outputnode.{field}_metadata",
+                )
+                run_metadata.append(f"{task_name}_{field}")
 
     derivatives_wf = init_derivatives_wf(
         outputs=outputs,
@@ -157,8 +165,9 @@ def init_session_wf(
         raw_root=raw_root,
         output_dir=output_dir,
         record=record,
+        run_metadata=tuple(run_metadata),
     )
-    for field in outputs:
+    for field in [*outputs, *(f"{field}_metadata" for field in run_metadata)]:
         node, output = providers[_provider_of(field)]
         workflow.connect(node, output, derivatives_wf, f"inputnode.{field}")
     return workflow

@@ -15,16 +15,20 @@ def init_derivatives_wf(
     raw_root: str,
     output_dir: str,
     record: str,
+    run_metadata: tuple[str, ...] = (),
     name: str = "derivatives_wf",
 ) -> pe.Workflow:
     """One sink per output and a commit node that publishes them all or none.
 
     ``outputs`` maps each inputnode field to its sink settings: ``entities`` (derivative entities
     besides subject/session), ``sources`` (input files), optional ``metadata`` and ``dtype``.
+    Fields named in ``run_metadata`` also get an inputnode field ``<field>_metadata``: a dict
+    merged into the sidecar once the step that made the output has run.
     """
     workflow = pe.Workflow(name=name)
     fields = sorted(outputs)
-    inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
+    metadata_fields = [f"{field}_metadata" for field in run_metadata]
+    inputnode = pe.Node(niu.IdentityInterface(fields=fields + metadata_fields), name="inputnode")
     merge = pe.Node(niu.Merge(len(fields)), name="merge_staged", run_without_submitting=True)
     commit = pe.Node(
         CommitDerivatives(output_dir=output_dir, record=record),
@@ -45,6 +49,8 @@ def init_derivatives_wf(
             run_without_submitting=True,
         )
         workflow.connect(inputnode, field, sink, "in_file")
+        if field in run_metadata:
+            workflow.connect(inputnode, f"{field}_metadata", sink, "run_metadata")
         workflow.connect(sink, "staged", merge, f"in{index}")
     workflow.connect(merge, "out", commit, "staged")
     return workflow
