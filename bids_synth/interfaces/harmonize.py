@@ -1,0 +1,58 @@
+"""Intensity harmonization of one image within the brain mask (Nyul, WhiteStripe or z-score)."""
+
+from __future__ import annotations
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+
+class _HarmonizeInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="image on the T1w grid")
+    mask_file = File(exists=True, mandatory=True, desc="brain mask on the same grid")
+    method = traits.Enum("nyul", "whitestripe", "zscore", mandatory=True, desc="standardisation")
+    reference = File(exists=True, desc="Nyul reference JSON (method nyul)")
+    suffix = traits.Str(mandatory=True, desc="contrast (WhiteStripe: T1w takes the last mode)")
+
+
+class _HarmonizeOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="harmonized image (float32)")
+
+
+class HarmonizeIntensity(SimpleInterface):
+    """Map the image's intensities onto the standard scale fitted inside the brain mask."""
+
+    input_spec = _HarmonizeInputSpec
+    output_spec = _HarmonizeOutputSpec
+
+    def _run_interface(self, runtime):
+        import os
+
+        import nibabel as nib
+        import numpy as np
+
+        from bids_synth.synthesis import harmonization
+        from bids_synth.synthesis.harmonization_reference import read_reference
+
+        image = nib.load(self.inputs.in_file)
+        data = image.get_fdata(dtype=np.float64)
+        mask = np.asanyarray(nib.load(self.inputs.mask_file).dataobj) > 0
+        if self.inputs.method == "nyul":
+            reference, _ = read_reference(self.inputs.reference)
+            out = harmonization.apply_nyul(data, mask, reference)
+        elif self.inputs.method == "whitestripe":
+            out, _ = harmonization.apply_whitestripe(
+                data, mask, last_mode=self.inputs.suffix == "T1w"
+            )
+        else:
+            out = harmonization.zscore(data, mask)
+        harmonized = nib.Nifti1Image(out.astype(np.float32), image.affine, image.header)
+        harmonized.set_data_dtype(np.float32)
+        path = os.path.join(runtime.cwd, "harmonized.nii.gz")
+        nib.save(harmonized, path)
+        self._results["out_file"] = path
+        return runtime

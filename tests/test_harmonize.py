@@ -1,0 +1,285 @@
+"""Harmonization: Nyul/WhiteStripe/z-score on analytic distributions, the reference file, the
+group → participant flow end to end."""
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+from helpers import write_bids
+
+from bids_synth.errors import UsageError
+from bids_synth.synthesis import harmonization as hz
+from bids_synth.synthesis.harmonization_reference import (
+    find_references,
+    read_reference,
+    write_reference,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _volume(values):
+    return np.asarray(values, dtype=np.float64).reshape(-1, 1, 1), np.ones((len(values), 1, 1))
+
+
+# --- Nyul --------------------------------------------------------------------------------------
+
+
+def test_nyul_maps_affinely_related_images_onto_the_same_standard_histogram():
+    rng = np.random.default_rng(0)
+    base = rng.gamma(4.0, 10.0, 20000)
+    sites = [base, 3.0 * base + 50.0, 0.5 * rng.gamma(4.0, 10.0, 20000) + 7.0]
+    landmarks = [hz.image_landmarks(v) for v in sites]
+    reference = hz.learn_nyul(landmarks)
+    assert reference.landmarks[0] == 0 and reference.landmarks[-1] == 100
+    outputs = [hz.apply_nyul(*_volume(v), reference).ravel() for v in sites]
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-3)  # affine invariance
+    for out in outputs:  # every image's landmarks land on the standard ones
+        np.testing.assert_allclose(hz.image_landmarks(out), reference.landmarks, atol=0.5)
+
+
+def test_nyul_standard_landmarks_of_a_uniform_distribution_are_evenly_spaced():
+    values = np.linspace(0.0, 1.0, 100001)
+    reference = hz.learn_nyul([hz.image_landmarks(values)])
+    expected = [(p - 1) / 98 * 100 for p in hz.NYUL_PERCENTILES]
+    np.testing.assert_allclose(reference.landmarks, expected, atol=1e-3)
+
+
+def test_nyul_is_monotone_and_continuous_beyond_the_outer_landmarks():
+    rng = np.random.default_rng(1)
+    values = rng.normal(100, 15, 5000)
+    reference = hz.learn_nyul([hz.image_landmarks(values)])
+    ramp = np.linspace(-100, 400, 5001)
+    image = np.concatenate([values, ramp]).reshape(-1, 1, 1)
+    mask = np.concatenate([np.ones_like(values), np.zeros_like(ramp)]).reshape(-1, 1, 1)
+    out = hz.apply_nyul(image, mask, reference).ravel()[values.size :]
+    assert np.all(np.diff(out) > 0)
+    assert np.max(np.abs(np.diff(out))) < 5 * np.median(np.diff(out))  # no jump at the ends
+
+
+def test_nyul_reference_rejects_unordered_landmarks():
+    with pytest.raises(ValueError, match="increasing"):
+        hz.NyulReference((1, 50, 99), (0, 60, 40))
+
+
+# --- z-score and WhiteStripe ---------------------------------------------------------------------
+
+
+def test_zscore_gives_mean_zero_sd_one_inside_the_mask_only():
+    rng = np.random.default_rng(2)
+    image = np.concatenate([rng.normal(5.0, 2.0, 10000), np.full(500, 1000.0)]).reshape(-1, 1, 1)
+    mask = np.concatenate([np.ones(10000), np.zeros(500)]).reshape(-1, 1, 1)
+    out = hz.zscore(image, mask).ravel()
+    assert abs(out[:10000].mean()) < 1e-5 and abs(out[:10000].std() - 1) < 1e-5
+    assert np.allclose(out[10000:], (1000 - image[:10000].mean()) / image[:10000].std(), rtol=1e-5)
+
+
+def _brain(rng, means, weights, sd=4.0, n=60000):
+    counts = (np.asarray(weights) * n).astype(int)
+    return np.concatenate([rng.normal(m, sd, c) for m, c in zip(means, counts, strict=True)])
+
+
+def test_whitestripe_finds_the_white_matter_mode_of_a_t1w_and_of_a_t2w():
+    rng = np.random.default_rng(3)
+    t1w = _brain(rng, means=(30, 60, 100), weights=(0.15, 0.5, 0.35))  # WM brightest, not tallest
+    stripe = hz.white_stripe(t1w, last_mode=True)
+    assert abs(stripe.mode - 100) < 2 and abs(stripe.mean - 100) < 1.5 and stripe.sd < 4
+    out, _ = hz.apply_whitestripe(*_volume(t1w), last_mode=True)
+    wm = out.ravel()[-int(0.35 * 60000) :]
+    assert abs(np.median(wm)) < 0.5
+    t2w = _brain(rng, means=(40, 70, 150), weights=(0.5, 0.35, 0.15))  # WM darkest and tallest
+    assert abs(hz.white_stripe(t2w, last_mode=False).mode - 40) < 2
+
+
+def test_whitestripe_is_invariant_to_a_scanner_gain_and_offset():
+    rng = np.random.default_rng(4)
+    t1w = _brain(rng, means=(30, 60, 100), weights=(0.15, 0.5, 0.35))
+    a, _ = hz.apply_whitestripe(*_volume(t1w), last_mode=True)
+    b, _ = hz.apply_whitestripe(*_volume(2.5 * t1w + 40), last_mode=True)
+    np.testing.assert_allclose(a, b, atol=0.05)
+
+
+# --- reference file ----------------------------------------------------------------------------
+
+
+def test_reference_file_round_trip_and_errors(tmp_path):
+    images = [{"participant_id": "sub-01", "session_id": "n/a", "image": "sub-01/anat/x.nii.gz"}]
+    reference = hz.learn_nyul([np.linspace(0, 10, 11), np.linspace(5, 30, 11)], images=images)
+    path = write_reference(tmp_path / "desc-nyul_T1w_reference.json", reference, suffix="T1w",
+                           mask="desc-brain_mask")  # fmt: skip
+    loaded, content = read_reference(path)
+    assert loaded == reference
+    assert content["Suffix"] == "T1w" and content["SoftwareName"] == "bids-synth"
+    assert "SoftwareVersion" in content and content["Images"] == images
+    assert find_references(tmp_path) == {"T1w": path} == find_references(path)
+    (tmp_path / "desc-nyul_T2w_reference.json").write_text('{"Method": "nyul"}')
+    with pytest.raises(UsageError, match="desc-nyul_T2w_reference.json"):
+        find_references(tmp_path)
+    with pytest.raises(UsageError, match="not found"):
+        read_reference(tmp_path / "missing.json")
+
+
+def test_nyul_without_a_reference_is_a_clear_usage_error(tmp_path):
+    from bids_synth.bids import SessionInputs
+    from bids_synth.workflows.synthesis.harmonize import TASK
+
+    unit = SessionInputs("01", None, str(tmp_path / "sub-01_T1w.nii.gz"))
+    with pytest.raises(UsageError, match="run `bids-synth BIDS OUT group --tasks harmonize`"):
+        TASK.build(unit=unit, options={"method": "nyul"}, omp_nthreads=1, seed=0, device="cpu",
+                   name="harmonize_wf")  # fmt: skip
+
+
+def test_the_method_defaults_to_nyul_with_a_reference_else_whitestripe(tmp_path):
+    from bids_synth.bids import SessionInputs
+    from bids_synth.workflows.synthesis.harmonize import TASK
+
+    unit = SessionInputs("01", None, "sub-01_T1w.nii.gz", {"T2w": "t2.nii.gz", "CT": "ct.nii.gz"})
+    build = dict(unit=unit, omp_nthreads=1, seed=0, device="cpu", name="harmonize_wf")
+    branch = TASK.build(options={}, **build)
+    assert sorted(branch.outputs) == ["t1w", "t2w"]  # MR only, CT left alone
+    assert branch.outputs["t2w"]["entities"] == {
+        "space": "T1w",
+        "desc": "harmonized",
+        "suffix": "T2w",
+    }
+    assert branch.outputs["t1w"]["metadata"]["Method"] == "whitestripe"
+    assert branch.inputs == {"brain_mask": "brain_mask", "t1w_preproc": "t1w_preproc",
+                             "T2w_registered": "T2w_registered"}  # fmt: skip
+
+    reference = hz.learn_nyul([np.linspace(0, 10, 11)])
+    path = write_reference(tmp_path / "desc-nyul_T1w_reference.json", reference, suffix="T1w",
+                           mask="desc-brain_mask")  # fmt: skip
+    branch = TASK.build(options={"reference": str(tmp_path)}, **build)
+    assert sorted(branch.outputs) == ["t1w"]  # no T2w reference: T2w is not harmonized
+    metadata = branch.outputs["t1w"]["metadata"]
+    assert metadata["Method"] == "nyul" and metadata["Reference"]["Path"] == str(path)
+    assert len(metadata["Reference"]["Sha256"]) == 64
+
+
+# --- group → participant, end to end ----------------------------------------------------------
+
+
+def _scale_site(bids, subject, gain, offset):
+    """Make a participant look like another scanner: a gain and an offset on every image."""
+    for path in (bids / subject / "anat").glob("*.nii.gz"):
+        image = nib.load(path)
+        data = image.get_fdata() * gain + offset
+        nib.save(nib.Nifti1Image(data.astype(np.float32), image.affine), str(path))
+
+
+def _run(bids, out, work, *extra):
+    from bids_synth.cli import main
+
+    args = [str(bids), str(out), *extra, "-w", str(work), "--nprocs", "2", "--omp-nthreads", "1"]
+    assert main(args) == 0
+
+
+def _brain_landmarks(out, subject, name):
+    image = nib.load(out / subject / "anat" / f"{subject}_{name}.nii.gz").get_fdata()
+    mask = nib.load(out / subject / "anat" / f"{subject}_desc-brain_mask.nii.gz").get_fdata()
+    return hz.image_landmarks(image[mask > 0])
+
+
+def _derivatives(root, scales):
+    """A derivatives dataset with a preprocessed T1w and brain mask per participant."""
+    from helpers import affine, contrast, phantom_labels, save
+
+    labels, aff = phantom_labels(), affine()
+    (root / "dataset_description.json").parent.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "d", "BIDSVersion": "1.9.0", "DatasetType": "derivative"})
+    )
+    rng = np.random.default_rng(0)
+    for subject, (gain, offset) in scales.items():
+        image = contrast(labels, "T1w") * gain + offset + rng.normal(0, 5, labels.shape)
+        save(root / subject / "anat" / f"{subject}_desc-preproc_T1w.nii.gz", image, aff)
+        mask = np.isin(labels, (3, 4, 5)).astype(np.float32)  # CSF, GM, WM of the phantom
+        save(root / subject / "anat" / f"{subject}_desc-brain_mask.nii.gz", mask, aff)
+    return root
+
+
+def test_cohort_reference_applied_to_a_new_participant_gives_the_cohort_result(tmp_path):
+    from nipype.pipeline import engine as pe
+
+    from bids_synth.interfaces.harmonize import HarmonizeIntensity
+    from bids_synth.synthesis.harmonization_cohort import learn_cohort_references
+
+    out = _derivatives(
+        tmp_path / "out", {"sub-01": (1, 0), "sub-02": (2.5, 30), "sub-03": (0.7, 5)}
+    )
+    written = learn_cohort_references(out, ["sub-01", "02"])  # sub-03 is new data
+    reference, content = read_reference(written["T1w"])
+    assert [i["participant_id"] for i in content["Images"]] == ["sub-01", "sub-02"]
+
+    def harmonized(subject, reference_file, where):
+        anat = out / subject / "anat"
+        node = pe.Node(HarmonizeIntensity(method="nyul", suffix="T1w"), name="h", base_dir=where)
+        node.inputs.in_file = str(anat / f"{subject}_desc-preproc_T1w.nii.gz")
+        node.inputs.mask_file = str(anat / f"{subject}_desc-brain_mask.nii.gz")
+        node.inputs.reference = str(reference_file)
+        return nib.load(node.run().outputs.out_file).get_fdata()
+
+    saved = shutil.copy(written["T1w"], tmp_path / "saved.json")
+    for subject in ("sub-02", "sub-03"):
+        np.testing.assert_array_equal(
+            harmonized(subject, written["T1w"], tmp_path / f"cohort_{subject}"),
+            harmonized(subject, saved, tmp_path / f"new_{subject}"),
+        )
+    mask = nib.load(out / "sub-01/anat/sub-01_desc-brain_mask.nii.gz").get_fdata() > 0
+    landmarks = [hz.image_landmarks(harmonized(s, saved, tmp_path / s)[mask]) for s in
+                 ("sub-01", "sub-02", "sub-03")]  # fmt: skip
+    for found in landmarks:  # every site lands on the reference's standard landmarks
+        np.testing.assert_allclose(found, reference.landmarks, atol=1.0)
+
+
+@pytest.mark.slow
+def test_group_reference_then_participant_pass_and_a_new_participant(tmp_path):
+    bids = write_bids(tmp_path / "bids", {"sub-01": ["T1w", "T2w"], "sub-02": ["T1w"]})
+    _scale_site(bids, "sub-02", gain=2.5, offset=30.0)
+    out, work = tmp_path / "out", tmp_path / "work"
+    _run(bids, out, work, "participant")
+    _run(bids, out, work, "group", "--tasks", "harmonize")
+
+    references = out / "group" / "harmonize"
+    assert sorted(p.name for p in references.iterdir()) == [
+        "desc-nyul_T1w_reference.json", "desc-nyul_T2w_reference.json"
+    ]  # fmt: skip
+    t1w_reference = json.loads((references / "desc-nyul_T1w_reference.json").read_text())
+    assert [i["participant_id"] for i in t1w_reference["Images"]] == ["sub-01", "sub-02"]
+    assert t1w_reference["Images"][0]["image"] == "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz"
+
+    _run(bids, out, work, "participant", "--tasks", "harmonize",
+         "--harmonize-reference", str(references))  # fmt: skip
+    sidecar = json.loads((out / "sub-02/anat/sub-02_desc-harmonized_T1w.json").read_text())
+    assert sidecar["Method"] == "nyul"
+    assert sidecar["Reference"]["Path"] == str(references / "desc-nyul_T1w_reference.json")
+    assert sidecar["Landmarks"]["Standard"] == t1w_reference["StandardLandmarks"]
+    assert (out / "sub-01/anat/sub-01_space-T1w_desc-harmonized_T2w.nii.gz").is_file()
+    before = [_brain_landmarks(out, s, "desc-preproc_T1w") for s in ("sub-01", "sub-02")]
+    after = [_brain_landmarks(out, s, "desc-harmonized_T1w") for s in ("sub-01", "sub-02")]
+    assert np.abs(before[0] - before[1]).max() > 50  # the second site differs...
+    assert np.abs(after[0] - after[1]).max() < 1.0  # ...and no longer after harmonization
+
+    # new data, harmonized with a copy of the saved reference file: the cohort run's result
+    saved = tmp_path / "saved_reference.json"
+    shutil.copy(references / "desc-nyul_T1w_reference.json", saved)
+    new_bids = tmp_path / "new"
+    shutil.copytree(bids / "sub-02", new_bids / "sub-02")
+    shutil.copy(bids / "dataset_description.json", new_bids)
+    new_out = tmp_path / "new_out"
+    _run(new_bids, new_out, tmp_path / "new_work", "participant", "--tasks", "harmonize",
+         "--harmonize-method", "nyul", "--harmonize-reference", str(saved))  # fmt: skip
+    name = "sub-02/anat/sub-02_desc-harmonized_T1w.nii.gz"
+    np.testing.assert_array_equal(
+        nib.load(new_out / name).get_fdata(), nib.load(out / name).get_fdata()
+    )
+    assert json.loads((new_out / name.replace(".nii.gz", ".json")).read_text())["Reference"] == {
+        "Path": str(saved), "Sha256": sidecar["Reference"]["Sha256"]
+    }  # fmt: skip
