@@ -1,0 +1,118 @@
+"""Super-resolution of anisotropic MR images (thickest / thinnest spacing > 1.5), as acquired.
+
+Works on each raw MR image in its own grid (any slice axis, non-integer factors):
+``--superres-method self`` (default) learns from the image's own in-plane detail degraded to the
+through-plane sampling (SMORE-like, no training data); ``bspline`` is cubic B-spline resampling.
+Outputs ``res-iso_desc-superres_<suffix>`` at the in-plane resolution over the same field of view.
+Near-isotropic images are skipped with a log line. The slice thickness comes from the raw
+sidecar's ``SliceThickness`` when there is one (thickness < spacing: a gap), else the spacing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bids_synth.workflows.synthesis import Task, TaskBranch
+
+LOG = logging.getLogger("bids_synth")
+
+METHODS = ("self", "bspline")
+MR_SUFFIXES = ("T1w", "T2w", "FLAIR", "PD")
+
+
+def add_arguments(group) -> None:
+    group.add_argument(
+        "--superres-method",
+        dest="superres_method",
+        choices=METHODS,
+        help="self: SMORE-like self-supervised 2D network learnt from the image's own in-plane "
+        "data; bspline: cubic B-spline resampling (default: self)",
+    )
+    group.add_argument(
+        "--superres-steps",
+        dest="superres_steps",
+        type=int,
+        metavar="N",
+        help="training steps of the self-supervised network (default: 400)",
+    )
+
+
+def _slice_thickness(path: str) -> float | None:
+    """``SliceThickness`` from the raw image's JSON sidecar, if any."""
+    sidecar = Path(str(path).removesuffix(".gz").removesuffix(".nii") + ".json")
+    if not sidecar.is_file():
+        return None
+    value = json.loads(sidecar.read_text()).get("SliceThickness")
+    return float(value) if value else None
+
+
+def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | None:
+    import nibabel as nib
+
+    from bids_synth.interfaces.superres import SuperResolution
+    from bids_synth.synthesis.superresolution import ANISOTROPY_THRESHOLD, anisotropy, voxel_sizes
+
+    method = options.get("method") or "self"
+    chosen = {}
+    for suffix in (s for s in MR_SUFFIXES if s in unit.all_inputs):
+        path = unit.all_inputs[suffix]
+        ratio = anisotropy(voxel_sizes(nib.load(path).affine))
+        if ratio > ANISOTROPY_THRESHOLD:
+            chosen[suffix] = path
+        else:
+            LOG.info("superres: %s: %s skipped, near isotropic (thickest/thinnest %.2f ≤ %g)",
+                     unit.name, suffix, ratio, ANISOTROPY_THRESHOLD)  # fmt: skip
+    if not chosen:
+        LOG.info("superres: %s skipped: no anisotropic MR image", unit.name)
+        return None
+    workflow = pe.Workflow(name=name)
+    fields = [f"{suffix}_raw" for suffix in chosen]
+    inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[f for s in chosen for f in (s.lower(), f"{s.lower()}_metadata")]
+        ),
+        name="outputnode",
+    )
+    outputs = {}
+    for suffix, path in chosen.items():
+        thickness = _slice_thickness(path)
+        node = pe.Node(
+            SuperResolution(
+                method=method,
+                seed=seed,
+                use_gpu=method == "self" and device != "cpu",
+                device=device,
+                num_threads=omp_nthreads,
+                **({"slice_thickness": thickness} if thickness else {}),
+                **({"steps": options["steps"]} if options.get("steps") else {}),
+            ),
+            name=f"superres_{suffix.lower()}",
+        )
+        workflow.connect([
+            (inputnode, node, [(f"{suffix}_raw", "in_file")]),
+            (node, outputnode, [("out_file", suffix.lower()),
+                                ("metadata", f"{suffix.lower()}_metadata")]),
+        ])  # fmt: skip
+        outputs[suffix.lower()] = {
+            "entities": {"res": "iso", "desc": "superres", "suffix": suffix},
+            "sources": [path],
+            "metadata": {"Method": method, **({"SliceThickness": thickness} if thickness else {})},
+        }
+    LOG.info("superres: %s: %s with method %s", unit.name, ", ".join(chosen), method)
+    return TaskBranch(workflow, {field: field for field in fields}, outputs)
+
+
+TASK = Task(
+    name="superres",
+    help="super-resolve anisotropic (thick-slice) MR images to isotropic voxels: SMORE-like "
+    "self-supervised or cubic B-spline",
+    build=build,
+    add_arguments=add_arguments,
+    descriptions={"superres": "isotropic super-resolution of a thick-slice MR image"},
+)

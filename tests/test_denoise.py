@@ -1,0 +1,156 @@
+"""Denoising: the pure methods on a noisy phantom, method selection, and the app end to end."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from bids_synth.metrics import psnr
+from bids_synth.synthesis import denoising
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def phantom(n: int = 32, sigma: float = 0.05, seed: int = 0):
+    """Smooth ellipsoid head with inner structure, its Rician-noisy version and the head mask."""
+    z, y, x = np.mgrid[:n, :n, :n] - n / 2
+    r = np.sqrt(x**2 + (1.2 * y) ** 2 + z**2)
+    clean = 0.6 * (r < 0.42 * n) + 0.3 * (r < 0.3 * n) + 0.2 * np.sin(x / 3) * (r < 0.3 * n)
+    clean = gaussian_filter(clean, 1.0).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    noisy = np.hypot(clean + rng.normal(0, sigma, clean.shape), rng.normal(0, sigma, clean.shape))
+    return clean, noisy.astype(np.float32), r < 0.44 * n
+
+
+def test_noise_estimate_reads_the_added_level_and_drops_after_nlm():
+    clean, noisy, mask = phantom()
+    before = denoising.noise_sigma(noisy, mask)
+    assert before == pytest.approx(0.05, rel=0.15)
+    denoised = denoising.nlm_denoise(noisy, mask)
+    assert denoising.noise_sigma(denoised, mask) < before / 2
+    assert psnr(clean, denoised, mask) > psnr(clean, noisy, mask) + 3
+    np.testing.assert_array_equal(denoised[~mask], noisy[~mask])  # outside the head: untouched
+
+
+def test_self_supervised_denoising_improves_a_noisy_phantom_reproducibly():
+    clean, noisy, mask = phantom()
+    first, info = denoising.self_supervised_denoise(noisy, mask, steps=120, seed=3)
+    assert psnr(clean, first, mask) > psnr(clean, noisy, mask) + 0.5  # 120 steps only
+    assert info["device"] == "cpu" and info["steps"] == 120
+    again, _ = denoising.self_supervised_denoise(noisy, mask, steps=120, seed=3)
+    np.testing.assert_array_equal(first, again)
+
+
+def test_model_denoising_keeps_the_grid_and_the_outside_of_the_head():
+    from bids_synth.nn.factory import build_network
+
+    _, noisy, mask = phantom(24)
+    meta = {
+        "input": {"normalization": {"method": "percentile-scale", "percentile": 99.5}},
+        "output": {"normalization": {"method": "input"}},
+        "inference": {"patch": [16, 16, 16], "overlap": 0.5},
+    }
+    torch.manual_seed(0)
+    out, info = denoising.model_denoise(noisy, mask, build_network("red", width=4), meta)
+    assert out.shape == noisy.shape and info["device"] == "cpu"
+    np.testing.assert_array_equal(out[~mask], noisy[~mask])
+
+
+@pytest.mark.parametrize(
+    ("options", "method"),
+    [({}, "nlm"), ({"method": "self"}, "self"), ({"method": "model", "model": "x"}, "model")],
+)
+def test_every_method_is_selectable_and_nlm_is_the_default(monkeypatch, options, method):
+    from types import SimpleNamespace
+
+    from bids_synth.workflows.synthesis import denoise
+
+    bundle = SimpleNamespace(id="denoise-red-t1w", version="0.1.0", sha256="0" * 64, path="/b",
+                             verify=lambda: None)  # fmt: skip
+    monkeypatch.setattr("bids_synth.models.find_bundle", lambda ref: bundle)
+    unit = SimpleNamespace(name="sub-01", t1w="/raw/t1.nii.gz", others={"FLAIR": "/raw/f.nii.gz"},
+                           all_inputs={"T1w": "/raw/t1.nii.gz", "FLAIR": "/raw/f.nii.gz"})  # fmt: skip
+    branch = denoise.TASK.build(unit=unit, options=options, omp_nthreads=1, seed=0, device="cpu",
+                                name="denoise_wf")  # fmt: skip
+    assert branch.inputs == {"head_mask": "head_mask", "t1w_preproc": "t1w_preproc",
+                             "FLAIR_registered": "FLAIR_registered"}  # fmt: skip
+    node = branch.workflow.get_node("denoise_flair")
+    assert node.inputs.method == method
+    flair = branch.outputs["flair"]
+    assert flair["entities"] == {"space": "T1w", "desc": "denoised", "suffix": "FLAIR"}
+    assert flair["metadata"]["Method"] == method
+    assert ("Model" in flair["metadata"]) == (method == "model")
+
+
+def test_the_shipped_bundle_verifies_and_denoises():
+    from bids_synth.models import find_bundle
+    from bids_synth.workflows.synthesis.denoise import DEFAULT_BUNDLE
+
+    bundle = find_bundle(DEFAULT_BUNDLE)
+    bundle.verify()
+    assert bundle.task == "denoise"
+    _, noisy, mask = phantom(24)
+    out, _ = denoising.model_denoise(noisy, mask, bundle.load_network(), bundle.meta)
+    assert out.shape == noisy.shape and np.isfinite(out).all()
+
+
+def test_model_method_without_a_bundle_is_one_clear_error():
+    from types import SimpleNamespace
+
+    from bids_synth.errors import ModelBundleError
+    from bids_synth.workflows.synthesis import denoise
+
+    unit = SimpleNamespace(name="sub-01", t1w="t1", others={}, all_inputs={"T1w": "t1"})
+    with pytest.raises(ModelBundleError, match="not found"):
+        denoise.TASK.build(unit=unit, options={"method": "model", "model": "no-such-bundle"},
+                           omp_nthreads=1, seed=0, device="cpu", name="denoise_wf")  # fmt: skip
+
+
+def test_the_app_writes_denoised_and_super_resolved_images(tmp_path):
+    """Both tasks in one small run (sharing the preprocessing): denoise every MR image, and
+    super-resolve the thick-slice T2w (3 × 3 × 6 mm) while the isotropic T1w is skipped."""
+    from helpers import save, write_bids
+
+    from bids_synth.cli import main
+
+    bids = write_bids(tmp_path / "bids", {"sub-01": ["T1w", "T2w"]})
+    t2w_path = bids / "sub-01" / "anat" / "sub-01_T2w.nii.gz"
+    t2w_raw = nib.load(t2w_path)
+    thick = np.asanyarray(t2w_raw.dataobj).reshape(44, 52, 22, 2).mean(axis=3)
+    thick_affine = t2w_raw.affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 2, 0.5], [0, 0, 0, 1]])
+    save(t2w_path, thick, thick_affine)
+    out = tmp_path / "out"
+    args = [str(bids), str(out), "participant", "-w", str(tmp_path / "work"), "--nprocs", "2",
+            "--omp-nthreads", "1", "--tasks", "denoise", "superres", "--denoise-method", "nlm",
+            "--superres-method", "bspline"]  # fmt: skip
+    assert main(args) == 0
+    anat = out / "sub-01" / "anat"
+    t1w = nib.load(anat / "sub-01_desc-denoised_T1w.nii.gz")
+    t2w = nib.load(anat / "sub-01_space-T1w_desc-denoised_T2w.nii.gz")
+    preproc = nib.load(anat / "sub-01_desc-preproc_T1w.nii.gz")
+    assert t1w.shape == t2w.shape == preproc.shape
+    np.testing.assert_allclose(t1w.affine, preproc.affine)
+    sidecar = json.loads((anat / "sub-01_space-T1w_desc-denoised_T2w.json").read_text())
+    assert sidecar["Method"] == "nlm" and "wavelet" in sidecar["NoiseEstimator"]
+    assert {"NoiseSigmaBefore", "NoiseSigmaAfter", "RuntimeSeconds", "Device"} <= set(sidecar)
+    sidecar = json.loads((anat / "sub-01_desc-denoised_T1w.json").read_text())
+    assert sidecar["NoiseSigmaAfter"] < sidecar["NoiseSigmaBefore"]  # on the T1w's own grid
+
+    iso = nib.load(anat / "sub-01_res-iso_desc-superres_T2w.nii.gz")
+    assert iso.shape == (44, 52, 44)
+    np.testing.assert_allclose(iso.header.get_zooms(), (3.0, 3.0, 3.0))
+    np.testing.assert_allclose(iso.affine[:3, 3], t2w_raw.affine[:3, 3], atol=1e-4)
+    assert not list(anat.glob("*desc-superres_T1w*"))  # isotropic: skipped
+    sidecar = json.loads((anat / "sub-01_res-iso_desc-superres_T2w.json").read_text())
+    assert sidecar["ResolutionBefore"] == [3.0, 3.0, 6.0] and sidecar["ResolutionAfter"] == [3.0] * 3
+    assert sidecar["Method"] == "bspline" and sidecar["SliceAxis"] == 2
+    descriptions = (out / "descriptions.tsv").read_text()
+    assert "denoised" in descriptions and "superres" in descriptions

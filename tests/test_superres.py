@@ -1,0 +1,111 @@
+"""Super-resolution: isotropic geometry, anisotropy detection, SMORE-like vs B-spline on a phantom."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from bids_synth.metrics import psnr
+from bids_synth.synthesis import superresolution as sr
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def _centres(shape, affine):
+    """World coordinates of the first and last voxel centres along each axis."""
+    corners = np.array([[0, 0, 0, 1], [*(np.array(shape) - 1), 1]], float)
+    return (affine @ corners.T).T[:, :3]
+
+
+@pytest.mark.parametrize("factor", [2.0, 2.5, 4.0])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_the_isotropic_grid_covers_the_same_field_of_view(axis, factor):
+    zooms = np.array([1.0, 1.0, 1.0])
+    zooms[axis] = factor
+    affine = np.diag([*zooms, 1.0])
+    affine[:3, :3] = affine[:3, :3][[1, 0, 2]]  # permuted axes: voxel axes need not be RAS
+    affine[:3, 3] = [10.0, -20.0, 5.0]
+    shape = (20, 24, 16)
+    new_shape, new_affine, _, _ = sr.isotropic_grid(shape, affine)
+    np.testing.assert_allclose(sr.voxel_sizes(new_affine), 1.0)
+    fov = np.array(shape) * zooms
+    np.testing.assert_allclose(np.array(new_shape), np.round(fov), atol=0)
+    # the outer edges of the first and last voxels coincide with the input's
+    old, new = _centres(shape, affine), _centres(new_shape, new_affine)
+    half_old = affine[:3, :3] @ np.full(3, 0.5)
+    half_new = new_affine[:3, :3] @ np.full(3, 0.5)
+    np.testing.assert_allclose(new[0] - half_new, old[0] - half_old, atol=1e-9)
+    if float(fov[axis]).is_integer():
+        np.testing.assert_allclose(new[1] + half_new, old[1] + half_old, atol=1e-9)
+
+
+def test_anisotropy_detection():
+    assert sr.is_anisotropic([1.0, 1.0, 1.6]) and sr.is_anisotropic([3.0, 0.9, 0.9])
+    assert not sr.is_anisotropic([1.0, 1.2, 1.5]) and sr.anisotropy([2, 1, 1]) == 2.0
+
+
+def test_bspline_reproduces_a_linear_ramp_on_the_isotropic_grid():
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    z = np.arange(10, dtype=float) * 3.0  # world z of the slice centres
+    data = np.broadcast_to(z, (6, 6, 10)).astype(np.float32)
+    out, new_affine = sr.bspline_isotropic(data, affine)
+    assert out.shape == (6, 6, 30)
+    world_z = new_affine[2, 2] * np.arange(30) + new_affine[2, 3]
+    inside = (world_z > 6) & (world_z < 21)  # away from the clamped ends
+    np.testing.assert_allclose(out[3, 3, inside], world_z[inside], atol=0.05)
+
+
+def test_the_degradation_keeps_flat_images_and_is_the_identity_at_factor_one():
+    flat = np.full((30, 12), 7.0)
+    np.testing.assert_allclose(sr.degrade_axis0(flat, 2.5, 2.0, 0.7), 7.0, atol=1e-5)
+    image = np.random.default_rng(0).random((20, 8))
+    np.testing.assert_allclose(sr.degrade_axis0(image, 1.0, 1.0), image, atol=1e-5)
+
+
+def thick_slice_phantom(n=48, factor=4):
+    z, y, x = np.mgrid[:n, :n, :n] - n / 2
+    r = np.sqrt(x**2 + (1.2 * y) ** 2 + z**2)
+    texture = 0.25 * (np.sin(x / 2.0 + z / 2.5) > 0.3) * (r < 14)
+    clean = gaussian_filter(0.6 * (r < 20) + 0.3 * (r < 14) + texture, 0.7).astype(np.float32)
+    thick = clean.reshape(n, n // factor, factor, n).mean(axis=2)  # 4 mm slices along axis 1
+    return clean, thick, np.diag([1.0, factor, 1.0, 1.0]), r < 21
+
+
+def test_self_supervised_super_resolution_beats_bspline_on_a_thick_slice_phantom():
+    clean, thick, affine, mask = thick_slice_phantom()
+    bspline, bspline_affine = sr.bspline_isotropic(thick, affine)
+    out, out_affine, info = sr.smore(thick, affine, steps=150, seed=0)
+    np.testing.assert_allclose(out_affine, bspline_affine)
+    assert out.shape == clean.shape and info["thick_axis"] == 1 and info["factor"] == 4
+    assert psnr(clean, out, mask) > psnr(clean, bspline, mask) + 0.5
+
+
+def test_near_isotropic_images_are_skipped_with_a_log_line(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    import nibabel as nib
+
+    from bids_synth.workflows.synthesis import superres
+
+    iso, thick = tmp_path / "t1.nii.gz", tmp_path / "t2.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.diag([1, 1, 1.4, 1])), iso)
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.diag([1, 1, 2.5, 1])), thick)
+    (tmp_path / "t2.json").write_text('{"SliceThickness": 2.0}')
+    unit = SimpleNamespace(name="sub-01", all_inputs={"T1w": str(iso)})
+    build = dict(omp_nthreads=1, seed=0, device="cpu", name="superres_wf")
+    with caplog.at_level(logging.INFO, logger="bids_synth"):
+        assert superres.TASK.build(unit=unit, options={}, **build) is None
+    assert "near isotropic" in caplog.text and "no anisotropic MR image" in caplog.text
+    unit.all_inputs["T2w"] = str(thick)
+    branch = superres.TASK.build(unit=unit, options={"method": "bspline"}, **build)
+    assert branch.inputs == {"T2w_raw": "T2w_raw"}
+    node = branch.workflow.get_node("superres_t2w")
+    assert node.inputs.method == "bspline" and node.inputs.slice_thickness == 2.0
+    assert branch.outputs["t2w"]["entities"] == {"res": "iso", "desc": "superres", "suffix": "T2w"}
