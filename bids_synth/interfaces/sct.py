@@ -1,0 +1,181 @@
+"""Synthetic CT interfaces: head-model atlas pairs and MR → CT by model, bulk classes or atlas."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+METHODS = ("model", "bulk", "atlas")
+
+
+class _AtlasInputSpec(BaseInterfaceInputSpec):
+    seeds = traits.List(traits.Int, mandatory=True, desc="head-model seeds, one atlas pair each")
+    spacing = traits.Float(2.0, usedefault=True, desc="atlas voxel size (mm)")
+
+
+class _AtlasOutputSpec(TraitedSpec):
+    atlas_t1w = OutputMultiObject(File(exists=True), desc="atlas T1w images")
+    atlas_ct = OutputMultiObject(File(exists=True), desc="atlas CT images (HU)")
+
+
+class HeadModelAtlas(SimpleInterface):
+    """MR/CT atlas pairs drawn from the generative head model (cached in the node's folder)."""
+
+    input_spec = _AtlasInputSpec
+    output_spec = _AtlasOutputSpec
+
+    def _run_interface(self, runtime):
+        from bids_synth.synthesis.sct_atlas import write_head_model_atlas
+
+        pairs = [
+            write_head_model_atlas(seed, self.inputs.spacing, runtime.cwd)
+            for seed in self.inputs.seeds
+        ]
+        self._results["atlas_t1w"] = [t1w for t1w, _ in pairs]
+        self._results["atlas_ct"] = [ct for _, ct in pairs]
+        return runtime
+
+
+class _SyntheticCTInputSpec(BaseInterfaceInputSpec):
+    t1w = File(exists=True, mandatory=True, desc="bias-corrected T1w")
+    t2w = File(exists=True, desc="T2w on the T1w grid (second channel of a two-channel bundle)")
+    head_mask = File(exists=True, mandatory=True, desc="head mask of the T1w")
+    brain_mask = File(exists=True, mandatory=True, desc="brain mask of the T1w")
+    method = traits.Enum(*METHODS, mandatory=True, desc="model, bulk or atlas")
+    bundle = traits.Str(desc="model bundle folder (method model)")
+    atlas_t1w = InputMultiObject(File(exists=True), desc="atlas T1w images (method atlas)")
+    atlas_ct = InputMultiObject(File(exists=True), desc="atlas CT images, HU (method atlas)")
+    bone_shell_mm = traits.Float(
+        15.0, usedefault=True, desc="bulk: dark voxels this near the brain are bone"
+    )
+    kvp = traits.Int(120, usedefault=True, desc="tube voltage assumed by the μ-map conversion")
+    seed = traits.Int(0, usedefault=True, desc="random seed (registration sampling, torch)")
+    use_gpu = traits.Bool(False, usedefault=True, nohash=True, desc="runs on a GPU (scheduler)")
+    device = traits.Str("cpu", usedefault=True, nohash=True, desc="torch device for the model")
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads (torch, ITK)")
+
+
+class _SyntheticCTOutputSpec(TraitedSpec):
+    out_ct = File(exists=True, desc="synthetic CT in HU on the T1w grid")
+    out_mask = File(exists=True, desc="head mask used (outside: air)")
+    out_mumap = File(exists=True, desc="511 keV attenuation map (cm⁻¹)")
+    out_metadata = File(exists=True, desc="sidecar fields known after the run (JSON)")
+    metadata = traits.Dict(desc="the same fields as a dictionary")
+
+
+class SyntheticCT(SimpleInterface):
+    """MR → synthetic CT (HU), its head mask and μ-map, with QC values for the sidecar."""
+
+    input_spec = _SyntheticCTInputSpec
+    output_spec = _SyntheticCTOutputSpec
+
+    def _run_interface(self, runtime):
+        if self.inputs.num_threads > 0:
+            os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(self.inputs.num_threads)
+        import ants
+        import nibabel as nib
+        import numpy as np
+
+        from bids_synth.synthesis import sct_methods
+
+        started = time.perf_counter()
+        t1w = ants.image_read(self.inputs.t1w)
+        head = ants.image_read(self.inputs.head_mask)
+        brain = ants.image_read(self.inputs.brain_mask)
+        metadata = {"Device": "cpu"}
+        if self.inputs.method == "bulk":
+            hu = sct_methods.bulk_ct(
+                t1w, head, brain, bone_shell_mm=self.inputs.bone_shell_mm
+            ).numpy()
+        elif self.inputs.method == "atlas":
+            hu = self._propagate_atlases(runtime)
+        else:
+            hu, metadata = self._predict()
+        reference = nib.load(self.inputs.t1w)
+        head_data = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
+        brain_data = (np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0.5) & head_data
+        hu = sct_methods.clip_hu(np.where(head_data, hu, sct_methods.BULK_HU["air"]))
+        mumap = sct_methods.attenuation_map(hu, kvp=self.inputs.kvp)
+        metadata.update(sct_methods.ct_qc(hu, head_data, brain_data))
+        metadata["RuntimeSeconds"] = round(time.perf_counter() - started, 2)
+        self._results["out_ct"] = _save(
+            np.rint(hu).astype(np.int16), reference, runtime, "sct.nii.gz"
+        )
+        self._results["out_mask"] = _save(
+            head_data.astype(np.uint8), reference, runtime, "mask.nii.gz"
+        )
+        self._results["out_mumap"] = _save(mumap, reference, runtime, "mumap.nii.gz")
+        self._results["out_metadata"] = os.path.join(runtime.cwd, "metadata.json")
+        with open(self._results["out_metadata"], "w") as handle:
+            json.dump(metadata, handle, indent=2)
+        self._results["metadata"] = metadata
+        return runtime
+
+    def _propagate_atlases(self, runtime):
+        """Atlas HU on the T1w grid, registered in a fresh single-threaded process."""
+        import nibabel as nib
+        import numpy as np
+
+        from bids_synth.interfaces.ants import _run_single_threaded
+
+        out_file = os.path.join(runtime.cwd, "atlas_hu.nii.gz")
+        _run_single_threaded(
+            "bids_synth.synthesis.sct_atlas",
+            {
+                "t1w": self.inputs.t1w,
+                "head_mask": self.inputs.head_mask,
+                "atlases": [list(p) for p in zip(self.inputs.atlas_t1w, self.inputs.atlas_ct)],
+                "seed": self.inputs.seed,
+                "out_file": out_file,
+            },
+        )
+        return np.asanyarray(nib.load(out_file).dataobj, dtype=np.float32)
+
+    def _predict(self):
+        """HU predicted by the bundle, and the device really used."""
+        import nibabel as nib
+        import numpy as np
+        import torch
+
+        from bids_synth.models import Bundle
+        from bids_synth.synthesis.bundle_inference import predict_on_grid
+
+        torch.manual_seed(self.inputs.seed)
+        torch.set_num_threads(max(self.inputs.num_threads, 1))
+        bundle = Bundle.read(self.inputs.bundle)
+        image = nib.load(self.inputs.t1w)
+        channels = [np.asanyarray(image.dataobj, dtype=np.float32)]
+        if len(bundle.meta["input"].get("suffixes", ["T1w"])) > 1:
+            channels.append(np.asanyarray(nib.load(self.inputs.t2w).dataobj, dtype=np.float32))
+        hu, info = predict_on_grid(bundle, channels, image.affine, device=self.inputs.device)
+        return hu, device_fields(info)
+
+
+def device_fields(info: dict) -> dict:
+    """Sidecar fields from predict_volume's info: the device really used and any fallback."""
+    fields = {"Device": info["device"]}
+    if info["fallbacks"]:
+        fields["Warnings"] = "; ".join(info["fallbacks"])
+    return fields
+
+
+def _save(data, reference, runtime, name: str) -> str:
+    import nibabel as nib
+
+    image = nib.Nifti1Image(data, reference.affine)
+    image.set_qform(reference.affine, code=1)
+    image.set_sform(reference.affine, code=1)
+    path = os.path.join(runtime.cwd, name)
+    nib.save(image, path)
+    return path

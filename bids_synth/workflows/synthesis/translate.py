@@ -1,0 +1,143 @@
+"""``--tasks translate``: any contrast to any contrast with paired bundles (``--translate T1w:T2w``).
+
+Each pair ``SOURCE:TARGET`` runs the newest ``translate`` bundle whose contract reads SOURCE (plus
+any further input suffixes it declares) and writes TARGET, on the T1w grid:
+``space-T1w_desc-synthetic_<TARGET>``. A session lacking a source is skipped for that pair; a
+requested pair without a bundle is an error (exit 7). Without ``--translate`` every pair with an
+installed (or shipped) bundle runs, and none installed skips the task with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bids_synth.errors import UsageError
+from bids_synth.interfaces.translate import Translate
+from bids_synth.models import list_bundles
+from bids_synth.synthesis.bundles import contract, find_task_bundle, model_fields
+from bids_synth.workflows.synthesis import Task, TaskBranch
+
+LOG = logging.getLogger("bids_synth.translate")
+
+
+def add_arguments(group) -> None:
+    group.add_argument(
+        "--translate",
+        dest="translate_pairs",
+        nargs="+",
+        metavar="SOURCE:TARGET",
+        help="contrast pairs to synthesize (default: every pair with an installed bundle)",
+    )
+
+
+def parse_pairs(values) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        source, sep, target = str(value).partition(":")
+        if not sep or not source or not target or source == target:
+            raise UsageError(f"--translate {value!r}: expected SOURCE:TARGET, e.g. T1w:T2w")
+        pairs.append((source, target))
+    return pairs
+
+
+def installed_pairs() -> dict:
+    """(source, target) → newest bundle, for every installed or shipped translate bundle."""
+    pairs = {}
+    for bundle in list_bundles():
+        suffixes, target = contract(bundle)
+        if bundle.task == "translate" and suffixes and target:
+            pairs.setdefault(
+                (suffixes[0], target), find_task_bundle("translate", suffixes[0], target)
+            )
+    return pairs
+
+
+def _provider(suffix: str, unit) -> str | None:
+    if suffix == "T1w":
+        return "t1w_preproc"
+    return f"{suffix}_registered" if suffix in unit.others else None
+
+
+def build(*, unit, options, omp_nthreads, seed, device, name):
+    if options.get("pairs"):
+        pairs = parse_pairs(options["pairs"])
+        bundles = {pair: find_task_bundle("translate", *pair) for pair in pairs}  # exit 7 if none
+    else:
+        bundles = installed_pairs()
+        if not bundles:
+            LOG.warning(
+                "translate: skipping %s: no translate bundle installed and no --translate "
+                "pair given (train one with `bids-synth train --task translate`)",
+                unit.name,
+            )
+            return None
+    workflow = pe.Workflow(name=name)
+    inputs, outputs, fields = {"head_mask": "head_mask"}, {}, []
+    branches = []
+    for (source, target), bundle in bundles.items():
+        suffixes = contract(bundle)[0] or (source,)
+        missing = [s for s in suffixes if _provider(s, unit) is None]
+        if missing:
+            LOG.warning(
+                "translate %s→%s: skipping %s: no %s image",
+                source,
+                target,
+                unit.name,
+                ", ".join(missing),
+            )
+            continue
+        field = f"{source.lower()}_to_{target.lower()}"
+        for suffix in suffixes:
+            inputs[suffix.lower()] = _provider(suffix, unit)
+        branches.append((field, suffixes, bundle))
+        fields += [field, f"{field}_metadata"]
+        outputs[field] = {
+            "entities": {"space": "T1w", "desc": "synthetic", "suffix": target},
+            "sources": [unit.t1w if s == "T1w" else unit.others[s] for s in suffixes],
+            "metadata": {
+                "Method": "model",
+                "Model": model_fields(bundle),
+                "Parameters": {"Source": list(suffixes), "Target": target, "RandomSeed": seed},
+            },
+            "dtype": "float32",
+        }
+    if not branches:
+        return None
+    inputnode = pe.Node(niu.IdentityInterface(fields=list(inputs)), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=fields), name="outputnode")
+    for field, suffixes, bundle in branches:
+        node = pe.Node(
+            Translate(
+                bundle=str(bundle.path),
+                seed=seed,
+                num_threads=omp_nthreads,
+                device=device,
+                use_gpu=device != "cpu",
+            ),
+            name=f"translate_{field}",
+            n_procs=omp_nthreads,
+        )
+        merge = pe.Node(
+            niu.Merge(len(suffixes)), name=f"sources_{field}", run_without_submitting=True
+        )
+        for index, suffix in enumerate(suffixes, start=1):
+            workflow.connect(inputnode, suffix.lower(), merge, f"in{index}")
+        workflow.connect([
+            (merge, node, [("out", "sources")]),
+            (inputnode, node, [("head_mask", "head_mask")]),
+            (node, outputnode, [("out_file", field), ("metadata", f"{field}_metadata")]),
+        ])  # fmt: skip
+        LOG.info("translate: %s: %s with %s", unit.name, field.replace("_to_", "→"), bundle.ref)
+    return TaskBranch(workflow, inputs, outputs)
+
+
+TASK = Task(
+    name="translate",
+    help="synthesize other contrasts (--translate SOURCE:TARGET ...) with paired bundles",
+    build=build,
+    add_arguments=add_arguments,
+    descriptions={"synthetic": "synthesized image (see the sidecar's Method and Model)"},
+)
