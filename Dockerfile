@@ -1,12 +1,23 @@
 # bids-synth: CUDA runtime image.
 #   docker build -t bids-synth:0.1.0 .
 #   docker run --gpus all -v /data:/data:ro -v /out:/out bids-synth:0.1.0 /data /out participant
-# BASE_IMAGE can name a locally built image; TORCH_INDEX the wheel index of the torch build.
+#
+# Build arguments:
+#   BASE_IMAGE   any Debian/Ubuntu image with apt (default: NVIDIA's CUDA runtime); a CPU-only
+#                base works too (scripts/container-smoke.sh builds one with debootstrap)
+#   TORCH_INDEX  wheel index of the torch build (default: CUDA 12.8; empty: the other pip sources)
+#   PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS, PIP_CERT
+#                optional pip sources (and CA bundle) of the build stage only, e.g. local wheel
+#                folders mounted with `podman build --volume /opt/wheels:/opt/wheels:ro`
 ARG BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 # --- build stage: a virtual environment with the package, its pinned torch and the models -----
 FROM ${BASE_IMAGE} AS builder
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-dev build-essential \
@@ -16,7 +27,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bids_synth ./bids_synth
-RUN pip install --extra-index-url "${TORCH_INDEX}" "torch==2.13.0" \
+RUN pip install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "torch==2.13.0" \
  && pip install . \
  && bids-synth models verify --all
 
@@ -34,6 +45,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 1001 bidssynth
 COPY --from=builder /opt/venv /opt/venv
+# run presets (--config-file, --use-plugin) at a fixed place in the image
+COPY workflows /opt/bids-synth/workflows
 ENV PATH=/opt/venv/bin:$PATH \
     BIDS_SYNTH_CONTAINER=docker \
     BIDS_SYNTH_IMAGE_TAG=${VERSION} \

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from bids import BIDSLayout
+from bids import BIDSLayout, BIDSLayoutIndexer
 from bids.layout import Query
 from bids.layout.models import Config
 from bids.layout.writing import build_path
@@ -120,10 +120,32 @@ def load_layout(bids_dir: str | Path, *, validate: bool = True) -> BIDSLayout:
     try:
         layout = BIDSLayout(str(root), validate=False, derivatives=False)
     except Exception as exc:  # pybids raises several types for unusable datasets
-        raise InputDatasetError(f"cannot index {root} as BIDS: {exc}") from exc
+        broken = _invalid_sidecars(root)
+        if not broken:
+            raise InputDatasetError(f"cannot index {root} as BIDS: {exc}") from exc
+        # bids-synth reads images, not sidecars: one broken sidecar must not stop the cohort
+        LOG.warning(
+            "invalid JSON sidecar(s), metadata not indexed: %s",
+            ", ".join(os.path.relpath(path, root) for path in broken),
+        )
+        indexer = BIDSLayoutIndexer(validate=False, index_metadata=False)
+        layout = BIDSLayout(str(root), validate=False, derivatives=False, indexer=indexer)
     if validate:
         _log_invalid_names(layout)
     return layout
+
+
+def _invalid_sidecars(root: Path) -> list[Path]:
+    """JSON files below ``root`` (dataset_description.json aside) that do not parse."""
+    broken = []
+    for path in sorted(root.rglob("*.json")):
+        if path == root / "dataset_description.json":
+            continue
+        try:
+            json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            broken.append(path)
+    return broken
 
 
 def _log_invalid_names(layout: BIDSLayout) -> None:
@@ -192,6 +214,8 @@ def collect_sessions(
     found = sorted(layout.get_sessions(subject=subject))
     if sessions:
         found = [session for session in found if session in sessions]
+        if not found:  # none of the requested sessions (or no sessions at all)
+            return []
     units = []
     for session in found or [None]:
         query = {"subject": subject, "session": session or Query.NONE, "datatype": "anat"}

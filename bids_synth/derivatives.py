@@ -19,6 +19,9 @@ from bids_synth.fileio import (
     atomic_save_nifti,
     atomic_write_json,
     atomic_write_text,
+    copy_beside,
+    publish,
+    remove_stale_temporaries,
 )
 
 CODE_URL = "https://github.com/bids-synth/bids-synth"
@@ -32,7 +35,7 @@ DESCRIPTIONS = {
 }
 
 #: files the BIDS schema cannot name yet (CT is a proposal, BEP024) and bids-synth's own logs
-BIDSIGNORE = ("*_CT.*", "*_mumap.*", "*_xfm.*", "sub-*/log/", "logs/", "group/", "*.html")
+BIDSIGNORE = ("*_CT.*", "*_mumap.*", "*_xfm.*", "sub-*/log/", "logs/", "group/", "evaluation/", "*.html")
 
 LOCK_NAME = ".bids-synth.lock"
 
@@ -74,13 +77,28 @@ def stage_json(meta: dict, entities: dict, folder: str) -> tuple[str, str]:
 
 
 def commit(pairs: list[tuple[str, str]], output_dir: str, record: str) -> list[str]:
-    """Copy each staged file to ``output_dir/relative`` atomically, then write ``record``."""
-    relatives = []
-    for staged, relative in pairs:
-        atomic_copy(staged, Path(output_dir) / relative)
-        relatives.append(relative)
-    atomic_write_json(record, {"status": "success", "outputs": sorted(relatives)})
-    return sorted(relatives)
+    """Publish staged files as ``output_dir/relative``, all or none, then write ``record``.
+
+    Every file is first copied beside its destination (where a full disk fails, and the copies
+    are removed again), then all are renamed into place; temporary files of an earlier commit
+    that was killed are removed first.
+    """
+    targets = [(staged, Path(output_dir) / relative) for staged, relative in pairs]
+    copies = []
+    try:
+        for staged, target in targets:
+            remove_stale_temporaries(target)
+            copies.append((copy_beside(staged, target), target))
+    except BaseException:
+        for tmp, _ in copies:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    for tmp, target in copies:
+        publish(tmp, target)
+    relatives = sorted(relative for _, relative in pairs)
+    atomic_write_json(record, {"status": "success", "outputs": relatives})
+    return relatives
 
 
 @contextlib.contextmanager
@@ -101,6 +119,8 @@ def write_dataset_files(
     """Write or update dataset_description.json, descriptions.tsv and .bidsignore (under a lock)."""
     output_dir = Path(output_dir)
     with dataset_lock(output_dir):
+        for name in ("dataset_description.json", "descriptions.tsv", ".bidsignore"):
+            remove_stale_temporaries(output_dir / name)  # from a writer killed mid-write
         atomic_write_json(output_dir / "dataset_description.json", dataset_description(raw_root))
         known = _read_descriptions(output_dir / "descriptions.tsv")
         known.update(descriptions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import math
@@ -80,16 +81,32 @@ def run_workflow(workflow, config: Config) -> None:
     # ITK reads its thread count once per process, at its first use: set it before nipype starts
     # its worker processes (or Slurm jobs, which inherit this environment), so that every ITK
     # step uses --omp-nthreads whichever node a worker ran first (N4's result depends on it).
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(config.nipype.omp_nthreads)
+    environment = {"ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": str(config.nipype.omp_nthreads)}
     if plugin in SLURM_PLUGINS:
-        os.environ.setdefault("LOGNAME", _user_name())  # nipype's SLURM plugin names jobs with it
+        environment.setdefault("LOGNAME", os.environ.get("LOGNAME") or _user_name())  # job names
         request_slurm_resources(workflow)
+    with _environment(environment):
+        try:
+            workflow.run(plugin=plugin, plugin_args=plugin_args)
+        except RuntimeError as exc:
+            LOG.debug("nipype: %s", exc)
+        if plugin == "SLURMGraph":  # nipype returns once the jobs are submitted: wait for them
+            wait_for_slurm_jobs(f"bids-synth:{config.execution.run_id}")
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the block, then restore the caller's."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
-        workflow.run(plugin=plugin, plugin_args=plugin_args)
-    except RuntimeError as exc:
-        LOG.debug("nipype: %s", exc)
-    if plugin == "SLURMGraph":  # nipype returns once the jobs are submitted: wait for them
-        wait_for_slurm_jobs(f"bids-synth:{config.execution.run_id}")
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def request_slurm_resources(workflow) -> None:
@@ -112,9 +129,13 @@ def wait_for_slurm_jobs(tag: str, poll_s: float = SLURM_GRAPH_POLL_S) -> None:
     """Block until no job of this user with ``--comment=tag`` is queued or running."""
     user = _user_name()
     while True:
-        queue = subprocess.run(
-            ["squeue", "-h", "-u", user, "-o", "%i|%k"], capture_output=True, text=True
-        )
+        try:
+            queue = subprocess.run(
+                ["squeue", "-h", "-u", user, "-o", "%i|%k"], capture_output=True, text=True
+            )
+        except OSError as exc:
+            LOG.warning("cannot run squeue (%s); not waiting for Slurm jobs", exc)
+            return
         if queue.returncode:
             LOG.warning("squeue failed (%s); not waiting for Slurm jobs", queue.stderr.strip())
             return
@@ -138,9 +159,9 @@ def write_graph(workflow) -> None:
         LOG.warning("workflow graph written as .dot only (%s)", str(exc).splitlines()[0])
 
 
-def is_output_error(message: str) -> bool:
-    """Whether a failure message of :func:`unit_failures` is an output problem (disk full, ...)."""
-    return "bids_synth.errors.OutputError:" in message
+def failed_with(message: str, error: type) -> bool:
+    """Whether a failure message of :func:`unit_failures` names ``error`` (e.g. OutputError)."""
+    return f"bids_synth.errors.{error.__name__}:" in message
 
 
 def unit_failures(crash_dir: Path) -> dict[str, str]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import gzip
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,11 +22,26 @@ import numpy as np
 
 from bids_synth.errors import InvalidImageError, OutputError
 
+#: larger intensities overflow the float32 statistics of masking, N4 and registration
+#: (tested: 1e12 still processed correctly, 1e15 fails, 1e30 gives infinite outputs)
+MAX_ABS_INTENSITY = 1e10
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     """Yield a file object whose content replaces ``path`` atomically on success."""
     path = Path(path)
+    with _temporary_beside(path, mode) as (handle, tmp):
+        yield handle
+    publish(tmp, path)
+
+
+@contextlib.contextmanager
+def _temporary_beside(path: Path, mode: str):
+    """Yield ``(handle, tmp)``: a hidden file beside ``path``, on disk once the block ends.
+
+    The file is removed if the block fails; OS errors become :class:`OutputError`.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -32,17 +49,39 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
         raise _output_error(exc, path) from exc
     try:
         with os.fdopen(fd, mode) as handle:
-            yield handle
+            yield handle, tmp
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
         raise _output_error(exc, path) from exc
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def copy_beside(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+    """Copy ``src`` into a hidden temporary file beside ``dst``; :func:`publish` renames it."""
+    with open(src, "rb") as source, _temporary_beside(Path(dst), "wb") as (target, tmp):
+        shutil.copyfileobj(source, target, 1 << 20)
+    return tmp
+
+
+def publish(tmp: str, dst: str | os.PathLike) -> None:
+    """Rename a temporary file of :func:`copy_beside` over ``dst`` (atomic)."""
+    try:
+        os.replace(tmp, dst)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise _output_error(exc, Path(dst)) from exc
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> None:
+    """Remove temporary files of ``path`` left behind by a killed writer."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        _remove_quietly(str(stale))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -57,9 +96,7 @@ def atomic_write_json(path: str | os.PathLike, data: dict) -> Path:
 
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy ``src`` to ``dst`` atomically."""
-    with open(src, "rb") as source, atomic_write(dst) as target:
-        while chunk := source.read(1 << 20):
-            target.write(chunk)
+    publish(copy_beside(src, dst), dst)
     return Path(dst)
 
 
@@ -77,13 +114,16 @@ def load_image(path: str | os.PathLike, *, what: str = "image") -> nib.Nifti1Ima
     """Load a 3D NIfTI image and check it is usable; raise :class:`InvalidImageError` if not.
 
     Checks: readable and complete, 3D (a trailing singleton 4th dimension is squeezed), at least
-    2 voxels along each axis, finite voxels, not constant, and an invertible affine with sane zooms.
+    2 voxels along each axis, finite voxels, not constant, magnitudes up to
+    :data:`MAX_ABS_INTENSITY`, and an invertible affine with sane zooms.
     """
     path = Path(path)
     name = path.name
     try:
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
+        if path.name.endswith(".gz"):
+            _check_gzip(path)
     except FileNotFoundError as exc:
         raise InvalidImageError(f"{what} {name}: file not found") from exc
     except Exception as exc:  # nibabel raises many kinds for corrupt/truncated files
@@ -101,9 +141,18 @@ def load_image(path: str | os.PathLike, *, what: str = "image") -> nib.Nifti1Ima
         raise InvalidImageError(f"{what} {name}: contains NaN or infinite voxels")
     if data.max() == data.min():
         raise InvalidImageError(f"{what} {name}: all voxels have the same value")
+    peak = float(max(abs(float(data.max())), abs(float(data.min()))))
+    if peak > MAX_ABS_INTENSITY:
+        raise InvalidImageError(
+            f"{what} {name}: intensities up to {peak:.3g} exceed {MAX_ABS_INTENSITY:.0e} "
+            "(float32 statistics overflow): rescale the image"
+        )
     affine = img.affine
+    if not np.isfinite(affine).all():
+        raise InvalidImageError(f"{what} {name}: non-invertible affine (NaN or infinite values)")
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
+    # singular: a zero-length axis, or axes (nearly) collinear whatever the voxel size
+    if zooms.min() == 0 or abs(np.linalg.det(affine[:3, :3])) / np.prod(zooms) < 1e-6:
         raise InvalidImageError(f"{what} {name}: non-invertible affine")
     if zooms.min() < 0.05 or zooms.max() > 20:
         raise InvalidImageError(
@@ -112,6 +161,13 @@ def load_image(path: str | os.PathLike, *, what: str = "image") -> nib.Nifti1Ima
     header = img.header.copy()
     header.set_data_shape(data.shape)
     return nib.Nifti1Image(data, affine, header)
+
+
+def _check_gzip(path: Path) -> None:
+    """Decompress to the end, which checks the CRC and length (nibabel stops after the voxels)."""
+    with gzip.open(path, "rb") as stream:
+        while stream.read(1 << 22):
+            pass
 
 
 def _output_error(exc: OSError, path: Path) -> OutputError:

@@ -12,13 +12,14 @@ from bids_synth.derivatives import DESCRIPTIONS, write_dataset_files
 from bids_synth.errors import (
     BidsSynthError,
     InvalidImageError,
+    ModelBundleError,
     NothingToProcessError,
     OutputError,
     ProcessingError,
 )
 from bids_synth.execution import (
     configure_nipype,
-    is_output_error,
+    failed_with,
     run_workflow,
     unit_failures,
     unit_runtime,
@@ -43,6 +44,10 @@ def run_participants(config: Config) -> int:
     for outcome in outcomes:
         LOG.error("%s: %s: skipped", outcome.name, outcome.message)
 
+    configure_nipype(config)  # before building: workflows copy nipype's settings when created
+    workflow = init_bids_synth_wf(config, valid)
+    verify_model_bundles(workflow)  # nothing is written before the workflow is known to be usable
+
     descriptions = dict(DESCRIPTIONS)
     for name in config.workflow.tasks:
         descriptions.update(registered_tasks()[name].descriptions)
@@ -52,9 +57,6 @@ def run_participants(config: Config) -> int:
     for subject in sorted({unit.subject for unit in valid}):
         log_dir = Path(execution.output_dir) / f"sub-{subject}" / "log" / execution.run_id
         atomic_write_text(log_dir / "config.toml", config.to_toml())
-
-    configure_nipype(config)  # before building: workflows copy nipype's settings when created
-    workflow = init_bids_synth_wf(config, valid)
     LOG.info(
         "running %d participant/session(s) with the %s plugin", len(valid), config.nipype.plugin
     )
@@ -127,11 +129,29 @@ def check_inputs(units: list[SessionInputs]) -> tuple[list[SessionInputs], list]
     return valid, outcomes
 
 
+def verify_model_bundles(workflow) -> None:
+    """Check the weights of every model bundle a node will load (its ``bundle`` input), once.
+
+    A tampered or unreadable bundle then ends the run with one line (exit 7) before any
+    processing, instead of failing every participant after its preprocessing.
+    """
+    from bids_synth.models import Bundle
+
+    folders = set()
+    for name in workflow.list_node_names():
+        folder = getattr(workflow.get_node(name).inputs, "bundle", None)
+        if isinstance(folder, str) and folder:
+            folders.add(folder)
+    for folder in sorted(folders):
+        Bundle.read(folder).verify()
+
+
 def exit_code(outcomes) -> int:
     statuses = {outcome.status for outcome in outcomes}
     failed = [outcome.message for outcome in outcomes if outcome.status == "failed"]
-    if failed and all(is_output_error(message) for message in failed):
-        return OutputError.exit_code  # e.g. the disk filled up while publishing derivatives
+    for error in (OutputError, ModelBundleError):  # one cause behind every failure: its code
+        if failed and all(failed_with(message, error) for message in failed):
+            return error.exit_code  # e.g. the disk filled up while publishing derivatives
     if "failed" in statuses:
         return ProcessingError.exit_code
     if "invalid-input" in statuses:

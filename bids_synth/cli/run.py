@@ -76,8 +76,26 @@ def build_config(args) -> Config:
             setattr(workflow, name, getattr(args, name))
     if args.random_seed is not None:
         config.seeds.random_seed = args.random_seed
+    check_device(config)
     check_paths(config)
     return config
+
+
+def check_device(config: Config) -> None:
+    """Refuse a CUDA device that is not there now, not after every participant's preprocessing."""
+    from bids_synth.cli.parser import DEVICE_PATTERN
+
+    device = config.workflow.device
+    if not DEVICE_PATTERN.match(device):
+        raise UsageError(f"invalid device {device!r}: expected auto, cpu, cuda or cuda:N")
+    if not device.startswith("cuda") or not config.workflow.tasks:
+        return  # only synthesis tasks use the device
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(device.partition(":")[2] or 0) >= count:
+        found = f"only {count} CUDA GPU(s) found" if count else "no CUDA GPU is available"
+        raise UsageError(f"device {device} requested but {found} (use --device auto or cpu)")
 
 
 def read_task_options(config: Config, args) -> None:
@@ -155,5 +173,6 @@ def check_writable(path: Path, label: str) -> None:
         raise OutputError(f"the {label} folder {path}: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(
-            f"the {label} folder {path} is not writable (permission denied or read-only file system)"
+            f"the {label} folder {path} is not writable "
+            "(permission denied or read-only file system)"
         )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
@@ -105,7 +108,6 @@ class _RegisterInputSpec(BaseInterfaceInputSpec):
     transform = traits.Enum("rigid", "affine", usedefault=True, desc="rigid, or rigid then affine")
     modality = traits.Enum("MR", "CT", usedefault=True, desc="sets the background value")
     random_seed = traits.Int(0, usedefault=True, desc="seed of the metric's sampling")
-    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="ITK threads")
 
 
 class _RegisterOutputSpec(TraitedSpec):
@@ -114,34 +116,52 @@ class _RegisterOutputSpec(TraitedSpec):
 
 
 class RegisterToReference(SimpleInterface):
-    """Rigid (then affine) registration with Mattes mutual information, and resampling."""
+    """Rigid (then affine) registration with Mattes mutual information, and resampling.
+
+    Runs in a fresh process with one ITK thread: multi-threaded ANTs metrics are not bitwise
+    reproducible, and ITK fixes its thread count once per process (see
+    :mod:`bids_synth.preproc.registration`).
+    """
 
     input_spec = _RegisterInputSpec
     output_spec = _RegisterOutputSpec
 
     def _run_interface(self, runtime):
-        _set_threads(self.inputs.num_threads)
-        import ants
-
-        from bids_synth.preproc.registration import register
-
-        fixed = ants.image_read(self.inputs.fixed)
-        moving = ants.image_read(self.inputs.moving)
-        mask = ants.image_read(self.inputs.fixed_mask) if self.inputs.fixed_mask else None
         matrix = os.path.join(runtime.cwd, "moving_to_fixed.mat")
-        registered = register(
-            fixed,
-            moving,
-            transform=self.inputs.transform,
-            fixed_mask=mask,
-            background=-1024.0 if self.inputs.modality == "CT" else 0.0,
-            seed=self.inputs.random_seed,
-            workdir=runtime.cwd,
-            out_matrix=matrix,
+        out_file = os.path.join(runtime.cwd, "registered.nii")
+        _run_single_threaded(
+            "bids_synth.preproc.registration",
+            {
+                "fixed": self.inputs.fixed,
+                "moving": self.inputs.moving,
+                "fixed_mask": self.inputs.fixed_mask or None,
+                "transform": self.inputs.transform,
+                "background": -1024.0 if self.inputs.modality == "CT" else 0.0,
+                "seed": self.inputs.random_seed,
+                "workdir": runtime.cwd,
+                "out_matrix": matrix,
+                "out_file": out_file,
+            },
         )
         self._results["out_matrix"] = matrix
-        self._results["out_file"] = _write(registered, runtime, "registered.nii")
+        self._results["out_file"] = out_file
         return runtime
+
+
+def _run_single_threaded(module: str, kwargs: dict) -> None:
+    """``python -m module '<kwargs as JSON>'`` with one ITK thread; RuntimeError on failure."""
+    env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", module, json.dumps(kwargs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode:
+        lines = [line.strip() for line in (proc.stderr or "").splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {proc.returncode}"
+        raise RuntimeError(f"{module} failed: {reason}")
 
 
 def _write(image, runtime, name: str) -> str:

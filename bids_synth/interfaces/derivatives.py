@@ -23,7 +23,9 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     source_files = traits.List(traits.Str, desc="input files this output derives from")
     raw_root = traits.Str(mandatory=True, desc="root of the raw dataset (for Sources URIs)")
     metadata = traits.Dict(desc="sidecar fields known when the workflow is built (method, ...)")
-    run_metadata = traits.Dict(desc="sidecar fields known once the step ran (device, runtime, QC)")
+    run_metadata = traits.Dict(
+        usedefault=True, desc="sidecar fields known once the step ran (device, runtime, QC)"
+    )
     data_dtype = traits.Str(desc="cast the image to this numpy dtype (e.g. uint8 for masks)")
 
 
