@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install demo test test-slurm test-all lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
+
+# a real single-node Slurm (Debian's slurm-wlm and munge) started and stopped by the test
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -p no:xdist -m slurm tests/test_slurm.py
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m "slow or not slow"

@@ -18,6 +18,7 @@ from nipype.utils.filemanip import loadpkl
 
 from bids_synth.bids import SessionInputs
 from bids_synth.config import Config
+from bids_synth.fileio import atomic_write_text
 
 LOG = logging.getLogger("bids_synth")
 _CRASH_NODE = re.compile(r"^Node: (\S+)", re.MULTILINE)
@@ -53,6 +54,13 @@ def configure_nipype(config: Config) -> None:
     nipype_config.set("logging", "utils_level", level)
     nipype_logging.update_logging(nipype_config)
     logging.getLogger("nipype").propagate = False
+    # worker processes start fresh (forkserver) and read their log levels from this file
+    config_dir = work_dir / "nipype"
+    atomic_write_text(
+        config_dir / "nipype.cfg",
+        "[logging]\n" + "".join(f"{k}_level = {level}\n" for k in ("workflow", "interface", "utils")),
+    )
+    os.environ["NIPYPE_CONFIG_DIR"] = str(config_dir)
 
 
 def plugin_settings(config: Config) -> tuple[str, dict]:
@@ -64,6 +72,9 @@ def plugin_settings(config: Config) -> tuple[str, dict]:
         if settings.mem_gb:
             args.setdefault("memory_gb", settings.mem_gb)
         args.setdefault("raise_insufficient", False)
+        # fresh workers: a forked copy of a process whose torch/OpenMP threads already ran
+        # (the demo simulates its dataset first) can deadlock in the worker
+        args.setdefault("mp_context", "forkserver")
     if settings.plugin in SLURM_PLUGINS:
         args["sbatch_args"] = str(args.get("sbatch_args") or "").strip()
         if settings.plugin == "SLURMGraph":

@@ -73,7 +73,6 @@ def test_command_line_overrides_config_file(tmp_path, bids_dir):
         ("work-inside-input", 6, "is the BIDS folder or inside it"),
         ("bad-filter-json", 3, "not valid JSON"),
         ("bad-filter-key", 3, "unknown key(s) bold"),
-        ("unavailable-task", 2, "not available in this version"),
         ("no-t1w", 4, "no selected participant has a T1w"),
         ("truncated", 5, "unreadable NIfTI"),
         ("4d", 5, "expected a 3D image"),
@@ -103,8 +102,6 @@ def test_bad_input_exits_with_one_clear_line(tmp_path, capsys, case, code, messa
         filters = tmp_path / "filters.json"
         filters.write_text("{nope" if case == "bad-filter-json" else json.dumps({"bold": {}}))
         extra = ["--bids-filter-file", filters]
-    elif case == "unavailable-task":
-        extra = ["--tasks", "sct"]
     elif case == "no-t1w":
         t1w.rename(t1w.with_name("sub-01_T2w.nii.gz"))
     elif case == "truncated":
