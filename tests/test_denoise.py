@@ -90,18 +90,6 @@ def test_every_method_is_selectable_and_nlm_is_the_default(monkeypatch, options,
     assert ("Model" in flair["metadata"]) == (method == "model")
 
 
-def test_the_shipped_bundle_verifies_and_denoises():
-    from bids_synth.models import find_bundle
-    from bids_synth.workflows.synthesis.denoise import DEFAULT_BUNDLE
-
-    bundle = find_bundle(DEFAULT_BUNDLE)
-    bundle.verify()
-    assert bundle.task == "denoise"
-    _, noisy, mask = phantom(24)
-    out, _ = denoising.model_denoise(noisy, mask, bundle.load_network(), bundle.meta)
-    assert out.shape == noisy.shape and np.isfinite(out).all()
-
-
 def test_model_method_without_a_bundle_is_one_clear_error():
     from types import SimpleNamespace
 

@@ -1,11 +1,11 @@
 """Denoising of every MR image of a session: the T1w preproc and the registered T2w/FLAIR/PD.
 
-``--denoise-method model`` applies the shipped RED-CNN bundle (trained on simulated clean/noisy
-pairs; ``--denoise-model`` picks another), ``self`` trains a small blind-spot (noise2self) U-Net
-on each image itself, ``nlm`` is antspyx non-local means with a Rician noise model. The default is ``nlm``: on held-out
-simulated heads from real-anatomy maps it is the only method that improves PSNR at every noise
-level (3–9 %); the shipped RED-CNN (60 CPU training steps) and the bounded per-image noise2self
-do not yet beat it (BENCHMARKS.md, the bundle's MODEL_CARD.md). Outputs ``desc-denoised_<suffix>``
+``--denoise-method model`` applies a RED-CNN bundle trained with ``bids-synth train --task
+denoise`` and installed with ``bids-synth models install`` (none is shipped yet: a 60-step CPU
+training did not denoise), ``self`` trains a small blind-spot (noise2self) U-Net on each image
+itself, ``nlm`` is antspyx non-local means with a Rician noise model. The default is ``nlm``: on
+held-out simulated heads from real-anatomy maps it is the only method that improves PSNR at every
+noise level (3–9 %) (BENCHMARKS.md). Outputs ``desc-denoised_<suffix>``
 (``space-T1w`` for the registered contrasts); the sidecar records the noise σ before and after.
 """
 
