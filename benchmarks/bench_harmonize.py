@@ -1,13 +1,16 @@
 """Harmonization benchmark: a simulated multi-site cohort of traveling subjects.
 
 Every subject's anatomy is acquired at every site (``ScannerStyle.for_site``), bias-corrected (N4)
-and standardised within the ground-truth brain mask. The Nyul reference is learned from the
+and standardised within the ground-truth brain mask, or mapped to the target site by the learned
+harmonization bundle (trained on other simulated heads and random scanner styles: these subjects
+and, for the random styles, these sites were never seen). The Nyul reference is learned from the
 training subjects only; the held-out subjects are scored against their own image at the target
-site: tissue-wise Wasserstein distance (GM/WM/CSF from the ground-truth labels, in units of the
-target image's WM−GM median contrast so that scales compare across methods), SSIM/PSNR in the
-brain, and a nearest-centroid site classifier on tissue medians (leave-one-subject-out).
+site under the same method: tissue-wise Wasserstein distance (GM/WM/CSF from the ground-truth
+labels, in units of the target image's WM−GM median contrast so that scales compare across
+methods), SSIM/PSNR in the brain, and a nearest-centroid site classifier on tissue medians
+(leave-one-subject-out over the held-out subjects).
 
-    python benchmarks/bench_harmonize.py --subjects 8 --train 5 --sites 3 --spacing 3
+    python benchmarks/bench_harmonize.py --subjects 10 --train 4 --sites 3 --spacing 1.5
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from harness import machine
 
 from bids_synth.metrics import intensity_wasserstein
 from bids_synth.metrics.image import psnr, ssim
@@ -31,10 +36,12 @@ TISSUES = {
     "WM": (Tissue.WM, Tissue.LESION),
 }
 BRAIN = tuple(label for labels in TISSUES.values() for label in labels)
+N4_GRID_MM = 6.0
 
 
 def draw_cohort(subjects: int, sites: int, spacing: float, cache: Path) -> dict:
-    """T1w of each subject at each site (N4-corrected) and the ground-truth labels; cached."""
+    """T1w of each subject at each site (N4-corrected), the ground-truth labels and the grid's
+    affine; cached."""
     import ants
 
     from bids_synth.simulate.anatomy import draw_anatomy
@@ -42,10 +49,11 @@ def draw_cohort(subjects: int, sites: int, spacing: float, cache: Path) -> dict:
     from bids_synth.simulate.subject import acquire
 
     cache.mkdir(parents=True, exist_ok=True)
+    shrink = max(2, round(N4_GRID_MM / spacing))  # the bias field is smooth: fit it on a ~6 mm grid
     cohort = {}
     for subject in range(subjects):
         path = cache / f"subject{subject}_sites{sites}_spacing{spacing:g}.npz"
-        if not path.exists():
+        if not path.exists() or "affine" not in np.load(path):
             anatomy = draw_anatomy(1000 + subject, spacing=spacing)
             images = []
             for site in range(sites):
@@ -53,18 +61,40 @@ def draw_cohort(subjects: int, sites: int, spacing: float, cache: Path) -> dict:
                 image = ants.from_numpy(draw.images["T1w"].numpy().astype(np.float32))
                 head = ants.from_numpy(draw.head_mask.numpy().astype(np.float32))
                 images.append(
-                    ants.n4_bias_field_correction(image, mask=head, shrink_factor=2).numpy()
+                    ants.n4_bias_field_correction(image, mask=head, shrink_factor=shrink).numpy()
                 )
             labels = anatomy.labels.numpy()
-            np.savez_compressed(path, images=np.stack(images), labels=labels)
+            np.savez_compressed(path, images=np.stack(images), labels=labels, affine=anatomy.affine)
         data = np.load(path)
-        cohort[subject] = {"images": list(data["images"]), "labels": data["labels"]}
+        cohort[subject] = {
+            "images": list(data["images"]),
+            "labels": data["labels"],
+            "affine": data["affine"],
+        }
         print(f"subject {subject}: ready", flush=True)
     return cohort
 
 
-def standardise(cohort: dict, train: list[int]) -> dict[str, dict]:
-    """Every image under each method: none, Nyul (reference from ``train``), WhiteStripe, z-score."""
+def learned(bundle, timings: list):
+    """The bundle applied as the pipeline does (inside the head's bounding box, 0 outside it)."""
+    from bids_synth.synthesis.harmonization_learned import harmonize_session
+
+    def apply(image, labels, affine):
+        start = time.perf_counter()
+        out, _ = harmonize_session(
+            bundle, [image.astype(np.float32)], affine, labels != Tissue.BACKGROUND, device="cpu"
+        )
+        timings.append(time.perf_counter() - start)
+        return out
+
+    return apply
+
+
+def standardise(
+    cohort: dict, train: list[int], held_out: list[int], bundle=None, timings=None
+) -> dict[str, dict]:
+    """The held-out images under each method: none, Nyul (reference from ``train``), WhiteStripe,
+    z-score and, with a ``bundle``, the learned harmonization."""
     masks = {s: np.isin(c["labels"], BRAIN) for s, c in cohort.items()}
     landmarks = [
         hz.image_landmarks(hz.masked_values(image, masks[s]))
@@ -73,15 +103,32 @@ def standardise(cohort: dict, train: list[int]) -> dict[str, dict]:
     ]
     reference = hz.learn_nyul(landmarks)
     methods = {
-        "none": lambda image, mask: image,
-        "nyul": lambda image, mask: hz.apply_nyul(image, mask, reference),
-        "whitestripe": lambda image, mask: hz.apply_whitestripe(image, mask, last_mode=True)[0],
-        "zscore": hz.zscore,
+        "none": lambda image, mask, affine: image,
+        "nyul": lambda image, mask, affine: hz.apply_nyul(image, mask, reference),
+        "whitestripe": lambda image, mask, affine: hz.apply_whitestripe(
+            image, mask, last_mode=True
+        )[0],
+        "zscore": lambda image, mask, affine: hz.zscore(image, mask),
     }
-    return {
-        name: {s: [f(image, masks[s]) for image in c["images"]] for s, c in cohort.items()}
+    images = {
+        name: {
+            s: [f(image, masks[s], cohort[s]["affine"]) for image in cohort[s]["images"]]
+            for s in held_out
+        }
         for name, f in methods.items()
     }
+    if bundle is not None:
+        apply = learned(bundle, timings if timings is not None else [])
+        images["learned"] = {
+            s: [
+                apply(image, cohort[s]["labels"], cohort[s]["affine"])
+                for image in cohort[s]["images"]
+            ]
+            for s in held_out
+        }
+        for s in held_out:
+            print(f"subject {s}: learned harmonization done", flush=True)
+    return images
 
 
 def tissue_medians(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -110,7 +157,8 @@ def score(images: dict, cohort: dict, held_out: list[int], target: int) -> dict:
 
 
 def site_accuracy(images: dict, cohort: dict) -> float:
-    """Leave-one-subject-out nearest-centroid site classification on standardised tissue medians."""
+    """Leave-one-subject-out nearest-centroid site classification on standardised tissue medians
+    (over the subjects of ``images``: the held-out ones)."""
     subjects = sorted(images)
     features = {s: [tissue_medians(im, cohort[s]["labels"]) for im in images[s]] for s in subjects}
     correct = total = 0
@@ -144,10 +192,21 @@ def plot_histograms(images: dict, cohort: dict, held_out: list[int], path: Path)
         ax.set_xlabel("intensity in the brain")
     axes[0].legend()
     fig.suptitle(
-        "Held-out traveling subjects: T1w brain histograms per site (one line per subject)"
+        "Held-out traveling subjects: T1w brain histograms per site (one line per subject); "
+        "the learned panel is in the target site's scanner units"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+
+
+def harmonization_bundle(ref: str | None, target: int):
+    """The learned bundle for T1w → site ``target`` (``ref`` or the installed/shipped one)."""
+    from bids_synth.synthesis.harmonization_bundles import choose_bundle, harmonization_bundles
+
+    bundle = choose_bundle(harmonization_bundles(f"site{target}", ref), "T1w", ["T1w"])
+    if bundle is None:
+        raise SystemExit(f"no T1w-only harmonization bundle for site{target}")
+    return bundle
 
 
 def main() -> None:
@@ -158,15 +217,26 @@ def main() -> None:
     )
     parser.add_argument("--sites", type=int, default=3)
     parser.add_argument("--target", type=int, default=0, help="site the others are compared with")
-    parser.add_argument("--spacing", type=float, default=3.0, help="simulation grid (mm)")
+    parser.add_argument(
+        "--spacing", type=float, default=1.5, help="simulation grid (mm; the shipped bundle's: 1.5)"
+    )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/bench_harmonize_cache"))
+    parser.add_argument(
+        "--model",
+        help="harmonization bundle (folder, id or id@version; default: the installed or shipped "
+        "T1w bundle whose target is --target)",
+    )
+    parser.add_argument("--no-learned", action="store_true", help="leave the learned row out")
     args = parser.parse_args()
 
     start = time.perf_counter()
+    bundle = None if args.no_learned else harmonization_bundle(args.model, args.target)
+    torch.set_num_threads(1)
     cohort = draw_cohort(args.subjects, args.sites, args.spacing, args.cache)
     train = list(range(args.train))
     held_out = list(range(args.train, args.subjects))
-    images = standardise(cohort, train)
+    timings: list[float] = []
+    images = standardise(cohort, train, held_out, bundle, timings)
     results = {
         method: {
             **score(by_subject, cohort, held_out, args.target),
@@ -177,7 +247,9 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     plot_histograms(images, cohort, held_out, RESULTS / "harmonize_histograms.png")
     summary = {"settings": vars(args) | {"cache": str(args.cache)}, "results": results,
-               "seconds": time.perf_counter() - start}  # fmt: skip
+               "seconds": time.perf_counter() - start, "machine": machine(),
+               "model": None if bundle is None else {"ref": bundle.ref, "sha256": bundle.sha256},
+               "learned_seconds_per_volume": float(np.mean(timings)) if timings else None}  # fmt: skip
     (RESULTS / "harmonize.json").write_text(json.dumps(summary, indent=2) + "\n")
     header = "| method | W1 CSF | W1 GM | W1 WM | SSIM | PSNR (dB) | site accuracy |"
     lines = [header, "|---|---|---|---|---|---|---|"]

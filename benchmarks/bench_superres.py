@@ -50,13 +50,19 @@ def atropos(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
     img = ants.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     region = ants.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
-    return ants.atropos(a=img, x=region, i="kmeans[3]", m="[0.2,1x1x1]", c="[3,0]")["segmentation"].numpy()
+    return ants.atropos(a=img, x=region, i="kmeans[3]", m="[0.2,1x1x1]", c="[3,0]")[
+        "segmentation"
+    ].numpy()
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spacing", type=float, default=1.5, help="truth grid (mm)")
-    parser.add_argument("--steps", type=int, default=400, help="self: training steps")
+    parser.add_argument("--steps", type=int, default=sr.SMORE_DEFAULTS["steps"],
+                        help="self: training steps")  # fmt: skip
+    parser.add_argument("--cases", default=",".join(str(i) for i in range(len(CASES))),
+                        help="comma-separated indices into CASES (to split runs)")  # fmt: skip
+    parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -73,7 +79,8 @@ def main(argv=None) -> int:
     brain = np.isin(draw.labels.numpy(), BRAIN)
     lines = ["| factor | slice thickness | method | PSNR (dB) | SSIM | Atropos Dice | seconds |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for factor, gap in CASES:
+    records = []
+    for factor, gap in (CASES[int(i)] for i in args.cases.split(",")):
         thickness = factor * (0.7 if gap else 1.0)
         thick, affine = thick_slices(truth, args.spacing, factor, thickness)
         for method in ("bspline", "self"):
@@ -93,8 +100,17 @@ def main(argv=None) -> int:
                    f"{ssim(ref, out, region):.4f} | {dice:.4f} | {seconds:.1f} |")  # fmt: skip
             print(row, flush=True)
             lines.append(row)
+            records.append({"factor": factor, "thickness_mm": thickness * args.spacing, "gap": gap,
+                            "method": method, "psnr": psnr(ref, out, region),
+                            "ssim": ssim(ref, out, region), "dice": dice, "seconds": seconds})  # fmt: skip
     body = "\n".join(lines)
     print(body)
+    if args.json:
+        import json
+
+        with open(args.json, "w") as handle:
+            json.dump({"command": shlex.join(["python", *sys.argv]), "rows": records}, handle,
+                      indent=1)  # fmt: skip
     if args.append:
         from harness import append_section
 

@@ -38,3 +38,30 @@ def append_section(title: str, command: str, body: str) -> None:
         )
     with open(BENCHMARKS_MD, "a") as handle:
         handle.write(section)
+
+
+def mosaic(images: dict, path: Path, windows: dict | None = None) -> None:
+    """Central cuts (three planes, one column per image) of same-grid volumes, saved as a PNG.
+
+    ``windows`` maps a name to its (low, high) grey window; others share the first image's
+    0 – 99.5th percentile window.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    first = next(iter(images.values()))
+    shared = (0.0, float(np.percentile(first, 99.5)))
+    fig, axes = plt.subplots(3, len(images), figsize=(2.6 * len(images), 7.5), squeeze=False)
+    for column, (name, volume) in enumerate(images.items()):
+        low, high = (windows or {}).get(name, shared)
+        for row in range(3):
+            cut = np.take(volume, volume.shape[row] // 2, axis=row)
+            axes[row, column].imshow(np.rot90(cut), cmap="gray", vmin=low, vmax=high)
+            axes[row, column].axis("off")
+        axes[0, column].set_title(name, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

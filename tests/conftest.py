@@ -22,3 +22,11 @@ def bids_dir(tmp_path):
             "sub-02/ses-b": ["T1w", "CT"],
         },
     )
+
+
+@pytest.fixture
+def no_shipped_bundles(monkeypatch, tmp_path):
+    """Hide the bundles shipped in the package (as on an install without default models)."""
+    from bids_synth.models import registry
+
+    monkeypatch.setattr(registry, "SHIPPED", tmp_path / "no-shipped-bundles")

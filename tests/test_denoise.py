@@ -64,6 +64,23 @@ def test_model_denoising_keeps_the_grid_and_the_outside_of_the_head():
     np.testing.assert_array_equal(out[~mask], noisy[~mask])
 
 
+def test_shipped_denoiser_cleans_a_held_out_head_of_any_contrast():
+    from bids_synth.models import find_bundle
+    from bids_synth.simulate import simulate_subject
+    from bids_synth.workflows.synthesis.denoise import DEFAULT_BUNDLE
+
+    bundle = find_bundle(DEFAULT_BUNDLE)
+    network = bundle.load_network()
+    for contrast in ("T1w", "T2w"):
+        draw = simulate_subject(41, spacing=1.0, shape=(48, 56, 48), contrasts=(contrast,),
+                                noise=0.05, resolution=1.0)  # fmt: skip
+        noisy = draw.acquired[contrast][0].numpy()
+        truth = draw.noise_free[contrast][0].numpy()
+        head = draw.head_mask.numpy() > 0
+        out, _ = denoising.model_denoise(noisy, head, network, bundle.meta)
+        assert psnr(truth, out, head) > psnr(truth, noisy, head) + 1.0, contrast
+
+
 @pytest.mark.parametrize(
     ("options", "method"),
     [({}, "nlm"), ({"method": "self"}, "self"), ({"method": "model", "model": "x"}, "model")],

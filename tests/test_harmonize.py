@@ -283,3 +283,221 @@ def test_group_reference_then_participant_pass_and_a_new_participant(tmp_path):
     assert json.loads((new_out / name.replace(".nii.gz", ".json")).read_text())["Reference"] == {
         "Path": str(saved), "Sha256": sidecar["Reference"]["Sha256"]
     }  # fmt: skip
+
+
+# --- learned harmonization: traveling-subject pairs, training, bundle lookup, the task ---------
+
+
+def test_traveling_subject_pairs_target_the_same_anatomy_at_the_target_site():
+    from bids_synth.simulate.normalisation import mr_scale
+    from bids_synth.simulate.scanner import ScannerStyle
+    from bids_synth.simulate.tissues import Tissue
+    from bids_synth.simulate.training import TrainingPairs, harmonization_scale
+
+    common = dict(source=("T1w", "T2w"), target="T1w", spacing=6.0, patch=(16, 16, 16),
+                  target_site=0, seed=3)  # fmt: skip
+    from_site1 = TrainingPairs(source_sites=(1,), **common)
+    from_site2 = TrainingPairs(source_sites=(2,), **common)
+    a, b = from_site1.volumes(0), from_site2.volumes(0)
+    assert a["source"].shape[0] == 2  # T1w and T2w channels
+    assert not torch_equal(a["source"], b["source"])  # other scanner, other input...
+    assert torch_equal(a["target"], b["target"])  # ...same anatomy, same site-0 target
+    draw = from_site1.draw(0)
+    assert draw.site == 1 and draw.params["style"]["name"] == "site1"
+    labels = draw.labels.numpy()
+    target = a["target"][0].numpy()
+    medians = {t: np.median(target[labels == t]) for t in (Tissue.CSF, Tissue.GM, Tissue.WM)}
+    assert 0.8 < max(medians.values()) < 1.1  # divided by site 0's gain: reference tissue ≈ 1
+    assert medians[Tissue.WM] > medians[Tissue.GM] > medians[Tissue.CSF]  # site 0's T1w contrast
+    gain = ScannerStyle.for_site(0).mr["T1w"].gain
+    assert harmonization_scale(0, "T1w") == gain
+    raw = TrainingPairs(source_sites=(1,), normalise=False, **common).volumes(0)
+    np.testing.assert_allclose(raw["target"].numpy(), a["target"].numpy() * gain, rtol=1e-5)
+    # the source is the acquired (noisy, biased) image, normalised as the head model does
+    scale = mr_scale(draw.images["T1w"], draw.head_mask)
+    np.testing.assert_allclose(a["source"][0].numpy(), (draw.images["T1w"] / scale).numpy(),
+                               rtol=1e-5)  # fmt: skip
+    random_styles = TrainingPairs(**common)  # default: a random style per head
+    assert random_styles.draw(0).params["style"]["name"].startswith("style")
+    with pytest.raises(ValueError, match="MR to MR"):
+        TrainingPairs(source="T1w", target="CT", target_site=0)
+
+
+def torch_equal(x, y) -> bool:
+    return bool((x == y).all())
+
+
+TINY_TRAIN = ["--simulated", "--label-sources", "phantom", "--spacing", "6", "--pool", "2",
+              "--validation-subjects", "1", "--channels", "4", "8", "--patch", "16", "16", "16",
+              "--batch-size", "2", "--steps", "3", "--val-every", "3", "--validation-draws", "1",
+              "--device", "cpu"]  # fmt: skip
+
+
+def _train_harmonizer(out, site, sources=("T1w",), bundle_id=None):
+    from bids_synth.cli import main
+
+    args = ["train", "--task", "harmonize", "--out", str(out), "--source", *sources,
+            "--target", "T1w", "--target-site", str(site), *TINY_TRAIN,
+            "--id", bundle_id or f"harmonize-test-site{site}-{len(sources)}"]  # fmt: skip
+    assert main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def harmonizers(tmp_path_factory):
+    """Tiny harmonization bundles: T1w → site 0, T1w+T2w → site 0, T1w → site 1."""
+    root = tmp_path_factory.mktemp("harmonizers")
+    return {
+        "t1w-site0": _train_harmonizer(root / "a", 0),
+        "t1w-t2w-site0": _train_harmonizer(root / "b", 0, ("T1w", "T2w")),
+        "t1w-site1": _train_harmonizer(root / "c", 1),
+    }
+
+
+def test_training_with_a_target_site_writes_the_target_into_the_bundle(harmonizers):
+    from bids_synth.models import Bundle
+    from bids_synth.simulate.scanner import ScannerStyle
+
+    meta = Bundle.read(harmonizers["t1w-site0"]).meta
+    assert meta["task"] == "harmonize" and meta["input"]["suffixes"] == ["T1w"]
+    assert meta["input"]["channels"] == 1 and meta["input"]["spacing_mm"] == [6.0] * 3
+    gain = ScannerStyle.for_site(0).mr["T1w"].gain
+    assert meta["output"] == {"suffix": "T1w", "units": "site0 scanner units", "range": None,
+                              "normalization": {"method": "scale", "offset": 0.0, "scale": gain}}  # fmt: skip
+    harmonization = meta["harmonization"]
+    assert harmonization["target"] == "site0" and harmonization["target_site"] == 0
+    assert harmonization["target_style"] == json.loads(
+        json.dumps(ScannerStyle.for_site(0).to_json())
+    )
+    assert harmonization["source_styles"] == ["random"]
+    assert "at site 0 (traveling subjects" in meta["training"]["data"]["description"]
+    assert "--target-site 0" in meta["training"]["command"]
+    both = Bundle.read(harmonizers["t1w-t2w-site0"]).meta
+    assert both["input"]["channels"] == 2 and both["architecture"]["kwargs"]["in_channels"] == 2
+
+
+def test_target_site_usage_errors(tmp_path, capsys):
+    from bids_synth.cli import main
+
+    base = ["train", "--task", "harmonize", "--out", str(tmp_path / "x"), *TINY_TRAIN]
+    assert main([*base, "--target", "CT", "--target-site", "0"]) == 2
+    assert "must be MR contrasts" in capsys.readouterr().err
+    assert main([*base, "--target", "T1w", "--target-site", "0", "--source-sites", "x"]) == 2
+    assert "'random' or a site number" in capsys.readouterr().err
+    base[base.index("--simulated")] = "--bids-dir=."
+    assert main([*base, "--target", "T1w", "--target-site", "0"]) == 2
+    assert "add --simulated" in capsys.readouterr().err
+
+
+def _installed(monkeypatch, tmp_path, harmonizers, *names):
+    from bids_synth.models import registry
+
+    home = tmp_path / "home"
+    for name in names:
+        shutil.copytree(harmonizers[name], home / "models" / name)
+    monkeypatch.setenv("BIDS_SYNTH_HOME", str(home))
+    monkeypatch.setattr(registry, "SHIPPED", tmp_path / "no-shipped-bundles")
+
+
+def test_harmonization_bundles_are_chosen_by_target_and_contrasts(tmp_path, monkeypatch,
+                                                                   harmonizers):  # fmt: skip
+    from bids_synth.errors import ModelBundleError
+    from bids_synth.synthesis.harmonization_bundles import (
+        bundle_target,
+        choose_bundle,
+        harmonization_bundles,
+    )
+
+    _installed(monkeypatch, tmp_path, harmonizers, "t1w-site0", "t1w-t2w-site0", "t1w-site1")
+    assert {bundle_target(b) for b in harmonization_bundles("1")} == {"site1"}
+    site0 = harmonization_bundles("site0")
+    assert len(site0) == 2
+    assert choose_bundle(site0, "T1w", ["T1w"]).meta["input"]["suffixes"] == ["T1w"]
+    assert choose_bundle(site0, "T1w", ["T1w", "T2w"]).meta["input"]["suffixes"] == ["T1w", "T2w"]
+    assert choose_bundle(site0, "T2w", ["T1w", "T2w"]) is None
+    with pytest.raises(UsageError, match="several targets"):
+        harmonization_bundles()
+    with pytest.raises(ModelBundleError, match="no harmonization model bundle for target site7"):
+        harmonization_bundles("7")
+    with pytest.raises(ModelBundleError, match="harmonizes to site1, not site0"):
+        harmonization_bundles("0", str(harmonizers["t1w-site1"]))
+
+
+def test_learned_harmonization_end_to_end(tmp_path, monkeypatch, harmonizers):
+    from bids_synth.bids import SessionInputs
+    from bids_synth.models import Bundle
+    from bids_synth.simulate import simulate_subject
+    from bids_synth.workflows.synthesis.harmonize import TASK
+
+    _installed(monkeypatch, tmp_path, harmonizers, "t1w-site0", "t1w-t2w-site0", "t1w-site1")
+    draw = simulate_subject(5, spacing=6.0, site=2, contrasts=("T1w", "T2w"))
+    files = {
+        "t1w_preproc": draw.images["T1w"].numpy(),
+        "T2w_registered": draw.images["T2w"].numpy(),
+        "head_mask": draw.head_mask.numpy().astype(np.float32),
+    }
+    paths = {k: str(save_nifti(tmp_path / f"{k}.nii.gz", v, draw.affine)) for k, v in files.items()}
+    unit = SessionInputs("01", None, "sub-01_T1w.nii.gz", {"T2w": "sub-01_T2w.nii.gz"})
+    build = dict(unit=unit, omp_nthreads=1, seed=0, device="cpu", name="harmonize_wf")
+    branch = TASK.build(options={"method": "learned", "target": "site0"}, **build)
+    assert sorted(branch.inputs) == ["T2w_registered", "head_mask", "t1w_preproc"]
+    meta = branch.outputs["t1w"]["metadata"]
+    chosen = Bundle.read(harmonizers["t1w-t2w-site0"])  # the session has a T2w: both contrasts
+    assert meta["Method"] == "learned" and meta["Target"] == "site0"
+    assert meta["Inputs"] == ["T1w", "T2w"] and meta["Units"] == "site0 scanner units"
+    assert meta["Model"] == {"Id": chosen.id, "Version": chosen.version, "Sha256": chosen.sha256}
+    assert (
+        meta["TargetStyle"]["Protocol"]["gain"] == chosen.meta["output"]["normalization"]["scale"]
+    )
+    assert branch.outputs["t1w"]["sources"] == ["sub-01_T1w.nii.gz", "sub-01_T2w.nii.gz"]
+
+    workflow = branch.workflow
+    workflow.base_dir = str(tmp_path / "work")
+    for field, path in paths.items():
+        setattr(workflow.get_node("inputnode").inputs, field, path)
+    result = workflow.run()
+    node = next(n for n in result.nodes() if n.name == "harmonize_t1w")
+    harmonized = nib.load(node.result.outputs.out_file).get_fdata()
+    head = files["head_mask"] > 0.5
+    assert harmonized.shape == files["t1w_preproc"].shape
+    assert np.all(harmonized[~head] == 0) and np.all(harmonized >= 0)
+    assert np.isfinite(harmonized).all() and harmonized[head].max() > 0
+    assert node.result.outputs.metadata["Device"] == "cpu"
+
+    # without T2w the T1w-only bundle; --harmonize-target alone selects the learned method
+    t1w_only = SessionInputs("01", None, "sub-01_T1w.nii.gz")
+    branch = TASK.build(options={"target": "1"}, **{**build, "unit": t1w_only})
+    assert branch.outputs["t1w"]["metadata"]["Model"]["Id"] == "harmonize-test-site1-1"
+    assert sorted(branch.inputs) == ["head_mask", "t1w_preproc"]
+
+
+def save_nifti(path, data, aff):
+    nib.save(nib.Nifti1Image(np.asarray(data, np.float32), aff), str(path))
+    return path
+
+
+def test_the_participant_pass_finds_the_group_reference_in_the_output_dataset(tmp_path):
+    from bids_synth.bids import SessionInputs
+    from bids_synth.synthesis.harmonization_reference import reference_path
+    from bids_synth.workflows.synthesis.harmonize import TASK
+
+    unit = SessionInputs("01", None, "sub-01_T1w.nii.gz")
+    build = dict(unit=unit, omp_nthreads=1, seed=0, device="cpu", name="harmonize_wf")
+    out = tmp_path / "out"
+    branch = TASK.build(options={"output_dir": str(out)}, **build)
+    assert branch.outputs["t1w"]["metadata"]["Method"] == "whitestripe"  # no group level yet
+    path = write_reference(reference_path(out, "T1w"), hz.learn_nyul([np.linspace(0, 10, 11)]),
+                           suffix="T1w", mask="desc-brain_mask")  # fmt: skip
+    branch = TASK.build(options={"output_dir": str(out)}, **build)
+    assert branch.outputs["t1w"]["metadata"]["Reference"]["Path"] == str(path.resolve())
+    explicit = TASK.build(options={"output_dir": str(out), "method": "zscore"}, **build)
+    assert explicit.outputs["t1w"]["metadata"]["Method"] == "zscore"
+
+
+def test_head_box_grows_the_bounding_box_by_the_margin_within_the_grid():
+    from bids_synth.synthesis.harmonization_learned import head_box
+
+    head = np.zeros((20, 30, 40), bool)
+    head[2:10, 12:15, 30:39] = True
+    assert head_box(head, margin=4) == (slice(0, 14), slice(8, 19), slice(26, 40))
+    assert head_box(np.zeros((3, 4, 5), bool)) == (slice(0, 3), slice(0, 4), slice(0, 5))

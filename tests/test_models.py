@@ -11,7 +11,7 @@ import torch
 from bids_synth.cli import main as cli
 from bids_synth.errors import ModelBundleError
 from bids_synth.models.bundle import Bundle, save_bundle
-from bids_synth.models.card import render_model_card
+from bids_synth.models.card import record_evaluation, render_model_card
 from bids_synth.models.registry import find_bundle, install_bundle, list_bundles
 from bids_synth.nn.factory import build_network
 
@@ -139,3 +139,34 @@ def test_registry_lists_bundles_without_importing_torch(tmp_path, network, home)
         env={**os.environ, "BIDS_SYNTH_HOME": str(home)},
     )
     assert result.stdout.split() == ["1", "False", "False"]
+
+
+def test_recorded_evaluation_updates_card_not_weights(tmp_path, network):
+    bundle = save_bundle(tmp_path / "b", network, meta=meta(), card="old card")
+    row = {"name": "MAE", "value": 123.0, "units": "HU", "dataset": "held-out colin27 heads"}
+    record_evaluation(bundle.path, [row], limits=["Bone is underestimated."])
+    record_evaluation(bundle.path, [dict(row, value=120.0)])  # same metric again: replaced
+    again = Bundle.read(bundle.path)
+    again.verify()
+    assert again.sha256 == bundle.sha256
+    assert [m["value"] for m in again.meta["metrics"]] == [80.0, 120.0]
+    card = (bundle.path / "MODEL_CARD.md").read_text()
+    assert "held-out colin27 heads" in card and "Bone is underestimated." in card
+
+
+def test_shipped_bundles_verify_fit_the_size_budget_and_state_their_evaluation():
+    from bids_synth.models import registry
+
+    shipped = list_bundles([registry.SHIPPED])
+    assert {"sct", "translate", "denoise"} <= {b.task for b in shipped}
+    sizes = []
+    for bundle in shipped:
+        bundle.verify()
+        sizes.append((bundle.path / "model.safetensors").stat().st_size)
+        assert sizes[-1] <= 15 * 2**20, bundle.ref
+        card = (bundle.path / "MODEL_CARD.md").read_text()
+        assert bundle.meta["training"]["data"]["kind"] == "simulated"
+        assert "Compute: trained on" in card and "bids-synth train" in card
+        datasets = " ".join(m.get("dataset", "") for m in bundle.meta["metrics"])
+        assert "held-out" in datasets and "colin27" in datasets, bundle.ref  # never-seen anatomy
+    assert sum(sizes) <= 60 * 2**20

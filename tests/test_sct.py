@@ -128,7 +128,9 @@ def test_atlas_propagation_is_reproducible(tmp_path, phantom):
     assert np.array_equal(_rerun(tmp_path / "b", "atlas", inputs), first)
 
 
-def test_model_without_a_bundle_fails_in_one_line_and_bulk_is_the_default(tmp_path, capsys):
+def test_model_without_a_bundle_fails_in_one_line_and_bulk_is_the_default(
+    tmp_path, capsys, no_shipped_bundles
+):
     from bids_synth.workflows.synthesis.sct import default_method
 
     assert default_method() == "bulk"
@@ -173,7 +175,7 @@ def _unit(tmp_path, suffixes):
     return unit
 
 
-def test_a_two_channel_bundle_skips_a_session_without_t2w(tmp_path, caplog):
+def test_a_two_channel_bundle_skips_a_session_without_t2w(tmp_path, caplog, no_shipped_bundles):
     from bids_synth.models import install_bundle
     from bids_synth.workflows.synthesis.sct import build
 
@@ -221,3 +223,24 @@ def test_sct_runs_in_the_app(tmp_path):
     assert 8 <= sidecar["MeanHUBrain"] <= 40 and sidecar["MeanHUBone"] == 1125
     assert 0 <= sidecar["FractionOutsideRange"] <= 1
     assert "synthetic\t" in (out / "descriptions.tsv").read_text()
+
+
+def test_shipped_model_is_the_default_and_predicts_bone_and_brain():
+    from bids_synth.simulate import simulate_subject
+    from bids_synth.synthesis.bundle_inference import predict_on_grid
+    from bids_synth.synthesis.bundles import find_task_bundle
+    from bids_synth.workflows.synthesis.sct import default_method
+
+    assert default_method() == "model"
+    bundle = find_task_bundle("sct", "T1w", "CT")
+    # a 1 mm slab through the whole head (skull on both sides), at the model's own grid
+    draw = simulate_subject(43, spacing=1.0, shape=(180, 48, 48), contrasts=("T1w", "CT"))
+    head = draw.head_mask.numpy() > 0
+    truth = draw.clean["CT"].numpy()
+    hu, info = predict_on_grid(bundle, [draw.images["T1w"].numpy()], draw.affine, device="cpu",
+                               mask=head)  # fmt: skip
+    assert hu.shape == truth.shape and info["device"] == "cpu"
+    water = np.abs(truth[head]).mean()
+    assert np.abs(hu - truth)[head].mean() < 0.8 * water  # clearly better than a water-only CT
+    assert hu[head & (truth > 600)].mean() > 300  # bone (underestimated: see its model card)
+    assert abs(np.median(hu[head & (np.abs(truth - 35) < 15)]) - 35) < 60  # brain

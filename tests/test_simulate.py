@@ -92,8 +92,12 @@ def test_image_contrast_ordering(draw):
 def test_ct_hu_ranges(draw):
     ct = draw.clean["CT"]
     expected = {
-        Tissue.BACKGROUND: (-1001, -999), Tissue.FAT: (-150, -30), Tissue.CSF: (-10, 25),
-        Tissue.WM: (15, 40), Tissue.GM: (28, 52), Tissue.MUSCLE: (25, 70),
+        Tissue.BACKGROUND: (-1001, -999),
+        Tissue.FAT: (-150, -30),
+        Tissue.CSF: (-10, 25),
+        Tissue.WM: (15, 40),
+        Tissue.GM: (28, 52),
+        Tissue.MUSCLE: (25, 70),
     }
     for tissue, (low, high) in expected.items():
         assert low <= _pure_mean(draw, ct, tissue) <= high, tissue.name
@@ -168,8 +172,12 @@ def test_thick_slice_sampling_grid():
 
 @pytest.mark.parametrize("deform_mm", [2.0, 6.0])
 def test_deformation_is_invertible(deform_mm):
-    transform = SpatialTransform.draw(np.random.default_rng(1), torch.Generator().manual_seed(1),
-                                      extent_mm=(160, 190, 170), deform_mm=deform_mm)
+    transform = SpatialTransform.draw(
+        np.random.default_rng(1),
+        torch.Generator().manual_seed(1),
+        extent_mm=(160, 190, 170),
+        deform_mm=deform_mm,
+    )
     jacobian = jacobian_determinant(transform.displacement, (4.0, 4.0, 4.0))
     assert float(transform.displacement.abs().max()) > 1.0  # it really deforms
     assert float(jacobian.min()) > 0
@@ -188,8 +196,16 @@ def test_fractions_are_partial_volume_maps(draw):
     mixed = ((draw.fractions > 0.05) & (draw.fractions < 0.95)).any(dim=0)
     assert 0.05 < float(mixed.float().mean()) < 0.6
     present = set(torch.unique(draw.labels).tolist())
-    assert {Tissue.SKIN, Tissue.FAT, Tissue.CORTICAL_BONE, Tissue.CSF, Tissue.VENTRICLE,
-            Tissue.GM, Tissue.WM, Tissue.DEEP_GM} <= present
+    assert {
+        Tissue.SKIN,
+        Tissue.FAT,
+        Tissue.CORTICAL_BONE,
+        Tissue.CSF,
+        Tissue.VENTRICLE,
+        Tissue.GM,
+        Tissue.WM,
+        Tissue.DEEP_GM,
+    } <= present
 
 
 def test_draw_surface(draw):
@@ -233,16 +249,30 @@ def test_noise_is_a_fraction():
 
 
 def test_training_pairs_sct():
-    pairs = TrainingPairs(("T1w",), "CT", patch=(16, 16, 16), batch_size=2, seed=0, spacing=6.0,
-                          patches_per_draw=2)
+    pairs = TrainingPairs(
+        ("T1w",), "CT", patch=(16, 16, 16), batch_size=2, seed=0, spacing=6.0, patches_per_draw=2
+    )
     batch = next(iter(pairs))
     assert batch["source"].shape == (2, 1, 16, 16, 16) and batch["source"].dtype == torch.float32
     assert batch["target"].shape == batch["mask"].shape == (2, 1, 16, 16, 16)
     assert batch["mask"].dtype == torch.bool
-    assert -1.1 <= float(batch["target"].min()) and float(batch["target"].max()) <= 3071 / CT_SCALE_HU
+    assert (
+        -1.1 <= float(batch["target"].min()) and float(batch["target"].max()) <= 3071 / CT_SCALE_HU
+    )
     assert 0.5 < float(batch["source"][batch["mask"]].quantile(0.99)) < 1.5
-    repeat = next(iter(TrainingPairs(("T1w",), "CT", patch=(16, 16, 16), batch_size=2, seed=0,
-                                     spacing=6.0, patches_per_draw=2)))
+    repeat = next(
+        iter(
+            TrainingPairs(
+                ("T1w",),
+                "CT",
+                patch=(16, 16, 16),
+                batch_size=2,
+                seed=0,
+                spacing=6.0,
+                patches_per_draw=2,
+            )
+        )
+    )
     assert torch.equal(batch["source"], repeat["source"])
     assert NORMALISATION["CT"]["scale_hu"] == CT_SCALE_HU
 
@@ -257,14 +287,56 @@ def test_training_pairs_rejects_bad_configuration():
 
 
 def test_training_pairs_denoising_target():
-    pairs = TrainingPairs(("T2w",), "clean", patch=(16, 16, 16), batch_size=1, spacing=6.0,
-                          noise=(0.05, 0.05))
+    pairs = TrainingPairs(
+        ("T2w",), "clean", patch=(16, 16, 16), batch_size=1, spacing=6.0, noise=(0.05, 0.05)
+    )
     batch = next(iter(pairs))
     residual = (batch["source"] - batch["target"])[batch["mask"]]
     assert 0.01 < float(residual.std()) < 0.2  # noisy input, noise-free target on the same scale
-    raw = next(iter(TrainingPairs(("T2w",), "T1w", patch=(16, 16, 16), batch_size=1, spacing=6.0,
-                                  normalise=False)))
+    raw = next(
+        iter(
+            TrainingPairs(
+                ("T2w",), "T1w", patch=(16, 16, 16), batch_size=1, spacing=6.0, normalise=False
+            )
+        )
+    )
     assert float(raw["source"].max()) > 5  # physical (scanner) units
+
+
+def test_denoising_sources_are_alternatives():
+    pairs = TrainingPairs(("T1w", "T2w"), "clean", patch=(16, 16, 16), batch_size=1, spacing=6.0)
+    assert [pairs.sources(i) for i in range(3)] == [("T1w",), ("T2w",), ("T1w",)]
+    assert pairs.volumes(1)["source"].shape[0] == 1  # one channel, the draw's own contrast
+    assert TrainingPairs(("T1w", "T2w"), "CT", spacing=6.0, patch=(16,) * 3).sources(1) == (
+        "T1w",
+        "T2w",
+    )
+
+
+def test_simulated_pool_is_drawn_once_and_deterministic():
+    from bids_synth.nn.data import SimulatedPool
+
+    def pool():
+        return SimulatedPool(
+            source=("T1w",),
+            target="CT",
+            subjects=2,
+            validation_subjects=1,
+            patch=(16, 16, 16),
+            batch_size=2,
+            seed=3,
+            spacing=6.0,
+        )
+
+    first, second = pool(), pool()
+    batches = list(first.epoch_batches(0, 3))
+    assert all(
+        torch.equal(a["source"], b["source"]) for a, b in zip(batches, second.epoch_batches(0, 3))
+    )
+    assert not torch.equal(batches[0]["source"], next(first.epoch_batches(1, 1))["source"])
+    held_out = first.validation_batches(2)
+    assert held_out[0]["target"].shape == (2, 1, 16, 16, 16)
+    assert len(first._pools[0].sources) == 2 and len(first._pools[1].sources) == 1
 
 
 def test_mr_scale_is_the_head_percentile():
@@ -274,8 +346,10 @@ def test_mr_scale_is_the_head_percentile():
 
 
 def test_core_imports_only_torch_and_numpy():
-    code = ("import sys, bids_synth.simulate; "
-            "sys.exit(sorted({'scipy', 'nibabel', 'bids', 'nipype'} & set(sys.modules)) != [])")
+    code = (
+        "import sys, bids_synth.simulate; "
+        "sys.exit(sorted({'scipy', 'nibabel', 'bids', 'nipype'} & set(sys.modules)) != [])"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -288,8 +362,10 @@ def test_neuromorphometrics_names():
     assert neuromorphometrics_tissue("Right PrG precentral gyrus") == Tissue.GM
 
 
-@pytest.mark.skipif(not (reference_dir() / "spm" / "TPM.nii.gz").exists(),
-                    reason="reference data (BIDS_SYNTH_REFDATA) not available")
+@pytest.mark.skipif(
+    not (reference_dir() / "spm" / "TPM.nii.gz").exists(),
+    reason="reference data (BIDS_SYNTH_REFDATA) not available",
+)
 @pytest.mark.parametrize("source", ["tpm", "neuromorphometrics"])
 def test_file_label_sources(source):
     draw = simulate_subject(0, label_source=source, spacing=5.0, contrasts=("T1w",), noise=0.0)

@@ -87,6 +87,29 @@ def test_self_supervised_super_resolution_beats_bspline_on_a_thick_slice_phantom
     assert psnr(clean, out, mask) > psnr(clean, bspline, mask) + 0.5
 
 
+def test_self_handles_a_non_integer_factor_with_a_gap_along_axis_0():
+    from scipy.ndimage import convolve1d, map_coordinates
+
+    clean, _, _, mask = thick_slice_phantom()
+    factor, thickness = 2.5, 1.75  # 2.5 mm spacing, 1.75 mm box slices: a 0.75 mm gap
+    taps = np.arange(-1, 2, dtype=float)
+    kernel = np.clip(thickness / 2 + 0.5 - np.abs(taps), 0, 1)
+    blurred = convolve1d(clean, kernel / kernel.sum(), axis=0, mode="nearest")
+    positions = np.arange((factor - 1) / 2, clean.shape[0] - factor / 2 + 0.5, factor)
+    grid = np.meshgrid(positions, *(np.arange(n, dtype=float) for n in clean.shape[1:]),
+                       indexing="ij")  # fmt: skip
+    thick = map_coordinates(blurred, grid, order=1).astype(np.float32)
+    affine = np.diag([factor, 1.0, 1.0, 1.0])
+    affine[0, 3] = positions[0]
+    bspline, bspline_affine = sr.bspline_isotropic(thick, affine)
+    out, out_affine, info = sr.smore(thick, affine, thickness_mm=thickness, steps=150, seed=1)
+    np.testing.assert_allclose(out_affine, bspline_affine)
+    np.testing.assert_allclose(out_affine[:3, 3], 0, atol=1e-9)  # lands on the truth grid
+    assert info["thick_axis"] == 0 and info["factor"] == 2.5 and info["gap_mm"] == 0.75
+    n = min(out.shape[0], clean.shape[0])
+    assert psnr(clean[:n], out[:n], mask[:n]) > psnr(clean[:n], bspline[:n], mask[:n])
+
+
 def test_near_isotropic_images_are_skipped_with_a_log_line(tmp_path, caplog):
     from types import SimpleNamespace
 

@@ -14,7 +14,8 @@ from bids_synth.models import install_bundle
 
 
 @pytest.fixture(autouse=True)
-def home(monkeypatch, tmp_path):
+def home(monkeypatch, tmp_path, no_shipped_bundles):
+    """Only the bundles a test installs (none of the user's, none shipped)."""
     import torch
 
     torch.set_num_threads(1)

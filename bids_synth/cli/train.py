@@ -4,7 +4,10 @@ Data come from a BIDS dataset (``--bids-dir``: source suffixes → target suffix
 subject/session, the target and extra sources resampled onto the first source's grid, a
 ``desc-body_mask`` derivative restricting the loss when present; the last subject is held out for
 validation when there are two or more), from the generative head model (``--simulated``), or from
-the sources alone (``--mode noise2self``). Progress is checkpointed every epoch in
+the sources alone (``--mode noise2self``). ``--target-site K`` trains harmonization on
+simulated traveling subjects: the sources acquired with random (or ``--source-sites``) scanner
+styles → the target contrast of the same anatomy at site K, noise- and bias-free, in site K's
+scanner units (output normalisation ``scale`` = site K's gain). Progress is checkpointed every epoch in
 ``--work-dir`` (default ``OUT/training``) and ``--resume`` continues a stopped run exactly.
 """
 
@@ -46,6 +49,52 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--source", nargs="+", default=["T1w"], help="input suffixes (default: T1w)"
     )
+    simulated = parser.add_argument_group("head-model data (with --simulated)")
+    simulated.add_argument(
+        "--label-sources",
+        nargs="+",
+        default=["tpm", "phantom"],
+        help="anatomies, taken in turn (default: tpm phantom; neuromorphometrics is CC BY-NC)",
+    )
+    simulated.add_argument(
+        "--noise",
+        nargs=2,
+        type=float,
+        default=[0.0, 5.0],
+        metavar=("LOW", "HIGH"),
+        help="MR noise σ range in %% of the reference tissue, uniform per head (default: 0 5)",
+    )
+    simulated.add_argument(
+        "--spacing", type=float, default=1.0, help="simulation voxel size in mm (default: 1)"
+    )
+    simulated.add_argument(
+        "--pool",
+        type=int,
+        default=0,
+        metavar="N",
+        help="simulate N heads once and train on patches of them (0: new heads all along)",
+    )
+    simulated.add_argument(
+        "--target-site",
+        type=int,
+        metavar="K",
+        help="harmonization: the target is the same anatomy at the fixed site K (traveling "
+        "subjects); takes precedence over the denoising reading of --target == --source",
+    )
+    simulated.add_argument(
+        "--source-sites",
+        nargs="+",
+        default=["random"],
+        metavar="SITE",
+        help="harmonization: source styles, one picked per head: 'random' (a style of the head's "
+        "own) or a fixed site number (default: random)",
+    )
+    simulated.add_argument(
+        "--validation-subjects",
+        type=int,
+        default=2,
+        help="held-out heads of a --pool (default: %(default)s)",
+    )
     parser.add_argument("--target", default="CT", help="output suffix (default: CT)")
     parser.add_argument(
         "--mode", choices=MODES, default="regression", help="training mode (default: regression)"
@@ -61,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--norm", choices=("instance", "batch", "group", "none"), default="instance"
+    )
+    parser.add_argument(
+        "--red-width", type=int, default=32, help="RED-CNN feature maps (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--red-depth",
+        type=int,
+        default=4,
+        help="RED-CNN conv (and deconv) layers, even (default: %(default)s)",
     )
     parser.add_argument(
         "--slices", type=int, help="2.5D: a 2D U-Net reading this many adjacent slices"
@@ -87,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=[64, 64, 64],
         help="training patch (default: 64 64 64)",
+    )
+    parser.add_argument(
+        "--inference-overlap",
+        type=float,
+        default=0.5,
+        help="window overlap the bundle asks for at inference, 0-0.9 (default: %(default)s)",
     )
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -134,6 +198,7 @@ _NOT_IN_TRAJECTORY = (
     "validation_draws",
     "bundle_id",
     "bundle_version",
+    "inference_overlap",
 )
 
 
@@ -148,6 +213,8 @@ def _check(args) -> None:
     for flag, value in positive.items():
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
+    if not 0 <= args.inference_overlap <= 0.9:
+        raise UsageError(f"--inference-overlap must be in [0, 0.9], got {args.inference_overlap}")
     multiple = 2 ** (len(args.channels) - 1) if args.arch != "red" else 1
     if any(p % multiple or p < 8 for p in args.patch):
         raise UsageError(
@@ -155,19 +222,76 @@ def _check(args) -> None:
         )
     if args.simulated and args.mode == "noise2self":
         raise UsageError("--mode noise2self trains on real images: use --bids-dir")
+    if args.simulated:
+        from bids_synth.simulate import LABEL_SOURCES
+
+        unknown = sorted(set(args.label_sources) - set(LABEL_SOURCES))
+        if unknown:
+            raise UsageError(f"--label-sources {unknown}: choose among {', '.join(LABEL_SOURCES)}")
+        if not 0 <= args.noise[0] <= args.noise[1] < 100:
+            raise UsageError(f"--noise {args.noise}: need 0 <= LOW <= HIGH < 100 (percent)")
+        if args.pool < 0 or args.validation_subjects < 1 or args.spacing <= 0:
+            raise UsageError("--pool must be >= 0, --validation-subjects >= 1, --spacing > 0")
+    if _harmonizing(args):
+        _check_harmonization(args)
+
+
+def _check_harmonization(args) -> None:
+    from bids_synth.simulate.mri import CONTRASTS_MR
+
+    if not args.simulated:
+        raise UsageError("--target-site trains on simulated traveling subjects: add --simulated")
+    if args.target_site < 0:
+        raise UsageError(f"--target-site must be >= 0, got {args.target_site}")
+    contrasts = [*args.source, args.target]
+    if any(c not in CONTRASTS_MR for c in contrasts):
+        raise UsageError(
+            f"--target-site: --source and --target must be MR contrasts ({', '.join(CONTRASTS_MR)})"
+        )
+    _source_sites(args)
+
+
+def _harmonizing(args) -> bool:
+    return getattr(args, "target_site", None) is not None
+
+
+def _source_sites(args) -> tuple[int | None, ...]:
+    """``--source-sites`` as TrainingPairs takes them (None: a random style)."""
+    sites = []
+    for token in args.source_sites:
+        if token == "random":
+            sites.append(None)
+        elif token.isdigit():
+            sites.append(int(token))
+        else:
+            raise UsageError(f"--source-sites {token!r}: 'random' or a site number")
+    return tuple(sites)
 
 
 def _contracts(args) -> tuple[dict, dict]:
     """The bundle's input and output contracts (suffixes, channels, grid, normalisation, units)."""
     inputs = {
         "suffixes": list(args.source),
-        "channels": len(args.source),
-        "spacing_mm": [1.0, 1.0, 1.0],
+        "channels": _input_channels(args),
+        "spacing_mm": [float(args.spacing)] * 3 if args.simulated else [1.0, 1.0, 1.0],
         "orientation": "RAS",
         "normalization": dict(INPUT_NORMALIZATION),
     }
-    target = args.source[0] if args.mode == "noise2self" else args.target
-    if target.upper() == "CT":
+    target = args.source[0] if _denoising(args) else args.target
+    if _harmonizing(args):
+        from bids_synth.simulate.training import harmonization_scale
+
+        output = {
+            "suffix": target,
+            "units": f"site{args.target_site} scanner units",
+            "range": None,
+            "normalization": {
+                "method": "scale",
+                "offset": 0.0,
+                "scale": harmonization_scale(args.target_site, target),
+            },
+        }
+    elif target.upper() == "CT":
         output = {
             "suffix": target,
             "units": "HU",
@@ -184,10 +308,23 @@ def _contracts(args) -> tuple[dict, dict]:
     return inputs, output
 
 
+def _denoising(args) -> bool:
+    """Noisy → clean training: self-supervised, or ``--target clean`` (or the first source) without
+    ``--target-site`` (harmonization)."""
+    if _harmonizing(args):
+        return False
+    return args.mode == "noise2self" or args.target in ("clean", args.source[0])
+
+
+def _input_channels(args) -> int:
+    """Simulated denoising takes the sources as alternatives (one channel), else as channels."""
+    return 1 if args.simulated and _denoising(args) else len(args.source)
+
+
 def _network_kwargs(args) -> dict:
-    kwargs = {"in_channels": len(args.source), "out_channels": 1}
+    kwargs = {"in_channels": _input_channels(args), "out_channels": 1}
     if args.arch == "red":
-        return kwargs
+        return {**kwargs, "width": args.red_width, "depth": args.red_depth}
     kwargs.update(channels=list(args.channels), norm=args.norm)
     if args.slices:
         kwargs["slices"] = args.slices
@@ -319,16 +456,67 @@ def _bids_data(args, inputs: dict, output: dict, patch_options: dict):
 
 def _simulated_data(args, inputs: dict, output: dict, patch_options: dict):
     """Head-model pairs, normalised by the head model as ``inputs``/``output`` declare."""
-    from bids_synth.nn.data import SimulatedPairs
+    from bids_synth.nn.data import SimulatedPairs, SimulatedPool
 
-    target = "clean" if args.target == args.source[0] else args.target
-    pairs = SimulatedPairs(source=args.source, target=target, seed=args.seed, **patch_options)
+    target = "clean" if _denoising(args) else args.target
+    options = dict(
+        source=args.source,
+        target=target,
+        seed=args.seed,
+        label_sources=tuple(args.label_sources),
+        noise=(args.noise[0] / 100, args.noise[1] / 100),
+        spacing=args.spacing,
+        **patch_options,
+    )
+    if _harmonizing(args):
+        options.update(target_site=args.target_site, source_sites=_source_sites(args))
+    if args.pool:
+        pairs = SimulatedPool(
+            subjects=args.pool, validation_subjects=args.validation_subjects, **options
+        )
+        heads = f"a pool of {args.pool} simulated heads"
+        validation = f"{args.validation_subjects} held-out simulated heads (separate seed stream)"
+    else:
+        pairs = SimulatedPairs(**options)
+        heads, validation = (
+            "simulated heads drawn on the fly",
+            "held-out simulated heads (separate seed stream)",
+        )
     description = (
-        f"simulated heads from the bids-synth generative head model, "
+        f"{heads} from the bids-synth generative head model ({', '.join(args.label_sources)} "
+        f"anatomies, {args.spacing:g} mm, MR noise {args.noise[0]:g}-{args.noise[1]:g} %), "
         f"{'+'.join(args.source)} → {target}"
     )
+    if _harmonizing(args):
+        description += (
+            f" at site {args.target_site} (traveling subjects: sources acquired with "
+            f"{_describe_sites(args)} scanner styles, with bias field and noise; target the same "
+            f"anatomy's noise- and bias-free {target} at site {args.target_site})"
+        )
     data_info = {"kind": "simulated", "description": description}
-    return pairs, data_info, "held-out simulated heads (separate seed stream)"
+    return pairs, data_info, validation
+
+
+def _describe_sites(args) -> str:
+    sites = _source_sites(args)
+    names = ["random" if s is None else f"site{s}" for s in sites]
+    return ", ".join(names)
+
+
+def harmonization_meta(args) -> dict:
+    """The bundle's ``harmonization`` entry: the target site and its scanner style."""
+    from bids_synth.simulate.scanner import ScannerStyle
+
+    style = ScannerStyle.for_site(args.target_site)
+    return {
+        "target_site": args.target_site,
+        "target": style.name,
+        "target_style": style.to_json(),
+        "source_styles": [
+            "random" if s is None else ScannerStyle.for_site(s).name for s in _source_sites(args)
+        ],
+        "target_image": "the noise-, bias- and PSF-free image of the target site on the simulation grid",
+    }
 
 
 def _bundle_meta(
@@ -345,7 +533,7 @@ def _bundle_meta(
         "architecture": {"name": args.arch, "kwargs": kwargs},
         "input": inputs,
         "output": output,
-        "inference": {"patch": list(args.patch), "overlap": 0.5},
+        "inference": {"patch": list(args.patch), "overlap": args.inference_overlap},
         "training": {
             "data": data_info,
             "mode": args.mode,
@@ -357,7 +545,8 @@ def _bundle_meta(
             "lr": args.lr,
             "device": device,
             "amp": amp,
-            "command": shlex.join(["bids-synth", "train", *argv]),
+            # the command that retrains it from scratch (a resumed run follows the same trajectory)
+            "command": shlex.join(["bids-synth", "train", *(a for a in argv if a != "--resume")]),
         },
         "metrics": [
             {
@@ -374,6 +563,7 @@ def _bundle_meta(
             },
         ],
         "software": {"bids_synth": bids_synth.__version__, "torch": torch.__version__},
+        **({"harmonization": harmonization_meta(args)} if _harmonizing(args) else {}),
     }
 
 

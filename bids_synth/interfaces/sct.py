@@ -158,7 +158,10 @@ class SyntheticCT(SimpleInterface):
         channels = [np.asanyarray(image.dataobj, dtype=np.float32)]
         if len(bundle.meta["input"].get("suffixes", ["T1w"])) > 1:
             channels.append(np.asanyarray(nib.load(self.inputs.t2w).dataobj, dtype=np.float32))
-        hu, info = predict_on_grid(bundle, channels, image.affine, device=self.inputs.device)
+        head = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
+        hu, info = predict_on_grid(
+            bundle, channels, image.affine, device=self.inputs.device, mask=head
+        )
         return hu, device_fields(info)
 
 

@@ -14,6 +14,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bids_synth.synthesis.superresolution import SMORE_DEFAULTS
+
 METHODS = ("self", "bspline")
 
 
@@ -21,7 +23,9 @@ class _SuperResInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="anisotropic MR image as acquired")
     method = traits.Enum(*METHODS, mandatory=True, desc="self (SMORE-like) or bspline")
     slice_thickness = traits.Float(desc="slice thickness in mm (default: the slice spacing)")
-    steps = traits.Int(400, usedefault=True, desc="training steps (method self)")
+    steps = traits.Int(
+        SMORE_DEFAULTS["steps"], usedefault=True, desc="training steps (method self)"
+    )
     seed = traits.Int(0, usedefault=True, desc="random seed (torch, patch sampling)")
     use_gpu = traits.Bool(False, usedefault=True, nohash=True, desc="runs on a GPU (scheduler)")
     device = traits.Str("cpu", usedefault=True, nohash=True, desc="torch device")
@@ -61,8 +65,12 @@ class SuperResolution(SimpleInterface):
             metadata["Parameters"] = {"interpolation": "cubic B-spline (scipy, mode nearest)"}
         else:
             out, affine, info = sr.smore(
-                data, image.affine, thickness_mm=thickness, seed=self.inputs.seed,
-                device=self.inputs.device, steps=self.inputs.steps,
+                data,
+                image.affine,
+                thickness_mm=thickness,
+                seed=self.inputs.seed,
+                device=self.inputs.device,
+                steps=self.inputs.steps,
             )
             metadata["Device"] = info["device"]
             metadata["Parameters"] = {

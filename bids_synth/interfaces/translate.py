@@ -57,10 +57,10 @@ class Translate(SimpleInterface):
             np.asanyarray(nib.load(p).dataobj, dtype=np.float32) for p in self.inputs.sources
         ]
         bundle = Bundle.read(self.inputs.bundle)
-        predicted, info = predict_on_grid(
-            bundle, channels, reference.affine, device=self.inputs.device
-        )
         head = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
+        predicted, info = predict_on_grid(
+            bundle, channels, reference.affine, device=self.inputs.device, mask=head
+        )
         predicted = np.where(head, np.maximum(predicted, 0), 0).astype(np.float32)
         metadata = device_fields(info)
         metadata["RuntimeSeconds"] = round(time.perf_counter() - started, 2)

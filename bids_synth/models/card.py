@@ -16,6 +16,44 @@ def _metric_lines(metrics: list[dict]) -> list[str]:
     return lines
 
 
+def _compute_line(training: dict, history: list[dict]) -> str:
+    seconds = sum(float(row.get("seconds", 0.0)) for row in history)
+    device = str(training.get("device", "?"))
+    kind = "a GPU" if device.startswith("cuda") else "a CPU" if device == "cpu" else device
+    return (
+        f"Compute: trained on {kind} ({device}) for {training.get('steps', '?')} steps, "
+        f"{seconds / 60:.0f} min of training time"
+        + (" — a small CPU budget, not a converged model." if kind == "a CPU" else ".")
+    )
+
+
+def _harmonization_lines(meta: dict) -> list[str]:
+    """What a harmonization bundle maps to (absent for other tasks)."""
+    harmonization = meta.get("harmonization")
+    if not harmonization:
+        return []
+    style = harmonization.get("target_style", {})
+    suffix = meta["output"].get("suffix", "")
+    protocol = style.get("mr", {}).get(suffix, {})
+    sequence = protocol.get("sequence", {})
+    return [
+        "## Harmonization target",
+        "",
+        f"Maps images from any scanner to **{harmonization['target']}** "
+        f"({style.get('field_strength_T', '?')} T, {suffix} {sequence.get('kind', '?')} "
+        f"`{json.dumps(sequence, sort_keys=True)}`): the target was "
+        f"{harmonization.get('target_image', 'the target site image')}. Output in the target "
+        f"site's scanner units (network output × {meta['output']['normalization'].get('scale')}). "
+        f"Training sources: {', '.join(harmonization.get('source_styles', []))} scanner styles.",
+        "",
+        "It synthesises the target site's image of the subject's anatomy: the output is the "
+        "network's estimate, not a re-mapping of the input intensities; anatomy the head model "
+        "does not simulate (lesions beyond its lesion class, tumours, post-surgical changes) may "
+        "be altered or erased. Check the benchmark before any quantitative use.",
+        "",
+    ]
+
+
 def render_model_card(meta: dict, history: list[dict]) -> str:
     """The model card text: what the model does, its training data, held-out metrics, limits and
     the command that retrains it."""
@@ -49,9 +87,12 @@ def render_model_card(meta: dict, history: list[dict]) -> str:
         + json.dumps(output.get("normalization", {}), sort_keys=True)
         + "`.",
         "",
+        *_harmonization_lines(meta),
         "## Training data",
         "",
         f"{data.get('kind', 'unknown')}: {data.get('description', 'not described')}",
+        "",
+        _compute_line(training, history),
         "",
         "## Held-out metrics",
         "",
@@ -68,7 +109,7 @@ def render_model_card(meta: dict, history: list[dict]) -> str:
             else "the dataset above only: other scanners, "
             "protocols, ages or pathologies may degrade the output."
         ),
-        "- Metrics above were measured on held-out patches drawn like the training data, not on an external cohort.",
+        *(f"- {limit}" for limit in meta.get("limits", [])),
         "",
         "## Retrain",
         "",
@@ -78,3 +119,32 @@ def render_model_card(meta: dict, history: list[dict]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def record_evaluation(
+    folder, metrics: list[dict], *, limits: list[str] = (), inference=None
+) -> None:
+    """Add evaluation ``metrics`` (dicts with name, value, units, dataset) and card ``limits`` to
+    the bundle in ``folder``, optionally its ``inference`` settings, and re-render MODEL_CARD.md.
+
+    Rows already recorded for the same (name, dataset) are replaced; the weights are untouched, so
+    the bundle's sha256 stays valid.
+    """
+    import csv
+    from pathlib import Path
+
+    from bids_synth.fileio import atomic_write_json, atomic_write_text
+    from bids_synth.models.bundle import BUNDLE_FILE, CARD_FILE, Bundle
+
+    folder = Path(folder)
+    meta = dict(Bundle.read(folder).meta)
+    new_keys = {(m["name"], m.get("dataset")) for m in metrics}
+    kept = [m for m in meta.get("metrics", []) if (m["name"], m.get("dataset")) not in new_keys]
+    meta["metrics"] = kept + list(metrics)
+    meta["limits"] = list(dict.fromkeys([*meta.get("limits", []), *limits]))
+    if inference is not None:
+        meta["inference"] = dict(inference)
+    log = folder / "training_log.csv"
+    history = list(csv.DictReader(log.open())) if log.is_file() else []
+    atomic_write_text(folder / CARD_FILE, render_model_card(meta, history))
+    atomic_write_json(folder / BUNDLE_FILE, meta)

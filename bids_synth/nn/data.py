@@ -192,6 +192,71 @@ class SimulatedPairs:
         ]
 
 
+class SimulatedPool:
+    """Patches from a fixed pool of head-model subjects, drawn once (the cheap way to train on a CPU).
+
+    ``subjects`` training heads and ``validation_subjects`` held-out heads (a separate seed stream)
+    are simulated on first use, then batches are random patches of them (:class:`VolumePatches`),
+    so drawing costs ``subjects + validation_subjects`` simulations instead of one per few batches.
+    Deterministic in ``seed``: a resumed run rebuilds the same pool.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: Sequence[str],
+        target: str,
+        subjects: int,
+        validation_subjects: int = 2,
+        patch: Sequence[int],
+        batch_size: int,
+        seed: int,
+        device: str = "cpu",
+        **options,
+    ):
+        if subjects < 1 or validation_subjects < 1:
+            raise ValueError(
+                "a simulated pool needs at least one training and one held-out subject"
+            )
+        self.kwargs = dict(
+            source=tuple(source),
+            target=target,
+            patch=tuple(patch),
+            batch_size=batch_size,
+            device=device,
+            **options,
+        )
+        self.counts = {_TRAIN_STREAM: subjects, _VALIDATION_STREAM: validation_subjects}
+        self.seed = seed
+        self._pools: dict[int, VolumePatches] = {}
+
+    def _pool(self, stream: int) -> VolumePatches:
+        if stream not in self._pools:
+            from bids_synth.simulate import TrainingPairs  # heavy: imported only when simulating
+
+            seed = int(np.random.SeedSequence([self.seed, stream]).generate_state(1)[0])
+            pairs = TrainingPairs(seed=seed, **self.kwargs)
+            draws = [pairs.volumes(i) for i in range(self.counts[stream])]
+            arrays = {
+                key: [d[key].detach().float().cpu().numpy() for d in draws] for key in draws[0]
+            }
+            self._pools[stream] = VolumePatches(
+                arrays["source"],
+                arrays["target"],
+                arrays["mask"],
+                patch=self.kwargs["patch"],
+                batch_size=self.kwargs["batch_size"],
+                seed=self.seed,
+            )
+        return self._pools[stream]
+
+    def epoch_batches(self, epoch: int, steps: int) -> Iterator[Batch]:
+        return self._pool(_TRAIN_STREAM).epoch_batches(epoch, steps)
+
+    def validation_batches(self, count: int) -> list[Batch]:
+        return self._pool(_VALIDATION_STREAM).validation_batches(count)
+
+
 class HeldOut:
     """Training batches from one source, validation batches from another (e.g. held-out subjects)."""
 

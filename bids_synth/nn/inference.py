@@ -124,13 +124,15 @@ def predict_volume(
     tta_flip: bool = False,
     input_norm: dict | None = None,
     output_norm: dict | None = None,
+    foreground: np.ndarray | None = None,
     channels_last: bool = True,
 ) -> tuple[np.ndarray, dict]:
     """Predict a whole volume with overlapping windows blended by Gaussian weights.
 
     ``volume`` is ``(X, Y, Z)`` or ``(C, X, Y, Z)`` on the network's input grid. With
     ``input_norm`` each channel is normalised as the bundle declares and the output is mapped back
-    to physical units with ``output_norm`` (see :mod:`bids_synth.nn.intensity`). ``tta_flip``
+    to physical units with ``output_norm`` (see :mod:`bids_synth.nn.intensity`); ``foreground``
+    (e.g. the head mask) is where the normalisation statistics are taken. ``tta_flip``
     averages the prediction with those of the volume flipped along each axis (4 passes). ``model``
     itself is left untouched: an optimised eval-mode copy runs on the device.
 
@@ -146,7 +148,7 @@ def predict_volume(
         else np.asarray(volume, dtype=np.float32)
     )
     if input_norm is not None:
-        array, maps = normalize_channels(array, input_norm)
+        array, maps = normalize_channels(array, input_norm, foreground)
     requested = resolve_device(device) if isinstance(device, str) else device
     runner = _WindowRunner(
         optimize_for_inference(model),

@@ -9,7 +9,8 @@ A normalisation is a linear map ``(x - offset) / scale``; the bundle declares ho
 * output methods: ``scale`` (fixed, e.g. ``{"method": "scale", "scale": 1000}`` → HU) or ``input``
   (the first input channel's map: the output is in the input's units, as for denoising).
 
-The foreground is the voxels above the volume's minimum (background is usually its minimum).
+The foreground is a given mask (the head mask: where the head model takes its statistics), else the
+voxels above the volume's minimum (background is usually its minimum).
 """
 
 from __future__ import annotations
@@ -33,15 +34,18 @@ class LinearMap(NamedTuple):
         return (x * self.scale + self.offset).astype(np.float32)
 
 
-def fit_input_map(volume: np.ndarray, spec: dict) -> LinearMap:
-    """The map that normalises ``volume`` (one channel) according to the input ``spec``."""
+def fit_input_map(
+    volume: np.ndarray, spec: dict, foreground: np.ndarray | None = None
+) -> LinearMap:
+    """The map that normalises ``volume`` (one channel) according to the input ``spec``, with
+    statistics inside ``foreground`` when given."""
     method = spec.get("method", "none")
     if method == "none":
         return LinearMap(0.0, 1.0)
     if method == "scale":
         return LinearMap(float(spec.get("offset", 0.0)), float(spec["scale"]))
-    foreground = volume[volume > volume.min()]
-    values = foreground if foreground.size else volume.ravel()
+    inside = volume > volume.min() if foreground is None else foreground > 0
+    values = volume[inside] if inside.any() else volume.ravel()
     if method == "percentile-scale":
         return LinearMap(0.0, float(max(np.percentile(values, spec.get("percentile", 99.5)), 1e-6)))
     if method == "percentile":
@@ -62,7 +66,10 @@ def output_map(spec: dict, input_map: LinearMap) -> LinearMap:
     raise ValueError(f"unknown output normalisation {method!r}; expected one of {OUTPUT_METHODS}")
 
 
-def normalize_channels(volumes: np.ndarray, spec: dict) -> tuple[np.ndarray, list[LinearMap]]:
-    """Normalise each channel of a ``(C, *spatial)`` array; return the array and the maps used."""
-    maps = [fit_input_map(channel, spec) for channel in volumes]
+def normalize_channels(
+    volumes: np.ndarray, spec: dict, foreground: np.ndarray | None = None
+) -> tuple[np.ndarray, list[LinearMap]]:
+    """Normalise each channel of a ``(C, *spatial)`` array (statistics inside ``foreground`` when
+    given); return the array and the maps used."""
+    maps = [fit_input_map(channel, spec, foreground) for channel in volumes]
     return np.stack([m.apply(channel) for m, channel in zip(maps, volumes)]), maps

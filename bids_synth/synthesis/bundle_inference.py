@@ -23,12 +23,19 @@ def _canonical(data: np.ndarray, affine: np.ndarray):
 
 
 def predict_on_grid(
-    bundle, channels: list[np.ndarray], affine: np.ndarray, *, device: str, batch_size: int = 2
+    bundle,
+    channels: list[np.ndarray],
+    affine: np.ndarray,
+    *,
+    device: str,
+    mask: np.ndarray | None = None,
+    batch_size: int = 2,
 ) -> tuple[np.ndarray, dict]:
     """The bundle's prediction for ``channels`` (same grid, ``affine``), on that grid.
 
     The volumes are reoriented to RAS, resampled (linear) to the contract's spacing when it
-    differs by more than 10 %, normalised as the contract declares, predicted with
+    differs by more than 10 %, normalised as the contract declares (statistics inside ``mask``,
+    the head mask, as in training, when given), predicted with
     :func:`predict_volume` and mapped back. Returns the prediction and predict_volume's info.
     """
     from nibabel import orientations as ornt
@@ -42,8 +49,11 @@ def predict_on_grid(
     wanted = np.asarray(bundle.meta["input"].get("spacing_mm", spacing), float)
     shape = volume.shape[1:]
     resample = np.any(np.abs(spacing / wanted - 1) > SPACING_TOLERANCE)
+    foreground = None if mask is None else _canonical(mask.astype(np.float32), affine)[0] > 0.5
     if resample:
         volume = np.stack([zoom(c, spacing / wanted, order=1) for c in volume])
+        if foreground is not None:
+            foreground = zoom(foreground.astype(np.uint8), spacing / wanted, order=0) > 0
     network = bundle.load_network("cpu")
     inference = bundle.meta.get("inference", {})
     prediction, info = predict_volume(
@@ -55,6 +65,7 @@ def predict_on_grid(
         device=device,
         input_norm=bundle.meta["input"].get("normalization"),
         output_norm=bundle.meta["output"].get("normalization"),
+        foreground=foreground,
     )
     if prediction.ndim == 4:
         prediction = prediction[0]

@@ -122,5 +122,6 @@ def model_denoise(
         device=device,
         input_norm=bundle_meta["input"]["normalization"],
         output_norm=bundle_meta["output"]["normalization"],
+        foreground=mask > 0,
     )
     return np.where(mask > 0, denoised, image).astype(np.float32), info

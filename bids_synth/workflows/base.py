@@ -137,7 +137,8 @@ def init_session_wf(
     for task_name in tasks:
         branch = registered_tasks()[task_name].build(
             unit=unit,
-            options=(task_options or {}).get(task_name, {}),
+            # the output dataset too: a task may read a group-level result there
+            options={"output_dir": output_dir, **(task_options or {}).get(task_name, {})},
             omp_nthreads=omp_nthreads,
             seed=seed,
             device=device,

@@ -1,4 +1,5 @@
-"""Denoising: input, denoised image, the removed signal, and the ground truth when simulated."""
+"""Denoising: the denoiser's input, denoised image, the removed signal, and the ground truth when
+simulated."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _block(files: SessionFiles, output: Derivative) -> Html:
     window = robust_window(denoised.data, region)
     picture = [rows.image(f"denoised\n{output.suffix}", denoised, window=window)]
     scores = [("noise σ after", f"{wavelet_noise_sigma(denoised.data, region):.4g}")]
-    source = input_path(files, output)
+    source = _denoiser_input(files, output)
     if source is not None:
         noisy = files.volume(source).on_grid_of(denoised)
         picture.insert(0, rows.image(f"input\n{output.suffix}", noisy, window=window))
@@ -53,3 +54,10 @@ def _block(files: SessionFiles, output: Derivative) -> Html:
         scores,
         [figure(mosaic(picture, head_cuts(files, denoised)), caption, alt="denoising")],
     )
+
+
+def _denoiser_input(files: SessionFiles, output: Derivative):
+    """What the denoiser read: the preprocessed image of the same suffix and space (bias-corrected,
+    registered), else the output's first source."""
+    preprocessed = files.find(output.suffix, desc="preproc", space=output.entities.get("space"))
+    return preprocessed or input_path(files, output)

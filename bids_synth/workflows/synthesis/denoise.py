@@ -22,7 +22,7 @@ LOG = logging.getLogger("bids_synth")
 
 METHODS = ("model", "self", "nlm")
 MR_SUFFIXES = ("T1w", "T2w", "FLAIR", "PD")
-DEFAULT_BUNDLE = "denoise-red-t1w"
+DEFAULT_BUNDLE = "denoise-red"
 
 
 def add_arguments(group) -> None:

@@ -2,8 +2,12 @@
 
 ``nyul`` (piecewise-linear landmarks) needs a cohort reference: the group level
 (``bids-synth BIDS OUT group --tasks harmonize``) learns one per contrast from every participant's
-preprocessed images, and a second participant pass applies it (``--harmonize-reference``).
-``whitestripe`` and ``zscore`` need no reference. Outputs ``desc-harmonized_<suffix>`` on the T1w grid.
+preprocessed images, and a second participant pass applies it (``--harmonize-reference``, or found
+in ``OUT/group/harmonize`` when not given). ``whitestripe`` and ``zscore`` need no reference.
+``learned`` runs a harmonization bundle (trained on simulated traveling subjects) that maps the
+session's images to its target site (``--harmonize-target``), in that site's scanner units; a
+bundle reading T2w/FLAIR too is used when the session has them. Outputs
+``desc-harmonized_<suffix>`` on the T1w grid.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from bids_synth.workflows.synthesis import Task, TaskBranch
 
 LOG = logging.getLogger("bids_synth")
 
-METHODS = ("nyul", "whitestripe", "zscore")
+METHODS = ("nyul", "whitestripe", "zscore", "learned")
 
 
 def add_arguments(group) -> None:
@@ -31,7 +35,24 @@ def add_arguments(group) -> None:
         choices=METHODS,
         help="nyul: map each contrast's histogram landmarks onto the cohort reference (run the "
         "group level first); whitestripe: normal-appearing white matter at 0, its sd as unit; "
-        "zscore: brain mean 0, sd 1 (default: nyul with --harmonize-reference, else whitestripe)",
+        "zscore: brain mean 0, sd 1; learned: a bundle trained on simulated traveling subjects "
+        "maps the images to its target site (default: learned with --harmonize-target or "
+        "--harmonize-model, else nyul with a reference given or found in OUT/group/harmonize, "
+        "else whitestripe)",
+    )
+    group.add_argument(
+        "--harmonize-target",
+        dest="harmonize_target",
+        metavar="SITE",
+        help="learned: the target site of the bundle to use (e.g. site0 or 0; default: the one "
+        "target installed)",
+    )
+    group.add_argument(
+        "--harmonize-model",
+        dest="harmonize_model",
+        metavar="BUNDLE",
+        help="learned: a harmonization bundle folder, id or id@version (default: chosen by target "
+        "and the session's contrasts)",
     )
     group.add_argument(
         "--harmonize-reference",
@@ -46,17 +67,25 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
     from bids_synth.interfaces.harmonize import HarmonizeIntensity
     from bids_synth.synthesis.harmonization_reference import find_references
 
-    method = options.get("method") or ("nyul" if options.get("reference") else "whitestripe")
+    method = options.get("method")
+    if method is None and (options.get("target") or options.get("model")):
+        method = "learned"
+    reference = options.get("reference")
+    if reference is None and method in (None, "nyul"):
+        reference = _group_reference(options.get("output_dir"))
+    method = method or ("nyul" if reference else "whitestripe")
     suffixes = [s for s in MR_SUFFIXES if s == "T1w" or s in unit.others]
+    if method == "learned":
+        return _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name)
     references = {}
     if method == "nyul":
-        if not options.get("reference"):
+        if not reference:
             raise UsageError(
                 "harmonize: --harmonize-method nyul needs a cohort reference: run "
                 "`bids-synth BIDS OUT group --tasks harmonize` first, then the participant level "
                 "with --harmonize-reference OUT/group/harmonize"
             )
-        references = find_references(options["reference"])
+        references = find_references(reference)
         missing = [s for s in suffixes if s not in references]
         if missing:
             LOG.info("harmonize: %s: no Nyul reference for %s, not harmonized",
@@ -98,6 +127,102 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
     return TaskBranch(workflow, {field: field for field in fields}, outputs)
 
 
+def _group_reference(output_dir) -> Path | None:
+    """``OUT/group/harmonize`` when the group level wrote Nyul references there."""
+    from bids_synth.synthesis.harmonization_reference import REFERENCE_FOLDER, REFERENCE_PATTERN
+
+    if not output_dir:
+        return None
+    folder = Path(output_dir) / REFERENCE_FOLDER
+    if not any(folder.glob(REFERENCE_PATTERN.format(suffix="*"))):
+        return None
+    LOG.info("harmonize: using the group-level Nyul references in %s", folder)
+    return folder
+
+
+def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
+    """One :class:`LearnedHarmonize` node per contrast that a bundle for the target writes."""
+    from bids_synth.interfaces.harmonize import LearnedHarmonize
+    from bids_synth.synthesis.bundles import contract
+    from bids_synth.synthesis.harmonization_bundles import choose_bundle, harmonization_bundles
+
+    bundles = harmonization_bundles(options.get("target"), options.get("model"))
+    chosen = {s: choose_bundle(bundles, s, suffixes) for s in suffixes}
+    missing = [s for s, b in chosen.items() if b is None]
+    if missing:
+        LOG.info("harmonize: %s: no learned bundle for %s, not harmonized",
+                 unit.name, ", ".join(missing))  # fmt: skip
+    chosen = {s: b for s, b in chosen.items() if b is not None}
+    if not chosen:
+        LOG.warning("harmonize: %s skipped: no learned bundle for its contrasts", unit.name)
+        return None
+    for bundle in {b.path: b for b in chosen.values()}.values():
+        bundle.verify()
+    needed = sorted({c for b in chosen.values() for c in contract(b)[0]}, key=MR_SUFFIXES.index)
+    fields = ["head_mask", *(_input_field(c) for c in needed)]
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[f for s in chosen for f in (s.lower(), f"{s.lower()}_metadata")]
+        ),
+        name="outputnode",
+    )
+    outputs = {}
+    for suffix, bundle in chosen.items():
+        inputs = contract(bundle)[0]
+        node = pe.Node(
+            LearnedHarmonize(bundle=str(bundle.path), seed=seed, num_threads=omp_nthreads,
+                             device=device, use_gpu=device != "cpu"),
+            name=f"harmonize_{suffix.lower()}",
+            n_procs=omp_nthreads,
+        )  # fmt: skip
+        merge = pe.Node(niu.Merge(len(inputs)), name=f"sources_{suffix.lower()}",
+                        run_without_submitting=True)  # fmt: skip
+        for index, contrast in enumerate(inputs, start=1):
+            workflow.connect(inputnode, _input_field(contrast), merge, f"in{index}")
+        workflow.connect([
+            (merge, node, [("out", "sources")]),
+            (inputnode, node, [("head_mask", "head_mask")]),
+            (node, outputnode, [("out_file", suffix.lower()),
+                                ("metadata", f"{suffix.lower()}_metadata")]),
+        ])  # fmt: skip
+        outputs[suffix.lower()] = {
+            "entities": {
+                **({} if suffix == "T1w" else {"space": "T1w"}),
+                "desc": "harmonized",
+                "suffix": suffix,
+            },
+            "sources": [unit.t1w if c == "T1w" else unit.others[c] for c in inputs],
+            "metadata": _learned_metadata(bundle),
+            "dtype": "float32",
+        }
+        LOG.info("harmonize: %s: %s with %s (%s → %s)", unit.name, suffix, bundle.ref,
+                 "+".join(inputs), bundle.meta["harmonization"]["target"])  # fmt: skip
+    return TaskBranch(workflow, {field: field for field in fields}, outputs)
+
+
+def _learned_metadata(bundle) -> dict:
+    """Sidecar of a learned harmonization: method, target site, units, model identity."""
+    from bids_synth.synthesis.bundles import contract, model_fields
+
+    target = bundle.meta["harmonization"]
+    style = target.get("target_style", {})
+    suffix = bundle.meta["output"]["suffix"]
+    return {
+        "Method": "learned",
+        "Target": target["target"],
+        "TargetStyle": {
+            "FieldStrength": style.get("field_strength_T"),
+            "Protocol": style.get("mr", {}).get(suffix),
+        },  # fmt: skip
+        "Units": bundle.meta["output"].get("units", ""),
+        "Inputs": list(contract(bundle)[0]),
+        "Mask": "head",
+        "Model": model_fields(bundle),
+    }
+
+
 def _input_field(suffix: str) -> str:
     return "t1w_preproc" if suffix == "T1w" else f"{suffix}_registered"
 
@@ -136,8 +261,8 @@ def group(config) -> None:
 
 TASK = Task(
     name="harmonize",
-    help="standardise MR intensities across scanners/sites within the brain mask "
-    "(Nyul with a group-level reference, WhiteStripe, z-score)",
+    help="standardise MR intensities across scanners/sites (Nyul with a group-level reference, "
+    "WhiteStripe, z-score, or a learned bundle mapping to a target site)",
     build=build,
     add_arguments=add_arguments,
     descriptions={"harmonized": "intensities standardised across scanners and sites"},
