@@ -180,12 +180,15 @@ def main(argv=None) -> int:
     RESULTS.mkdir(exist_ok=True)
     atlases = head_model_atlases(args.atlas_seeds, args.spacing)
     rows, example = held_out(args, atlases, bundle)
-    mosaic(example, RESULTS / "sct_held_out_mosaic.png")
+    if example is not None:
+        mosaic(example, RESULTS / "sct_held_out_mosaic.png")
     colin, colin_images = colin27(atlases, bundle)
     mosaic(colin_images, RESULTS / "sct_colin27_mosaic.png")
     (RESULTS / "sct.json").write_text(json.dumps({"held_out": rows, "colin27": colin}, indent=2))
     body = (
         f"Held-out {args.label_source} heads ({args.subjects}, {args.spacing} mm):\n\n{table(rows)}"
+        if rows
+        else ""
     )
     body += "\n\nColin27 T1 → sCT vs the real head CT (another person):\n\n"
     body += "| | mean HU brain | mean HU bone (≥300) | outside [−1024, 3000] |\n|---|---|---|---|\n"

@@ -488,14 +488,16 @@ def test_the_participant_pass_finds_the_group_reference_in_the_output_dataset(tm
     assert branch.outputs["t1w"]["metadata"]["Method"] == "whitestripe"  # no group level yet
     path = write_reference(reference_path(out, "T1w"), hz.learn_nyul([np.linspace(0, 10, 11)]),
                            suffix="T1w", mask="desc-brain_mask")  # fmt: skip
-    branch = TASK.build(options={"output_dir": str(out)}, **build)
+    default = TASK.build(options={"output_dir": str(out)}, **build)
+    assert default.outputs["t1w"]["metadata"]["Method"] == "whitestripe"  # a rerun keeps its method
+    branch = TASK.build(options={"output_dir": str(out), "method": "nyul"}, **build)
     assert branch.outputs["t1w"]["metadata"]["Reference"]["Path"] == str(path.resolve())
     explicit = TASK.build(options={"output_dir": str(out), "method": "zscore"}, **build)
     assert explicit.outputs["t1w"]["metadata"]["Method"] == "zscore"
 
 
 def test_head_box_grows_the_bounding_box_by_the_margin_within_the_grid():
-    from bids_synth.synthesis.harmonization_learned import head_box
+    from bids_synth.synthesis.bundle_inference import head_box
 
     head = np.zeros((20, 30, 40), bool)
     head[2:10, 12:15, 30:39] = True

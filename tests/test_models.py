@@ -109,7 +109,7 @@ def test_install_then_find_by_id_and_version(tmp_path, network, home, capsys):
     installed = [b.version for b in list_bundles() if b.id == "sct-unet"]
     assert sorted(installed) == ["1.0.0", "1.10.0-rc.1", "1.2.0"]
     with pytest.raises(ModelBundleError, match="not found .*sct-unet@1.0.0"):
-        find_bundle("denoise-red")
+        find_bundle("no-such-model")
     assert cli(["models", "list"]) == 0
     assert "sct-unet@1.2.0" in capsys.readouterr().out
     assert cli(["models", "verify", "--all"]) == 0

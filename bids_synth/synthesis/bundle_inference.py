@@ -5,6 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 SPACING_TOLERANCE = 0.1  # relative: closer to the contract's spacing than this runs as is
+HEAD_MARGIN_VOXELS = 4  # context kept around the head's bounding box
+
+
+def head_box(head: np.ndarray, margin: int = HEAD_MARGIN_VOXELS) -> tuple[slice, ...]:
+    """The bounding box of ``head`` grown by ``margin`` voxels (the whole grid when empty)."""
+    found = np.argwhere(head)
+    if not len(found):
+        return tuple(slice(0, n) for n in head.shape)
+    low = np.maximum(found.min(0) - margin, 0)
+    high = np.minimum(found.max(0) + 1 + margin, head.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 
 def _canonical(data: np.ndarray, affine: np.ndarray):
@@ -35,8 +46,9 @@ def predict_on_grid(
 
     The volumes are reoriented to RAS, resampled (linear) to the contract's spacing when it
     differs by more than 10 %, normalised as the contract declares (statistics inside ``mask``,
-    the head mask, as in training, when given), predicted with
-    :func:`predict_volume` and mapped back. Returns the prediction and predict_volume's info.
+    the head mask, as in training, when given), predicted with :func:`predict_volume` (only in the
+    mask's bounding box when given: air costs no windows; outside it the prediction's minimum) and
+    mapped back. Returns the prediction and predict_volume's info.
     """
     from nibabel import orientations as ornt
     from scipy.ndimage import zoom
@@ -56,19 +68,22 @@ def predict_on_grid(
             foreground = zoom(foreground.astype(np.uint8), spacing / wanted, order=0) > 0
     network = bundle.load_network("cpu")
     inference = bundle.meta.get("inference", {})
-    prediction, info = predict_volume(
+    box = head_box(foreground) if foreground is not None else (slice(None),) * 3
+    inside, info = predict_volume(
         network,
-        volume,
+        np.ascontiguousarray(volume[(slice(None), *box)]),
         patch=inference.get("patch", [64, 64, 64]),
         overlap=inference.get("overlap", 0.5),
         batch_size=batch_size,
         device=device,
         input_norm=bundle.meta["input"].get("normalization"),
         output_norm=bundle.meta["output"].get("normalization"),
-        foreground=foreground,
+        foreground=None if foreground is None else foreground[box],
     )
-    if prediction.ndim == 4:
-        prediction = prediction[0]
+    if inside.ndim == 4:
+        inside = inside[0]
+    prediction = np.full(volume.shape[1:], inside.min(), np.float32)
+    prediction[box] = inside
     if resample:  # back onto the participant's grid
         prediction = zoom(prediction, np.asarray(shape) / np.asarray(prediction.shape), order=1)
     return ornt.apply_orientation(prediction, back).astype(np.float32), info

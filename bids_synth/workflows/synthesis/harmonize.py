@@ -2,8 +2,9 @@
 
 ``nyul`` (piecewise-linear landmarks) needs a cohort reference: the group level
 (``bids-synth BIDS OUT group --tasks harmonize``) learns one per contrast from every participant's
-preprocessed images, and a second participant pass applies it (``--harmonize-reference``, or found
-in ``OUT/group/harmonize`` when not given). ``whitestripe`` and ``zscore`` need no reference.
+preprocessed images, and a second participant pass applies it (``--harmonize-reference``, or, with
+``--harmonize-method nyul``, found in ``OUT/group/harmonize``; the default method never changes on
+a rerun). ``whitestripe`` and ``zscore`` need no reference.
 ``learned`` runs a harmonization bundle (trained on simulated traveling subjects) that maps the
 session's images to its target site (``--harmonize-target``), in that site's scanner units; a
 bundle reading T2w/FLAIR too is used when the session has them. Outputs
@@ -37,8 +38,8 @@ def add_arguments(group) -> None:
         "group level first); whitestripe: normal-appearing white matter at 0, its sd as unit; "
         "zscore: brain mean 0, sd 1; learned: a bundle trained on simulated traveling subjects "
         "maps the images to its target site (default: learned with --harmonize-target or "
-        "--harmonize-model, else nyul with a reference given or found in OUT/group/harmonize, "
-        "else whitestripe)",
+        "--harmonize-model, else nyul with --harmonize-reference, else whitestripe; nyul without "
+        "a reference uses OUT/group/harmonize)",
     )
     group.add_argument(
         "--harmonize-target",
@@ -71,7 +72,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
     if method is None and (options.get("target") or options.get("model")):
         method = "learned"
     reference = options.get("reference")
-    if reference is None and method in (None, "nyul"):
+    if reference is None and method == "nyul":  # explicit: a rerun never switches method
         reference = _group_reference(options.get("output_dir"))
     method = method or ("nyul" if reference else "whitestripe")
     suffixes = [s for s in MR_SUFFIXES if s == "T1w" or s in unit.others]
