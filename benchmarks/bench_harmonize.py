@@ -77,11 +77,11 @@ def draw_cohort(subjects: int, sites: int, spacing: float, cache: Path) -> dict:
 
 def learned(bundle, timings: list):
     """The bundle applied as the pipeline does (inside the head's bounding box, 0 outside it)."""
-    from bids_synth.synthesis.harmonization_learned import harmonize_session
+    from bids_synth.synthesis.bundle_inference import predict_mr_in_head
 
     def apply(image, labels, affine):
         start = time.perf_counter()
-        out, _ = harmonize_session(
+        out, _ = predict_mr_in_head(
             bundle, [image.astype(np.float32)], affine, labels != Tissue.BACKGROUND, device="cpu"
         )
         timings.append(time.perf_counter() - start)

@@ -20,7 +20,7 @@ from bids_synth.models import Bundle
 from bids_synth.simulate.anatomy import draw_anatomy
 from bids_synth.simulate.scanner import ScannerStyle
 from bids_synth.simulate.subject import acquire
-from bids_synth.synthesis.harmonization_learned import harmonize_session
+from bids_synth.synthesis.bundle_inference import predict_mr_in_head
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     for site in sorted({0, 1, 2} - {target}):
         draw = acquire(anatomy, ScannerStyle.for_site(site), contrasts=("T1w",), site=site)
         image = draw.images["T1w"].numpy()
-        out, _ = harmonize_session(bundle, [image], anatomy.affine, head, device="cpu")
+        out, _ = predict_mr_in_head(bundle, [image], anatomy.affine, head, device="cpu")
         error = out[head] - truth
         data_range = float(truth.max() - truth.min())
         rows[f"site{site}"] = {

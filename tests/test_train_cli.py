@@ -132,6 +132,9 @@ def test_usage_errors(tmp_path, bids_dir, capsys):
         "cpu",
     ]
     assert cli([*base, "--patch", "20", "20", "20"]) == 2
+    assert cli([*base, "--arch", "red", "--red-depth", "3"]) == 2
+    simulated = ["train", "--task", "sct", "--out", str(tmp_path / "s"), "--simulated"]
+    assert cli([*simulated, "--spacing", "6", "--patch", "48", "48", "48"]) == 2
     assert "multiple of 8" in capsys.readouterr().err
     assert cli([*base, "--target", "FLAIR"]) == 4
     assert (

@@ -220,6 +220,14 @@ def _check(args) -> None:
         raise UsageError(
             f"--patch {args.patch}: each size must be a multiple of {multiple} and at least 8"
         )
+    if args.arch == "red" and (
+        args.red_depth < 2 or args.red_depth % 2 or args.red_width < 1
+        or min(args.patch) <= 2 * args.red_depth
+    ):  # fmt: skip
+        raise UsageError(
+            f"--red-depth {args.red_depth} / --red-width {args.red_width}: the depth must be even "
+            f"and >= 2, the width >= 1, every --patch size > 2 x depth"
+        )
     if args.simulated and args.mode == "noise2self":
         raise UsageError("--mode noise2self trains on real images: use --bids-dir")
     if args.simulated:
@@ -232,6 +240,13 @@ def _check(args) -> None:
             raise UsageError(f"--noise {args.noise}: need 0 <= LOW <= HIGH < 100 (percent)")
         if args.pool < 0 or args.validation_subjects < 1 or args.spacing <= 0:
             raise UsageError("--pool must be >= 0, --validation-subjects >= 1, --spacing > 0")
+        from bids_synth.simulate.anatomy import default_shape
+
+        grid = default_shape(args.spacing)
+        if any(p > g for p, g in zip(args.patch, grid)):
+            raise UsageError(
+                f"--patch {args.patch} is larger than the {args.spacing:g} mm simulation grid {grid}"
+            )
     if _harmonizing(args):
         _check_harmonization(args)
 

@@ -87,3 +87,12 @@ def predict_on_grid(
     if resample:  # back onto the participant's grid
         prediction = zoom(prediction, np.asarray(shape) / np.asarray(prediction.shape), order=1)
     return ornt.apply_orientation(prediction, back).astype(np.float32), info
+
+
+def predict_mr_in_head(
+    bundle, channels: list[np.ndarray], affine: np.ndarray, head: np.ndarray, *, device: str
+) -> tuple[np.ndarray, dict]:
+    """An MR-valued prediction (translation, learned harmonization): :func:`predict_on_grid` with
+    head-mask statistics, clipped at 0 and 0 outside ``head``. Returns the image and the info."""
+    predicted, info = predict_on_grid(bundle, channels, affine, device=device, mask=head)
+    return np.where(head, np.maximum(predicted, 0), 0).astype(np.float32), info

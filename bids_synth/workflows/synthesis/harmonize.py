@@ -142,8 +142,8 @@ def _group_reference(output_dir) -> Path | None:
 
 
 def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
-    """One :class:`LearnedHarmonize` node per contrast that a bundle for the target writes."""
-    from bids_synth.interfaces.harmonize import LearnedHarmonize
+    """One :class:`BundleMRPrediction` node per contrast that a bundle for the target writes."""
+    from bids_synth.interfaces.bundle import BundleMRPrediction
     from bids_synth.synthesis.bundles import contract
     from bids_synth.synthesis.harmonization_bundles import choose_bundle, harmonization_bundles
 
@@ -173,8 +173,8 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
     for suffix, bundle in chosen.items():
         inputs = contract(bundle)[0]
         node = pe.Node(
-            LearnedHarmonize(bundle=str(bundle.path), seed=seed, num_threads=omp_nthreads,
-                             device=device, use_gpu=device != "cpu"),
+            BundleMRPrediction(bundle=str(bundle.path), seed=seed, num_threads=omp_nthreads,
+                               device=device, use_gpu=device != "cpu"),
             name=f"harmonize_{suffix.lower()}",
             n_procs=omp_nthreads,
         )  # fmt: skip

@@ -15,7 +15,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bids_synth.errors import UsageError
-from bids_synth.interfaces.translate import Translate
+from bids_synth.interfaces.bundle import BundleMRPrediction
 from bids_synth.models import list_bundles
 from bids_synth.synthesis.bundles import contract, find_task_bundle, model_fields
 from bids_synth.workflows.synthesis import Task, TaskBranch
@@ -110,7 +110,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name):
     outputnode = pe.Node(niu.IdentityInterface(fields=fields), name="outputnode")
     for field, suffixes, bundle in branches:
         node = pe.Node(
-            Translate(
+            BundleMRPrediction(
                 bundle=str(bundle.path),
                 seed=seed,
                 num_threads=omp_nthreads,

@@ -1,4 +1,5 @@
-"""Contrast translation: a paired bundle maps source images on the T1w grid to a target contrast."""
+"""A model bundle maps MR images on the T1w grid to an MR image (contrast translation, learned
+harmonization)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from nipype.interfaces.base import (
 )
 
 
-class _TranslateInputSpec(BaseInterfaceInputSpec):
+class _BundleMRInputSpec(BaseInterfaceInputSpec):
     sources = InputMultiObject(
-        File(exists=True), mandatory=True, desc="source images on the T1w grid, in contract order"
+        File(exists=True), mandatory=True, desc="images on the T1w grid, in the bundle's order"
     )
     head_mask = File(exists=True, mandatory=True, desc="head mask of the T1w (outside: 0)")
     bundle = traits.Str(mandatory=True, desc="model bundle folder")
@@ -28,17 +29,17 @@ class _TranslateInputSpec(BaseInterfaceInputSpec):
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads")
 
 
-class _TranslateOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="synthetic target contrast on the T1w grid")
+class _BundleMROutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="predicted image on the T1w grid")
     out_metadata = File(exists=True, desc="sidecar fields known after the run (JSON)")
     metadata = traits.Dict(desc="the same fields as a dictionary")
 
 
-class Translate(SimpleInterface):
-    """Synthesize a target contrast with a paired translation bundle (float32, 0 outside the head)."""
+class BundleMRPrediction(SimpleInterface):
+    """Run an MR-output bundle on a session's images (float32, ≥ 0, 0 outside the head)."""
 
-    input_spec = _TranslateInputSpec
-    output_spec = _TranslateOutputSpec
+    input_spec = _BundleMRInputSpec
+    output_spec = _BundleMROutputSpec
 
     def _run_interface(self, runtime):
         import nibabel as nib
@@ -47,7 +48,7 @@ class Translate(SimpleInterface):
 
         from bids_synth.interfaces.sct import device_fields
         from bids_synth.models import Bundle
-        from bids_synth.synthesis.bundle_inference import predict_on_grid
+        from bids_synth.synthesis.bundle_inference import predict_mr_in_head
 
         started = time.perf_counter()
         torch.manual_seed(self.inputs.seed)
@@ -58,16 +59,15 @@ class Translate(SimpleInterface):
         ]
         bundle = Bundle.read(self.inputs.bundle)
         head = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
-        predicted, info = predict_on_grid(
-            bundle, channels, reference.affine, device=self.inputs.device, mask=head
+        predicted, info = predict_mr_in_head(
+            bundle, channels, reference.affine, head, device=self.inputs.device
         )
-        predicted = np.where(head, np.maximum(predicted, 0), 0).astype(np.float32)
         metadata = device_fields(info)
         metadata["RuntimeSeconds"] = round(time.perf_counter() - started, 2)
         image = nib.Nifti1Image(predicted, reference.affine)
         image.set_qform(reference.affine, code=1)
         image.set_sform(reference.affine, code=1)
-        self._results["out_file"] = os.path.join(runtime.cwd, "synthetic.nii.gz")
+        self._results["out_file"] = os.path.join(runtime.cwd, "predicted.nii.gz")
         nib.save(image, self._results["out_file"])
         self._results["out_metadata"] = os.path.join(runtime.cwd, "metadata.json")
         with open(self._results["out_metadata"], "w") as handle:
