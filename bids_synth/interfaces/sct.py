@@ -107,7 +107,11 @@ class SyntheticCT(SimpleInterface):
         brain_data = (np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0.5) & head_data
         hu = sct_methods.clip_hu(np.where(head_data, hu, sct_methods.BULK_HU["air"]))
         mumap = sct_methods.attenuation_map(hu, kvp=self.inputs.kvp)
-        metadata.update(sct_methods.ct_qc(hu, head_data, brain_data))
+        qc = sct_methods.ct_qc(hu, head_data, brain_data)
+        warnings = [*_as_list(metadata.get("Warnings")), *qc.pop("Warnings", [])]
+        metadata.update(qc)
+        if warnings:
+            metadata["Warnings"] = warnings
         metadata["RuntimeSeconds"] = round(time.perf_counter() - started, 2)
         self._results["out_ct"] = _save(
             np.rint(hu).astype(np.int16), reference, runtime, "sct.nii.gz"
@@ -171,6 +175,10 @@ def device_fields(info: dict) -> dict:
     if info["fallbacks"]:
         fields["Warnings"] = "; ".join(info["fallbacks"])
     return fields
+
+
+def _as_list(value) -> list[str]:
+    return [] if not value else [value] if isinstance(value, str) else list(value)
 
 
 def _save(data, reference, runtime, name: str) -> str:

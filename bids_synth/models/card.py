@@ -20,11 +20,16 @@ def _compute_line(training: dict, history: list[dict]) -> str:
     seconds = sum(float(row.get("seconds", 0.0)) for row in history)
     device = str(training.get("device", "?"))
     kind = "a GPU" if device.startswith("cuda") else "a CPU" if device == "cpu" else device
-    return (
+    line = (
         f"Compute: trained on {kind} ({device}) for {training.get('steps', '?')} steps, "
         f"{seconds / 60:.0f} min of training time"
-        + (" — a small CPU budget, not a converged model." if kind == "a CPU" else ".")
     )
+    if "cpu_hours" in training:
+        line += (
+            f" ({training['cpu_hours']} CPU-hours, {training.get('samples', '?')} samples, "
+            f"{training.get('output_voxels', 0) / 1e9:.1f} G output voxels seen)"
+        )
+    return line + (" — a small CPU budget, not a converged model." if kind == "a CPU" else ".")
 
 
 def _harmonization_lines(meta: dict) -> list[str]:

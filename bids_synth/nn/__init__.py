@@ -16,5 +16,6 @@ checkpoint      checkpoint save/load (safetensors weights)
 history         training log CSV and plot
 fusion          inference-only network rewrites
 inference       ``predict_volume``: sliding-window inference with Gaussian blending
+slabs           2.5D: randomised slab batches for training, orthogonal-slab inference
 ==============  ================================================================================
 """

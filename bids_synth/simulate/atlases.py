@@ -188,8 +188,51 @@ def load_colin27() -> LabelVolume:
     return LabelVolume(_normalised(f), img.affine, MNI_HEAD_CENTRE_MM)
 
 
+def load_mni2009a() -> LabelVolume:
+    """MNI ICBM152 2009a at 1 mm: its sharp GM/WM maps inside the SPM TPM's CSF, skull, scalp and
+    air (both in MNI space; the TPM is resampled onto the 2009a grid through the two affines)."""
+    gm_img = nib.load(reference_file("mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"))
+    wm_img = nib.load(reference_file("mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"))
+    gm, wm = (np.asarray(i.dataobj, dtype=np.float32) for i in (gm_img, wm_img))
+    scale = max(float(gm.max()), float(wm.max()), 1.0)  # stored as 0–255 probabilities
+    gm, wm = np.clip(gm / scale, 0, 1), np.clip(wm / scale, 0, 1)
+    tpm_img = nib.load(reference_file("spm/TPM.nii.gz"))
+    voxel_to_tpm = np.linalg.inv(tpm_img.affine) @ gm_img.affine
+    tpm = np.stack(
+        [
+            ndimage.affine_transform(
+                np.asarray(tpm_img.dataobj[..., k], dtype=np.float32),
+                voxel_to_tpm[:3, :3],
+                voxel_to_tpm[:3, 3],
+                output_shape=gm.shape,
+                order=1,
+                mode="nearest",
+            )
+            for k in range(6)
+        ]
+    )
+    _, _, csf, bone, soft, air = np.clip(tpm, 0, 1)
+    brain_tissue = np.clip(gm + wm, 0, 1)
+    wm = np.minimum(wm, brain_tissue - gm).clip(0)
+    csf = np.clip(csf, 0, 1 - brain_tissue)
+    rest = np.clip(1 - brain_tissue - csf, 0, None)
+    outside = bone + soft + air
+    share = np.divide(rest, outside, out=np.zeros_like(rest), where=outside > 1e-6)
+    bone, soft, air = bone * share, soft * share, air * share
+    f = np.zeros((N_TISSUES, *gm.shape), dtype=np.float32)
+    f[Tissue.GM], f[Tissue.WM] = gm, wm
+    head = _fill_head(air < 0.5)
+    _split_csf(f, csf, _depth_mm(brain_tissue + csf > 0.5, gm_img.affine))
+    _split_bone(f, bone, gm_img.affine)
+    _split_scalp(f, soft, _depth_mm(head, gm_img.affine))
+    f[Tissue.SINUS] = air * head
+    f[Tissue.BACKGROUND] = air * ~head
+    return LabelVolume(_normalised(f), gm_img.affine, MNI_HEAD_CENTRE_MM)
+
+
 FILE_SOURCES = {
     "tpm": load_tpm,
+    "mni2009a": load_mni2009a,
     "neuromorphometrics": load_neuromorphometrics,
     "colin27": load_colin27,
 }

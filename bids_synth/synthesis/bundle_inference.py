@@ -46,7 +46,8 @@ def predict_on_grid(
 
     The volumes are reoriented to RAS, resampled (linear) to the contract's spacing when it
     differs by more than 10 %, normalised as the contract declares (statistics inside ``mask``,
-    the head mask, as in training, when given), predicted with :func:`predict_volume` (only in the
+    the head mask, as in training, when given), predicted with :func:`predict_volume` (3D bundles) or :func:`predict_volume_slabs` (2.5D
+    bundles, ``inference.mode`` ``slabs``) (only in the
     mask's bounding box when given: air costs no windows; outside it the prediction's minimum) and
     mapped back. Returns the prediction and predict_volume's info.
     """
@@ -54,6 +55,7 @@ def predict_on_grid(
     from scipy.ndimage import zoom
 
     from bids_synth.nn.inference import predict_volume
+    from bids_synth.nn.slabs import predict_volume_slabs
 
     ras = [_canonical(c, affine) for c in channels]
     volume = np.stack([r[0] for r in ras]).astype(np.float32)
@@ -69,17 +71,31 @@ def predict_on_grid(
     network = bundle.load_network("cpu")
     inference = bundle.meta.get("inference", {})
     box = head_box(foreground) if foreground is not None else (slice(None),) * 3
-    inside, info = predict_volume(
-        network,
-        np.ascontiguousarray(volume[(slice(None), *box)]),
-        patch=inference.get("patch", [64, 64, 64]),
-        overlap=inference.get("overlap", 0.5),
+    common = dict(
         batch_size=batch_size,
         device=device,
         input_norm=bundle.meta["input"].get("normalization"),
         output_norm=bundle.meta["output"].get("normalization"),
         foreground=None if foreground is None else foreground[box],
     )
+    inside_volume = np.ascontiguousarray(volume[(slice(None), *box)])
+    if inference.get("mode") == "slabs":
+        inside, info = predict_volume_slabs(
+            network,
+            inside_volume,
+            slices=inference["slices"],
+            axes=inference.get("axes", (0, 1, 2)),
+            amp=inference.get("amp", "auto"),
+            **common,
+        )
+    else:
+        inside, info = predict_volume(
+            network,
+            inside_volume,
+            patch=inference.get("patch", [64, 64, 64]),
+            overlap=inference.get("overlap", 0.5),
+            **common,
+        )
     if inside.ndim == 4:
         inside = inside[0]
     prediction = np.full(volume.shape[1:], inside.min(), np.float32)

@@ -14,6 +14,8 @@ from bids_synth.simulate.tissues import Tissue
 
 QC_RANGE_HU = (-1024.0, 3000.0)  # SynthRAD's clipping range
 BONE_QC_HU = 300.0  # voxels at or above this HU count as bone in the QC
+BRAIN_CORE_EROSION_VOXELS = 3
+BRAIN_CORE_BONE_LIMIT = 0.005  # bone-range share of the brain core above which sct warns
 
 
 def _mean_hu(*tissues: Tissue) -> float:
@@ -154,17 +156,37 @@ def clip_hu(hu: np.ndarray) -> np.ndarray:
     return np.clip(hu, HU_MIN, HU_MAX).astype(np.float32)
 
 
+def brain_core(brain: np.ndarray, erosion: int = BRAIN_CORE_EROSION_VOXELS) -> np.ndarray:
+    """The brain mask eroded by ``erosion`` voxels: no voxel of it should hold bone."""
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(brain, iterations=erosion) if brain.any() else brain
+
+
 def ct_qc(hu: np.ndarray, head: np.ndarray, brain: np.ndarray) -> dict:
-    """QC values for the sidecar: mean HU in the brain and in bone, share outside [−1024, 3000]."""
+    """QC values for the sidecar: mean and median HU in the brain, mean HU in bone, share outside
+    [−1024, 3000], and the anatomical check: the share of bone-range voxels in the brain core
+    (above :data:`BRAIN_CORE_BONE_LIMIT` it adds a ``Warnings`` entry)."""
     bone = (hu >= BONE_QC_HU) & head
     outside = (hu < QC_RANGE_HU[0]) | (hu > QC_RANGE_HU[1])
-    return {
+    core = brain_core(brain)
+    core_bone = float((hu[core] >= BONE_QC_HU).mean()) if core.any() else None
+    qc = {
         "MeanHUBrain": round(float(hu[brain].mean()), 2) if brain.any() else None,
+        "MedianHUBrain": round(float(np.median(hu[brain])), 2) if brain.any() else None,
         "MeanHUBone": round(float(hu[bone].mean()), 2) if bone.any() else None,
         "BoneThresholdHU": BONE_QC_HU,
+        "BoneFractionBrainCore": None if core_bone is None else round(core_bone, 6),
         "FractionOutsideRange": round(float(outside.mean()), 6),
         "QCRangeHU": list(QC_RANGE_HU),
     }
+    if core_bone is not None and core_bone > BRAIN_CORE_BONE_LIMIT:
+        qc["Warnings"] = [
+            f"implausible synthetic CT: {100 * core_bone:.1f} % of the brain core (brain mask "
+            f"eroded by {BRAIN_CORE_EROSION_VOXELS} voxels) is bone-range (≥ {BONE_QC_HU:.0f} HU); "
+            "check the input image and the method"
+        ]
+    return qc
 
 
 def attenuation_map(hu: np.ndarray, *, kvp: int = 120) -> np.ndarray:

@@ -47,6 +47,9 @@ def _block(files: SessionFiles, output: Derivative) -> Html:
     )
     figures = [figure(mosaic(picture, head_cuts(files, sct)), caption, alt="synthetic CT mosaic")]
     scores = _qc(sct.data, head, brain)
+    core_bone = files.sidecar(output.path).get("BoneFractionBrainCore")
+    if core_bone is not None:
+        scores.append(("bone-range voxels in the brain core", f"{100 * core_bone:.2f} %"))
     real_path = files.find("CT", space=space, desc="preproc")
     if real_path is not None:
         real = files.volume(real_path).on_grid_of(sct, fill=HU_RANGE[0])

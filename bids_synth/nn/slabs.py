@@ -1,0 +1,261 @@
+"""2.5D learning: slab batches for training and orthogonal-slab inference.
+
+A 2.5D network is a 2D network that reads ``slices`` adjacent slices as channels and predicts the
+centre slice. Training batches (:class:`RandomisedSlabs`) take whole slices of contrast-randomised
+heads (:mod:`bids_synth.simulate.randomise`) along a random axis, with in-plane random affine
+transforms and left/right flips. At inference (:func:`predict_slabs`) the network runs slice by
+slice along each of ``axes`` and the predictions are averaged, so every voxel is seen in up to
+three orientations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bids_synth.nn.devices import autocast
+
+Batch = dict[str, torch.Tensor]
+#: A batch re-randomises a band of BAND slices (plus margins for blur and slab context) of one head:
+#: a new contrast every step at a quarter of the cost of re-randomising the whole head.
+BAND, BAND_MARGIN = 32, 6
+_TRAIN_STREAM, _VALIDATION_STREAM = 0, 1
+
+
+def slab_stack(
+    volume: torch.Tensor, axis: int, centres: Sequence[int], slices: int
+) -> torch.Tensor:
+    """``(len(centres), C·slices, H, W)``: for each centre index along ``axis`` of a ``(C, X, Y, Z)``
+    volume, the ``slices`` slices around it as channels (edge slices replicated)."""
+    moved = volume.movedim(axis + 1, 1)  # (C, N, H, W)
+    half = slices // 2
+    n = moved.shape[1]
+    stacks = []
+    for centre in centres:
+        index = torch.arange(centre - half, centre + half + 1).clamp(0, n - 1)
+        stacks.append(moved[:, index].reshape(-1, *moved.shape[2:]))
+    return torch.stack(stacks)
+
+
+class RandomisedSlabs:
+    """Training source of 2.5D batches from contrast-randomised label heads (see module docstring).
+
+    Each batch re-randomises a band of :data:`BAND` slices of one head along a random axis (a new
+    contrast, bias, resolution and noise), then takes ``batch_size`` slabs in it, crops or pads them to ``size`` × ``size`` around the
+    head, applies one random in-plane affine (rotation ±``rotation_deg``, scaling ±``scaling``)
+    and flips left/right with probability ½. ``source`` is ``(B, slices, S, S)``, ``target`` the
+    centre slices of the head's CT in HU / ``ct_scale`` and ``mask`` the head. Batches of epoch
+    ``e`` depend only on ``(seed, e)``; validation batches come from ``validation_heads``.
+    """
+
+    def __init__(
+        self,
+        heads,
+        validation_heads,
+        *,
+        slices: int = 5,
+        size: int = 192,
+        batch_size: int = 4,
+        seed: int = 0,
+        randomisation=None,
+        ct_scale: float = 1000.0,
+        rotation_deg: float = 12.0,
+        scaling: float = 0.12,
+    ):
+        from bids_synth.simulate.randomise import Randomisation
+
+        if slices < 1 or slices % 2 == 0:
+            raise ValueError(f"a slab is an odd number of slices, got {slices}")
+        self.heads, self.validation_heads = list(heads), list(validation_heads)
+        self.slices, self.size, self.batch_size, self.seed = slices, size, batch_size, seed
+        self.randomisation = randomisation or Randomisation()
+        self.ct_scale, self.rotation_deg, self.scaling = ct_scale, rotation_deg, scaling
+
+    def epoch_batches(self, epoch: int, steps: int) -> Iterator[Batch]:
+        rng = np.random.default_rng([self.seed, _TRAIN_STREAM, epoch])
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        for _ in range(steps):
+            yield self._batch(self.heads, rng, generator)
+
+    def validation_batches(self, count: int) -> list[Batch]:
+        rng = np.random.default_rng([self.seed, _VALIDATION_STREAM])
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        return [
+            self._batch(self.validation_heads, rng, generator, augment=False) for _ in range(count)
+        ]
+
+    def _batch(
+        self, heads, rng: np.random.Generator, generator: torch.Generator, *, augment: bool = True
+    ) -> Batch:
+        from bids_synth.simulate.randomise import randomised_mr
+
+        head = heads[int(rng.integers(len(heads)))]
+        axis = int(rng.integers(3))
+        extent = np.nonzero(head.head.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+        margin = self.slices // 2 + BAND_MARGIN
+        start = int(rng.integers(extent[0], max(extent[-1] - BAND, extent[0]) + 1))
+        low, high = max(start - margin, 0), min(start + BAND + margin, head.labels.shape[axis])
+        band = head.band(axis, low, high)
+        image = randomised_mr(band, rng, generator, self.randomisation)
+        ct = torch.from_numpy(np.ascontiguousarray(band.ct)).float() / self.ct_scale
+        mask = torch.from_numpy(np.ascontiguousarray(band.head)).float()
+        volume = torch.stack([image, ct, mask])
+        if augment and rng.random() < 0.5:
+            volume = volume.flip(1)  # left/right (RAS x)
+        centres = rng.integers(start - low, start - low + BAND, self.batch_size).clip(
+            0, high - low - 1
+        )
+        source = slab_stack(volume[:1], axis, centres, self.slices)
+        others = slab_stack(volume[1:], axis, centres, 1)
+        batch = torch.cat([source, others], dim=1)
+        batch = self._crop(batch, rng)
+        if augment:
+            batch = self._affine(batch, rng)
+        return {
+            "source": batch[:, : self.slices].contiguous(),
+            "target": batch[:, self.slices : self.slices + 1].contiguous(),
+            "mask": (batch[:, self.slices + 1 :] > 0.5).float(),
+        }
+
+    def _crop(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Crop or pad the in-plane axes to ``size`` (random offset where the slice is larger;
+        padding: 0 input, air target, no mask)."""
+        out = batch
+        for dim in (2, 3):
+            n = out.shape[dim]
+            if n > self.size:
+                start = int(rng.integers(n - self.size + 1))
+                out = out.narrow(dim, start, self.size)
+            elif n < self.size:
+                before = (self.size - n) // 2
+                pad = [0, 0, 0, 0]
+                pad[(3 - dim) * 2] = before
+                pad[(3 - dim) * 2 + 1] = self.size - n - before
+                padded = F.pad(out, pad)
+                padded[:, self.slices].masked_fill_(
+                    _outside(padded.shape, dim, before, n), -1000.0 / self.ct_scale
+                )
+                out = padded
+        return out
+
+    def _affine(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        angle = math.radians(float(rng.uniform(-self.rotation_deg, self.rotation_deg)))
+        scale = float(rng.uniform(1 - self.scaling, 1 + self.scaling))
+        theta = torch.tensor(
+            [
+                [math.cos(angle) * scale, -math.sin(angle) * scale, 0.0],
+                [math.sin(angle) * scale, math.cos(angle) * scale, 0.0],
+            ]
+        )
+        grid = F.affine_grid(
+            theta.expand(batch.shape[0], 2, 3), list(batch.shape), align_corners=False
+        )
+        air = -1000.0 / self.ct_scale
+        shifted = batch.clone()
+        shifted[:, self.slices] -= air  # air → 0 so that zero padding is air
+        warped = F.grid_sample(
+            shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        warped[:, self.slices] += air
+        return warped
+
+
+def _outside(shape, dim: int, before: int, n: int) -> torch.Tensor:
+    index = torch.arange(shape[dim])
+    outside = (index < before) | (index >= before + n)
+    plane = outside[:, None] if dim == 2 else outside[None, :]
+    return plane.expand(shape[2], shape[3])
+
+
+@torch.inference_mode()
+def predict_slabs(
+    network: nn.Module,
+    volume: torch.Tensor,
+    *,
+    slices: int,
+    axes: Sequence[int] = (0, 1, 2),
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    multiple: int = 16,
+) -> torch.Tensor:
+    """Average over ``axes`` of the 2D ``network``'s slice-by-slice prediction of a normalised
+    ``(C, X, Y, Z)`` CPU volume; returns ``(C_out, X, Y, Z)`` float32 on the CPU. In-plane sizes
+    are padded (edge values) to a multiple of ``multiple`` and cropped back."""
+    device = torch.device(device)
+    network = network.to(device).eval()
+    total = None
+    for axis in axes:
+        n = volume.shape[axis + 1]
+        plane = [s for a, s in enumerate(volume.shape[1:]) if a != axis]
+        padded = [math.ceil(s / multiple) * multiple for s in plane]
+        outputs = []
+        for first in range(0, n, batch_size):
+            centres = range(first, min(first + batch_size, n))
+            x = slab_stack(volume, axis, centres, slices)
+            x = F.pad(x, (0, padded[1] - plane[1], 0, padded[0] - plane[0]), mode="replicate")
+            with autocast(device, dtype):
+                y = network(x.to(device))
+            outputs.append(y.float().cpu()[:, :, : plane[0], : plane[1]])
+        prediction = torch.cat(outputs).movedim(0, axis + 1)  # (C_out, …) with axis restored
+        total = prediction if total is None else total + prediction
+    return total / len(axes)
+
+
+def predict_volume_slabs(
+    model: nn.Module,
+    volume: np.ndarray,
+    *,
+    slices: int,
+    axes: Sequence[int] = (0, 1, 2),
+    batch_size: int = 8,
+    device: str | torch.device = "auto",
+    amp: str = "auto",
+    input_norm: dict | None = None,
+    output_norm: dict | None = None,
+    foreground: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """:func:`predict_slabs` on a ``(C, X, Y, Z)`` array with the bundle's intensity maps, as
+    :func:`bids_synth.nn.inference.predict_volume` does for 3D networks; same return values."""
+    import time
+
+    from bids_synth.nn.devices import amp_dtype, amp_name, resolve_device
+    from bids_synth.nn.fusion import optimize_for_inference
+    from bids_synth.nn.intensity import normalize_channels, output_map
+
+    started = time.perf_counter()
+    array = np.asarray(volume, dtype=np.float32)
+    maps = None
+    if input_norm is not None:
+        array, maps = normalize_channels(array, input_norm, foreground)
+    device = resolve_device(device) if isinstance(device, str) else device
+    dtype = amp_dtype(device, amp)
+    inner = model.net2d if hasattr(model, "net2d") else model
+    result = predict_slabs(
+        optimize_for_inference(inner),
+        torch.from_numpy(np.ascontiguousarray(array)),
+        slices=slices,
+        axes=axes,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        multiple=getattr(inner, "multiple", 1),
+    ).numpy()
+    if maps is not None:
+        result = output_map(output_norm or {"method": "input"}, maps[0]).invert(result)
+    info = {
+        "requested_device": str(device),
+        "device": str(device),
+        "amp": amp_name(dtype),
+        "batch_size": batch_size,
+        "windows": sum(array.shape[1 + a] for a in axes),
+        "passes": len(axes),
+        "fallbacks": [],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return result, info

@@ -1,0 +1,208 @@
+"""Contrast-randomised MR images from label maps, in the style of SynthSeg and SynthSR.
+
+A :class:`LabelHead` is one anatomy reduced to what re-randomising needs: hard tissue labels, the
+physical CT target (HU, with its smooth bone texture) and a few physics-based MR images of it. It
+is simulated once (seconds) and then re-randomised for every batch (a fraction of a second), so a
+network sees a new contrast at every step and has to learn anatomy rather than one scanner's
+intensities. :func:`randomised_mr` draws, per call:
+
+- with probability ``physics_share`` one of the head's physics MR images, else a Gaussian mixture:
+  per tissue a mean ``U(mean_range)`` and a spread ``U(sd_range)`` (0–1 scale), background dark;
+- a small partial-volume blur, a smooth multiplicative bias field ``exp(N(0, U(0, bias_sd)))``;
+- with probability ``thick_share`` thick slices along a random axis (thickness ``U(thickness_mm)``,
+  Gaussian slice profile, sampled and linearly interpolated back), else a mild isotropic blur;
+- Rician or Gaussian noise of σ ``U(noise_range)`` (fraction of the 99th head percentile);
+- the head-mask percentile normalisation that inference applies (0.5 → 0, 99.5 → 1), then a
+  gamma ``exp(N(0, gamma_sd))``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bids_synth.simulate.filters import FWHM_PER_SIGMA, gaussian_blur
+from bids_synth.simulate.tissues import N_TISSUES, Tissue
+
+#: Input normalisation of networks trained on these images (see :mod:`bids_synth.nn.intensity`).
+PERCENTILE_NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
+HEAD_MARGIN_VOXELS = 8
+
+
+@dataclass(frozen=True)
+class Randomisation:
+    """Ranges of the per-draw randomisation (see the module docstring)."""
+
+    physics_share: float = 0.25
+    mean_range: tuple[float, float] = (0.0, 1.0)
+    sd_range: tuple[float, float] = (0.0, 0.08)
+    background_dark_share: float = 0.7
+    bias_sd: float = 0.4
+    bias_correlation_mm: float = 50.0
+    thick_share: float = 0.5
+    thickness_mm: tuple[float, float] = (1.5, 6.0)
+    noise_range: tuple[float, float] = (0.0, 0.06)
+    rician_share: float = 0.5
+    gamma_sd: float = 0.3
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LabelHead:
+    """One anatomy on a 1 mm-class grid, cropped to its head: labels, CT (HU), physics MR images."""
+
+    labels: np.ndarray  # (X, Y, Z) uint8 tissue labels
+    ct: np.ndarray  # (X, Y, Z) float16 HU
+    physics: np.ndarray  # (P, X, Y, Z) float16 clean physics MR images (scanner units)
+    spacing_mm: float
+
+    @property
+    def head(self) -> np.ndarray:
+        return self.labels != Tissue.BACKGROUND
+
+    def band(self, axis: int, start: int, stop: int) -> LabelHead:
+        """The slices ``start:stop`` along ``axis`` (views, no copy)."""
+        cut = tuple(slice(start, stop) if a == axis else slice(None) for a in range(3))
+        return LabelHead(
+            self.labels[cut], self.ct[cut], self.physics[(slice(None), *cut)], self.spacing_mm
+        )
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp,
+            labels=self.labels,
+            ct=self.ct,
+            physics=self.physics,
+            spacing_mm=np.float32(self.spacing_mm),
+        )
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> LabelHead:
+        with np.load(path) as data:
+            return cls(data["labels"], data["ct"], data["physics"], float(data["spacing_mm"]))
+
+
+def simulate_label_head(
+    seed: int, *, label_source: str, spacing: float = 1.0, physics_contrasts=("T1w", "T1w", "T2w")
+) -> LabelHead:
+    """Draw one anatomy (random affine + nonlinear deformation of ``label_source``) and keep its
+    labels, CT and the clean physics images of ``physics_contrasts`` (each with its own random
+    scanner style), cropped to the head's bounding box."""
+    from bids_synth.simulate.anatomy import draw_anatomy
+    from bids_synth.simulate.ct import clean_ct
+    from bids_synth.simulate.scanner import ScannerStyle
+    from bids_synth.simulate.subject import acquire
+
+    anatomy = draw_anatomy(seed, label_source=label_source, spacing=spacing)
+    ct = clean_ct(anatomy.fractions, anatomy.tissue_hu, anatomy.textures[1])
+    physics = []
+    for index, contrast in enumerate(physics_contrasts):
+        style = ScannerStyle.draw(seed * 31 + index)
+        physics.append(acquire(anatomy, style, contrasts=(contrast,), noise=0.0).clean[contrast])
+    labels = anatomy.labels.cpu().numpy()
+    found = np.argwhere(labels != Tissue.BACKGROUND)
+    low = np.maximum(found.min(0) - HEAD_MARGIN_VOXELS, 0)
+    high = np.minimum(found.max(0) + 1 + HEAD_MARGIN_VOXELS, labels.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+    return LabelHead(
+        labels=np.ascontiguousarray(labels[box]),
+        ct=np.ascontiguousarray(ct.cpu().numpy()[box].astype(np.float16)),
+        physics=np.stack([p.cpu().numpy()[box] for p in physics]).astype(np.float16),
+        spacing_mm=float(spacing),
+    )
+
+
+def load_or_simulate_heads(
+    folder: Path, specs: list[tuple[str, int]], *, spacing: float = 1.0, log=None
+) -> list[LabelHead]:
+    """The heads ``(label_source, seed)`` of ``specs``, simulated once and cached in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    heads = []
+    for source, seed in specs:
+        path = folder / f"head-{source}-{seed}-{spacing:g}mm.npz"
+        if not path.exists():
+            if log:
+                log(f"simulating head {source} seed {seed}")
+            simulate_label_head(seed, label_source=source, spacing=spacing).save(path)
+        heads.append(LabelHead.load(path))
+    return heads
+
+
+def _bias_field(
+    shape, spacing_mm: float, correlation_mm: float, sd: float, generator: torch.Generator
+) -> torch.Tensor:
+    coarse = [max(2, math.ceil(n * spacing_mm / correlation_mm) + 1) for n in shape]
+    field = torch.randn(1, 1, *coarse, generator=generator) * sd
+    field = F.interpolate(field, size=list(shape), mode="trilinear", align_corners=True)[0, 0]
+    return field.exp_()
+
+
+def _thick_slices(image: torch.Tensor, axis: int, factor: float) -> torch.Tensor:
+    """Gaussian slice profile of FWHM ``factor`` voxels along ``axis``, sampled every ``factor``
+    voxels and interpolated back linearly (the look of a thick-slice acquisition)."""
+    blurred = gaussian_blur(
+        image, tuple(factor / FWHM_PER_SIGMA if a == axis else 0.0 for a in range(3))
+    )
+    size = list(image.shape)
+    low_size = list(size)
+    low_size[axis] = max(2, round(size[axis] / factor))
+    low = F.interpolate(blurred[None, None], size=low_size, mode="trilinear", align_corners=True)
+    return F.interpolate(low, size=size, mode="trilinear", align_corners=True)[0, 0]
+
+
+def randomised_mr(
+    head: LabelHead,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    params: Randomisation = Randomisation(),
+) -> torch.Tensor:
+    """One contrast-randomised, degraded and normalised MR image of ``head`` (float32 tensor)."""
+    labels = torch.from_numpy(np.ascontiguousarray(head.labels)).long()
+    mask = labels != Tissue.BACKGROUND
+    if rng.random() < params.physics_share:
+        image = torch.from_numpy(
+            np.ascontiguousarray(head.physics[int(rng.integers(len(head.physics)))])
+        ).float()
+        image = image / torch.quantile(image[mask][::97], 0.99).clamp_min(1e-6)
+    else:
+        means = torch.from_numpy(rng.uniform(*params.mean_range, N_TISSUES)).float()
+        spreads = torch.from_numpy(rng.uniform(*params.sd_range, N_TISSUES)).float()
+        dark = rng.random() < params.background_dark_share
+        means[Tissue.BACKGROUND] = 0.0 if dark else float(rng.uniform(0, 0.1))
+        spreads[Tissue.BACKGROUND] = 0.0 if dark else float(rng.uniform(0, 0.03))
+        noise = torch.randn(labels.shape, generator=generator)
+        image = means[labels] + spreads[labels] * noise
+        image = gaussian_blur(image, (float(rng.uniform(0.3, 0.8)),) * 3)
+    image = image * _bias_field(
+        image.shape,
+        head.spacing_mm,
+        params.bias_correlation_mm,
+        float(rng.uniform(0, params.bias_sd)),
+        generator,
+    )
+    if rng.random() < params.thick_share:
+        thickness = float(rng.uniform(*params.thickness_mm)) / head.spacing_mm
+        image = _thick_slices(image, int(rng.integers(3)), thickness)
+    else:
+        image = gaussian_blur(image, (float(rng.uniform(0.0, 0.5)),) * 3)
+    sigma = float(rng.uniform(*params.noise_range)) * float(torch.quantile(image[mask][::97], 0.99))
+    real = image + sigma * torch.randn(image.shape, generator=generator)
+    if rng.random() < params.rician_share:
+        imaginary = sigma * torch.randn(image.shape, generator=generator)
+        image = torch.sqrt(real * real + imaginary * imaginary)
+    else:
+        image = real.clamp_min(0)
+    sample = image[mask][::37]
+    low, high = torch.quantile(sample, 0.005), torch.quantile(sample, 0.995)
+    image = (image - low) / (high - low).clamp_min(1e-6)
+    gamma = float(np.exp(rng.normal(0, params.gamma_sd)))
+    return image.clamp_min(0).pow(gamma)

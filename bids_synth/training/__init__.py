@@ -1,0 +1,1 @@
+"""Long, resumable training of the shipped models (recipes, seed checkpoints, bundle export)."""

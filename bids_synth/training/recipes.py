@@ -1,0 +1,298 @@
+"""Training recipes of the shipped 2.5D models: long, resumable runs on contrast-randomised heads.
+
+A recipe fixes everything that defines a model's training trajectory (anatomies, randomisation,
+network, optimisation); :func:`run_recipe` trains it in a work folder in epochs, checkpointing after
+each, and resumes from the latest checkpoint there. Across machines a run continues from a
+*seed checkpoint* (:func:`write_seed_checkpoint`: half-precision weights + progress, small enough
+to commit), with a fresh optimizer. :func:`export_bundle` turns the latest weights into a bundle
+whose card records steps, samples seen and CPU-hours.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bids_synth.simulate.ct import HU_MAX, HU_MIN
+from bids_synth.simulate.normalisation import CT_SCALE_HU
+from bids_synth.simulate.randomise import PERCENTILE_NORMALISATION, Randomisation
+
+LOG = logging.getLogger("bids_synth.training")
+
+
+@dataclass(frozen=True)
+class SlabRecipe:
+    """A 2.5D model: label heads, contrast randomisation, network and optimisation settings."""
+
+    id: str
+    version: str
+    task: str
+    suffixes: tuple[str, ...]
+    target: str
+    train_heads: tuple[tuple[str, int], ...]
+    validation_heads: tuple[tuple[str, int], ...]
+    slices: int = 5
+    size: int = 192
+    batch_size: int = 4
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    lr: float = 2e-4
+    steps_per_epoch: int = 200
+    epochs: int = 400
+    seed: int = 0
+    amp: str = "bf16"
+    spacing_mm: float = 1.0
+    randomisation: Randomisation = field(default_factory=Randomisation)
+
+    def run_settings(self) -> dict:
+        """What defines the trajectory (a checkpoint of other settings is not resumed)."""
+        settings = asdict(self)
+        for key in ("version", "epochs"):
+            settings.pop(key)
+        return json.loads(json.dumps(settings))
+
+    def architecture(self) -> dict:
+        return {
+            "name": "unet",
+            "kwargs": {
+                "in_channels": self.slices * len(self.suffixes),
+                "out_channels": 1,
+                "channels": list(self.channels),
+                "norm": "instance",
+                "dims": 2,
+            },
+        }
+
+
+def _heads(sources: dict[str, int], first_seed: int) -> tuple[tuple[str, int], ...]:
+    return tuple(
+        (source, first_seed + index) for source, count in sources.items() for index in range(count)
+    )
+
+
+#: Anatomies of the shipped models: the MNI 2009a and SPM TPM maps and the procedural phantom.
+#: Colin27 and Neuromorphometrics are never trained on (benchmarks and tests use them).
+RECIPES = {
+    "sct-t1w-slab": SlabRecipe(
+        id="sct-t1w-slab",
+        version="2.0.0",
+        task="sct",
+        suffixes=("T1w",),
+        target="CT",
+        train_heads=_heads({"mni2009a": 6, "tpm": 6, "phantom": 6}, 100),
+        validation_heads=(("phantom", 9001), ("tpm", 9002)),
+    ),
+}
+
+
+def build_trainer(recipe: SlabRecipe, device: str = "cpu"):
+    import torch
+
+    from bids_synth.nn.factory import build_network
+    from bids_synth.nn.trainers import RegressionTrainer
+
+    torch.manual_seed(recipe.seed)
+    architecture = recipe.architecture()
+    network = build_network(architecture["name"], **architecture["kwargs"])
+    return RegressionTrainer(
+        {"generator": network},
+        lr=recipe.lr,
+        device=torch.device(device),
+        amp=recipe.amp,
+        seed=recipe.seed,
+        ssim_weight=0.0,
+    )
+
+
+def data_source(recipe: SlabRecipe, workdir: Path):
+    from bids_synth.nn.slabs import RandomisedSlabs
+    from bids_synth.simulate.randomise import load_or_simulate_heads
+
+    pool = workdir / "heads"
+    return RandomisedSlabs(
+        load_or_simulate_heads(
+            pool, list(recipe.train_heads), spacing=recipe.spacing_mm, log=LOG.info
+        ),
+        load_or_simulate_heads(
+            pool, list(recipe.validation_heads), spacing=recipe.spacing_mm, log=LOG.info
+        ),
+        slices=recipe.slices,
+        size=recipe.size,
+        batch_size=recipe.batch_size,
+        seed=recipe.seed,
+        randomisation=recipe.randomisation,
+        ct_scale=CT_SCALE_HU,
+    )
+
+
+SEED_WEIGHTS, SEED_PROGRESS = "seed.safetensors", "seed.json"
+
+
+def write_seed_checkpoint(recipe: SlabRecipe, workdir: Path, folder: Path) -> Path:
+    """Half-precision generator weights and the progress so far (epochs, history), for resuming
+    on another machine; a few MB, meant to be committed."""
+    from safetensors.torch import save as save_safetensors
+
+    from bids_synth.fileio import atomic_write, atomic_write_json
+    from bids_synth.nn.checkpoint import load_checkpoint, read_latest
+
+    trainer = build_trainer(recipe)
+    latest = load_checkpoint(workdir / "checkpoints", trainer)
+    tensors = {k: v.detach().half().contiguous() for k, v in trainer.generator.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(folder / SEED_WEIGHTS) as handle:
+        handle.write(save_safetensors(tensors))
+    atomic_write_json(
+        folder / SEED_PROGRESS,
+        {
+            "recipe": recipe.id,
+            "run": recipe.run_settings(),
+            "epoch": latest["epoch"],
+            "history": latest["history"],
+            "checkpoint": read_latest(workdir / "checkpoints")["folder"],
+        },
+    )
+    return folder
+
+
+def _start_from_seed(recipe: SlabRecipe, trainer, seed: Path) -> tuple[int, list[dict]]:
+    """Load a seed checkpoint's weights into ``trainer``; return its epoch and history."""
+    from safetensors.torch import load as load_safetensors
+
+    progress = json.loads((seed / SEED_PROGRESS).read_text())
+    if progress["run"] != recipe.run_settings():
+        raise ValueError(f"seed checkpoint {seed} was written by other recipe settings")
+    weights = load_safetensors((seed / SEED_WEIGHTS).read_bytes())
+    trainer.generator.load_state_dict({k: v.float() for k, v in weights.items()})
+    return int(progress["epoch"]), list(progress["history"])
+
+
+def run_recipe(
+    recipe: SlabRecipe,
+    workdir: Path,
+    *,
+    epochs: int | None = None,
+    seed_checkpoint: Path | None = None,
+) -> list[dict]:
+    """Train ``recipe`` in ``workdir`` up to ``epochs`` (default: the recipe's), resuming from the
+    latest checkpoint there, else from ``seed_checkpoint`` when given. Returns the history."""
+    import torch
+
+    from bids_synth.nn.checkpoint import read_latest, save_checkpoint
+    from bids_synth.nn.loop import fit
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    checkpoints = workdir / "checkpoints"
+    trainer = build_trainer(recipe)
+    if read_latest(checkpoints) is None and seed_checkpoint is not None:
+        epoch, history = _start_from_seed(recipe, trainer, seed_checkpoint)
+        save_checkpoint(
+            checkpoints, trainer, epoch=epoch, run=recipe.run_settings(), history=history
+        )
+        LOG.info("continuing from seed checkpoint %s at epoch %d", seed_checkpoint, epoch)
+    started = time.perf_counter()
+    history = fit(
+        trainer,
+        data_source(recipe, workdir),
+        epochs=epochs or recipe.epochs,
+        steps_per_epoch=recipe.steps_per_epoch,
+        workdir=workdir,
+        run=recipe.run_settings(),
+        resume=True,
+        validation_draws=16,
+        output_scale=CT_SCALE_HU,
+    )
+    LOG.info(
+        "trained for %.0f s on %d thread(s)", time.perf_counter() - started, torch.get_num_threads()
+    )
+    return history
+
+
+def training_summary(recipe: SlabRecipe, history: list[dict], threads: int = 1) -> dict:
+    """Steps, samples (slices) seen and CPU-hours of a history (``threads`` per process)."""
+    epochs = len(history)
+    steps = epochs * recipe.steps_per_epoch
+    seconds = sum(float(row["seconds"]) for row in history)
+    return {
+        "epochs": epochs,
+        "steps": steps,
+        "samples": steps * recipe.batch_size,
+        "output_voxels": steps * recipe.batch_size * recipe.size**2,
+        "cpu_hours": round(seconds * threads / 3600, 2),
+    }
+
+
+def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: int = 1):
+    """A model bundle from the latest checkpoint in ``workdir``, with card and training log."""
+    import shutil
+
+    import torch
+
+    from bids_synth import __version__
+    from bids_synth.models.bundle import save_bundle
+    from bids_synth.models.card import render_model_card
+    from bids_synth.nn.checkpoint import load_checkpoint
+
+    trainer = build_trainer(recipe)
+    latest = load_checkpoint(workdir / "checkpoints", trainer)
+    history = latest["history"]
+    summary = training_summary(recipe, history, threads)
+    sources = sorted({source for source, _ in recipe.train_heads})
+    meta = {
+        "id": recipe.id,
+        "version": recipe.version,
+        "task": recipe.task,
+        "architecture": recipe.architecture(),
+        "inference": {"mode": "slabs", "slices": recipe.slices, "axes": [0, 1, 2]},
+        "input": {
+            "suffixes": list(recipe.suffixes),
+            "channels": len(recipe.suffixes),
+            "spacing_mm": [recipe.spacing_mm] * 3,
+            "orientation": "RAS",
+            "normalization": PERCENTILE_NORMALISATION,
+        },
+        "output": {
+            "suffix": recipe.target,
+            "units": "HU",
+            "range": [HU_MIN, HU_MAX],
+            "normalization": {"method": "scale", "offset": 0.0, "scale": CT_SCALE_HU},
+        },
+        "training": {
+            "mode": "regression",
+            "recipe": recipe.id,
+            "seed": recipe.seed,
+            "steps": summary["steps"],
+            "epochs": summary["epochs"],
+            "batch_size": recipe.batch_size,
+            "patch": [recipe.slices, recipe.size, recipe.size],
+            "samples": summary["samples"],
+            "output_voxels": summary["output_voxels"],
+            "cpu_hours": summary["cpu_hours"],
+            "device": "cpu",
+            "amp": recipe.amp,
+            "lr": recipe.lr,
+            "data": {
+                "kind": "simulated",
+                "description": (
+                    f"{len(recipe.train_heads)} label heads from the bids-synth head model "
+                    f"({', '.join(sources)} anatomies, random affine and nonlinear deformation), "
+                    "re-randomised for every batch: Gaussian-mixture contrasts per tissue "
+                    f"({recipe.randomisation.physics_share:.0%} physics-based T1w/T2w), bias "
+                    "field, thick slices, Rician/Gaussian noise, gamma, in-plane affine, flips; "
+                    f"slabs of {recipe.slices} slices along all three axes → CT (HU)"
+                ),
+                "randomisation": recipe.randomisation.to_json(),
+                "validation": ", ".join(f"{s} seed {n}" for s, n in recipe.validation_heads),
+            },
+            "command": f"python -m bids_synth.training {recipe.id} --workdir WORKDIR "
+            f"--epochs {summary['epochs']}",
+        },
+        "software": {"bids_synth": __version__, "torch": torch.__version__},
+    }
+    bundle = save_bundle(
+        folder, trainer.generator, meta=meta, card=render_model_card(meta, history)
+    )
+    shutil.copyfile(workdir / "history.csv", folder / "training_log.csv")
+    return bundle

@@ -1,0 +1,208 @@
+"""The 2.5D engine: contrast-randomised label heads, slab batches, slab inference, slab bundles."""
+
+import numpy as np
+import pytest
+import torch
+
+from bids_synth.nn.slabs import RandomisedSlabs, predict_slabs, slab_stack
+from bids_synth.simulate.randomise import LabelHead, Randomisation, randomised_mr
+from bids_synth.simulate.tissues import Tissue
+
+
+def _shell_head(size: int = 40) -> LabelHead:
+    """Concentric shells: skin, bone, CSF, GM, WM (a tiny head without simulation)."""
+    axes = np.indices((size, size, size)) - (size - 1) / 2
+    radius = np.sqrt((axes**2).sum(0))
+    labels = np.zeros((size,) * 3, np.uint8)
+    for tissue, outer in [
+        (Tissue.SKIN, 18),
+        (Tissue.CORTICAL_BONE, 16),
+        (Tissue.CSF, 13),
+        (Tissue.GM, 11),
+        (Tissue.WM, 8),
+    ]:
+        labels[radius < outer] = tissue
+    hu = {
+        Tissue.BACKGROUND: -1000,
+        Tissue.SKIN: 35,
+        Tissue.CORTICAL_BONE: 1500,
+        Tissue.CSF: 8,
+        Tissue.GM: 40,
+        Tissue.WM: 27,
+    }
+    ct = np.vectorize(hu.get)(labels).astype(np.float16)
+    physics = np.stack([labels * 0.1, 1.0 - labels * 0.05]).astype(np.float16)
+    return LabelHead(labels, ct, physics, 1.0)
+
+
+def _draw(head, seed, params=None):
+    return randomised_mr(
+        head,
+        np.random.default_rng(seed),
+        torch.Generator().manual_seed(seed),
+        params or Randomisation(),
+    )
+
+
+def test_randomised_contrast_varies_per_draw_and_repeats_per_seed():
+    head = _shell_head()
+    gmm_only = Randomisation(physics_share=0.0, thick_share=0.0, noise_range=(0.0, 0.0))
+    draws = [_draw(head, seed, gmm_only) for seed in range(6)]
+    wm, csf = head.labels == Tissue.WM, head.labels == Tissue.CSF
+    contrast = [float(d[wm].mean() - d[csf].mean()) for d in draws]
+    assert (
+        max(contrast) > 0.1 and min(contrast) < -0.1
+    )  # WM brighter than CSF in some, darker in others
+    assert torch.equal(_draw(head, 3), _draw(head, 3))
+    assert not torch.equal(_draw(head, 3), _draw(head, 4))
+    inside = draws[0][torch.from_numpy(head.head)]
+    low, high = np.percentile(inside.numpy(), [0.5, 99.5])
+    assert low == pytest.approx(0.0, abs=0.1)  # head-percentile normalisation before the gamma
+
+
+def test_slab_batches_are_shaped_seeded_and_physical():
+    heads = [_shell_head()]
+    source = RandomisedSlabs(heads, heads, slices=3, size=48, batch_size=2, seed=5)
+    first = list(source.epoch_batches(0, 3))
+    again = list(source.epoch_batches(0, 3))
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(first, again) for k in a)
+    batch = first[0]
+    assert batch["source"].shape == (2, 3, 48, 48)
+    assert batch["target"].shape == batch["mask"].shape == (2, 1, 48, 48)
+    assert set(torch.unique(batch["mask"]).tolist()) <= {0.0, 1.0}
+    assert batch["target"].min() >= -1.001 and batch["target"].max() <= 1.501  # HU / 1000
+    assert not torch.equal(first[0]["source"], list(source.epoch_batches(1, 1))[0]["source"])
+
+
+def test_slab_stack_replicates_edges():
+    volume = torch.arange(4.0).view(1, 4, 1, 1).expand(1, 4, 2, 2)
+    stack = slab_stack(volume, 0, [0, 3], 3)
+    assert stack[0, :, 0, 0].tolist() == [0, 0, 1] and stack[1, :, 0, 0].tolist() == [2, 3, 3]
+
+
+def test_predict_slabs_fuses_three_orientations():
+    centre = torch.nn.Conv2d(5, 1, 1, bias=False)
+    with torch.no_grad():
+        centre.weight.zero_()
+        centre.weight[0, 2] = 1.0  # returns the centre slice: prediction == input
+    volume = torch.rand(1, 13, 10, 7)
+    out = predict_slabs(centre, volume, slices=5, multiple=8, batch_size=4)
+    assert out.shape == volume.shape and torch.allclose(out, volume)
+
+
+def test_tiny_25d_unet_learns_a_contrast_swap_in_seconds():
+    from bids_synth.nn.factory import build_network
+    from bids_synth.nn.trainers import RegressionTrainer
+
+    torch.manual_seed(0)
+    net = build_network("unet", in_channels=3, out_channels=1, channels=(8, 16), dims=2)
+    trainer = RegressionTrainer(
+        {"generator": net}, lr=3e-3, device=torch.device("cpu"), amp="bf16", seed=0, ssim_weight=0.0
+    )
+    rng = np.random.default_rng(0)
+
+    def batch():
+        blobs = torch.from_numpy(rng.random((4, 1, 8, 8))).float()
+        x = torch.nn.functional.interpolate(blobs, size=(32, 32), mode="bilinear")
+        slab = x.expand(4, 3, 32, 32).contiguous()
+        return {"source": slab, "target": 1 - x, "mask": torch.ones_like(x)}
+
+    losses = [trainer.train_step(batch())["loss"] for _ in range(120)]
+    assert np.mean(losses[-10:]) < 0.25 * np.mean(losses[:10])
+
+
+def test_slab_bundle_round_trips_and_predicts_on_any_grid(tmp_path):
+    from safetensors.torch import load as load_safetensors
+
+    from bids_synth.models import Bundle
+    from bids_synth.models.bundle import save_bundle
+    from bids_synth.nn.factory import build_network
+    from bids_synth.synthesis.bundle_inference import predict_on_grid
+
+    torch.manual_seed(0)
+    kwargs = {"in_channels": 3, "out_channels": 1, "channels": [4, 8], "dims": 2}
+    net = build_network("unet", **kwargs)
+    meta = {
+        "id": "sct-test-slab",
+        "version": "0.0.1",
+        "task": "sct",
+        "architecture": {"name": "unet", "kwargs": kwargs},
+        "inference": {"mode": "slabs", "slices": 3, "axes": [0, 1, 2]},
+        "input": {
+            "suffixes": ["T1w"],
+            "spacing_mm": [1.0] * 3,
+            "orientation": "RAS",
+            "normalization": {"method": "percentile", "low": 0.5, "high": 99.5},
+        },
+        "output": {"suffix": "CT", "normalization": {"method": "scale", "scale": 1000.0}},
+    }
+    bundle = save_bundle(tmp_path / "b", net, meta=meta)
+    loaded = Bundle.read(bundle.path).load_network()
+    stored = load_safetensors((bundle.path / "model.safetensors").read_bytes())
+    assert all(torch.equal(stored[k], v) for k, v in loaded.state_dict().items())
+    image = np.random.default_rng(0).random((11, 9, 6)).astype(np.float32)
+    affine = np.diag([-1.0, 1.0, 1.0, 1.0])  # LAS: reoriented to RAS and back
+    head = np.zeros(image.shape, bool)
+    head[2:9, 2:7, 1:5] = True
+    first, info = predict_on_grid(bundle, [image], affine, device="auto", mask=head)
+    second, _ = predict_on_grid(bundle, [image], affine, device="auto", mask=head)
+    assert first.shape == image.shape and np.array_equal(first, second)
+    assert info["passes"] == 3 and info["device"] == "cpu"
+
+
+def test_sct_qc_flags_bone_in_the_brain_core():
+    from bids_synth.synthesis.sct_methods import ct_qc
+
+    shape = (30, 30, 30)
+    head = np.ones(shape, bool)
+    brain = np.zeros(shape, bool)
+    brain[5:25, 5:25, 5:25] = True
+    hu = np.where(brain, 30.0, 1000.0)
+    assert "Warnings" not in ct_qc(hu, head, brain)
+    hu[14:17, 10:20, 10:20] = 600.0  # a bone-range slab through the ventricles
+    qc = ct_qc(hu, head, brain)
+    assert qc["BoneFractionBrainCore"] > 0.005 and "brain core" in qc["Warnings"][0]
+
+
+def test_recipe_trains_resumes_from_a_seed_checkpoint_and_exports(tmp_path):
+    import dataclasses
+
+    from bids_synth.models import Bundle
+    from bids_synth.training.recipes import (
+        RECIPES,
+        export_bundle,
+        run_recipe,
+        write_seed_checkpoint,
+    )
+
+    recipe = dataclasses.replace(
+        RECIPES["sct-t1w-slab"],
+        train_heads=(("phantom", 1),),
+        validation_heads=(("phantom", 2),),
+        slices=3,
+        size=48,
+        batch_size=2,
+        channels=(4, 8),
+        steps_per_epoch=2,
+    )
+    first, second = tmp_path / "machine-a", tmp_path / "machine-b"
+    for workdir in (first, second):  # pre-made heads: no simulation in the test
+        (workdir / "heads").mkdir(parents=True)
+        for seed in (1, 2):
+            _shell_head().save(workdir / "heads" / f"head-phantom-{seed}-1mm.npz")
+    history = run_recipe(recipe, first, epochs=1)
+    seed = write_seed_checkpoint(recipe, first, tmp_path / "seed")
+    assert (seed / "seed.safetensors").stat().st_size < 200_000
+    resumed = run_recipe(recipe, second, epochs=2, seed_checkpoint=seed)
+    assert len(resumed) == 2 and resumed[0] == history[0]
+    bundle = export_bundle(recipe, second, tmp_path / "bundle")
+    assert Bundle.read(bundle.path).meta["training"]["steps"] == 4
+    assert bundle.meta["inference"]["mode"] == "slabs"
+    assert "cpu_hours" in bundle.meta["training"]
+    with pytest.raises(ValueError, match="other recipe settings"):
+        run_recipe(
+            dataclasses.replace(recipe, lr=1.0),
+            tmp_path / "machine-c",
+            epochs=3,
+            seed_checkpoint=seed,
+        )
