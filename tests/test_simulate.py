@@ -366,7 +366,7 @@ def test_neuromorphometrics_names():
     not (reference_dir() / "spm" / "TPM.nii.gz").exists(),
     reason="reference data (BIDS_SYNTH_REFDATA) not available",
 )
-@pytest.mark.parametrize("source", ["tpm", "neuromorphometrics"])
+@pytest.mark.parametrize("source", ["tpm", "mni2009a", "neuromorphometrics"])
 def test_file_label_sources(source):
     draw = simulate_subject(0, label_source=source, spacing=5.0, contrasts=("T1w",), noise=0.0)
     total = draw.fractions.sum(dim=0)
