@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,7 +22,12 @@ from bids.layout.models import Config
 from bids.layout.writing import build_path
 from bids_validator import BIDSValidator
 
-from bids_synth.errors import InputDatasetError, NothingToProcessError, UsageError
+from bids_synth.errors import (
+    InputDatasetError,
+    InvalidImageError,
+    NothingToProcessError,
+    UsageError,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -136,16 +142,46 @@ def load_layout(bids_dir: str | Path, *, validate: bool = True) -> BIDSLayout:
 
 
 def _invalid_sidecars(root: Path) -> list[Path]:
-    """JSON files below ``root`` (dataset_description.json aside) that do not parse."""
+    """JSON files below ``root`` (dataset_description.json aside) that are not JSON objects."""
     broken = []
     for path in sorted(root.rglob("*.json")):
         if path == root / "dataset_description.json":
             continue
         try:
-            json.loads(path.read_text())
+            if not isinstance(json.loads(path.read_text()), dict):
+                broken.append(path)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             broken.append(path)
     return broken
+
+
+#: sidecar fields bids-synth reads, each a length in millimetres that must be positive
+SIDECAR_LENGTHS_MM = ("SliceThickness",)
+
+
+def read_sidecar(image: str | Path) -> dict:
+    """The JSON sidecar beside a raw image (``{}`` when there is none), checked.
+
+    It must be a JSON object, and the fields of :data:`SIDECAR_LENGTHS_MM` positive numbers;
+    :class:`InvalidImageError` naming the file otherwise.
+    """
+    path = Path(str(image).removesuffix(".gz").removesuffix(".nii") + ".json")
+    if not path.is_file():
+        return {}
+    try:
+        sidecar = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidImageError(f"sidecar {path.name}: not valid JSON ({exc})") from exc
+    if not isinstance(sidecar, dict):
+        raise InvalidImageError(f"sidecar {path.name}: not a JSON object")
+    for key in SIDECAR_LENGTHS_MM:
+        value = sidecar.get(key)
+        valid = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        if key in sidecar and not (valid and math.isfinite(value)):
+            raise InvalidImageError(
+                f"sidecar {path.name}: {key} must be a positive number of mm, got {value!r}"
+            )
+    return sidecar
 
 
 def _log_invalid_names(layout: BIDSLayout) -> None:
