@@ -172,9 +172,40 @@ def load_image(path: str | os.PathLike, *, what: str = "image") -> nib.Nifti1Ima
         raise InvalidImageError(
             f"{what} {name}: implausible voxel size {np.round(zooms, 3).tolist()} mm"
         )
+    _check_sform_qform(img, f"{what} {name}")
     header = img.header.copy()
     header.set_data_shape(data.shape)
     return nib.Nifti1Image(data, affine, header)
+
+
+#: sform and qform may differ by this much (qform is stored in float32 quaternions)
+FORM_TOLERANCE_MM = 0.01
+
+
+def _check_sform_qform(img: nib.Nifti1Image, what: str) -> None:
+    """:class:`InvalidImageError` when both the sform and the qform are set and disagree.
+
+    bids-synth's checks read the sform (as nibabel does) but ANTs reads the qform: derivatives
+    would come out rotated or shifted against the raw image.
+    """
+    header = img.header
+    if not hasattr(header, "get_qform") or not header["sform_code"] or not header["qform_code"]:
+        return
+    sform, qform = header.get_sform(), header.get_qform()
+    corners = np.array([[0, 0, 0, 1], [*img.shape[:3], 1]], float).T
+    shift = float(np.abs((sform - qform) @ corners).max())
+    if shift > FORM_TOLERANCE_MM:
+        rotation = np.linalg.solve(qform[:3, :3], sform[:3, :3])
+        angle = np.degrees(np.arccos(np.clip((np.trace(_orthonormal(rotation)) - 1) / 2, -1, 1)))
+        raise InvalidImageError(
+            f"{what}: the sform and qform disagree (up to {shift:.1f} mm apart, {angle:.0f}° "
+            "rotated): fix the header so that both give the same position"
+        )
+
+
+def _orthonormal(matrix: np.ndarray) -> np.ndarray:
+    u, _, vt = np.linalg.svd(matrix)
+    return u @ vt
 
 
 def _check_gzip(path: Path) -> None:

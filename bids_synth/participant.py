@@ -125,13 +125,19 @@ def discover_units(config: Config) -> list[SessionInputs]:
         found = collect_sessions(
             layout, subject, sessions=execution.session_label, filters=execution.bids_filters
         )
-        if not found:
-            LOG.warning(
-                "sub-%s: no T1w image found (or none matches the filters): skipped", subject
-            )
+        sessions = sorted(layout.get_sessions(subject=subject))
+        if execution.session_label:
+            sessions = [session for session in sessions if session in execution.session_label]
+        without = [
+            f"sub-{subject}_ses-{s}" for s in sessions if s not in {u.session for u in found}
+        ]
+        if not found and not sessions:
+            without = [f"sub-{subject}"]
+        for name in without:
+            LOG.warning("%s: no T1w image found (or none matches the filters): skipped", name)
         for unit in found:
             if unit.ignored_t1w:
-                LOG.info(
+                LOG.warning(
                     "%s: %d T1w images, using %s",
                     unit.name,
                     1 + len(unit.ignored_t1w),
@@ -151,6 +157,8 @@ def check_inputs(
     valid, outcomes = [], []
     for unit in units:
         try:
+            if unit.problem:
+                raise InvalidImageError(unit.problem)
             for suffix, path in unit.all_inputs.items():
                 load_image(path, what=f"{suffix} image")
                 if sidecars:
