@@ -156,7 +156,6 @@ def test_recorded_evaluation_updates_card_not_weights(tmp_path, network):
 
 
 def test_shipped_bundles_verify_fit_the_size_budget_and_state_their_evaluation():
-
     shipped = list_bundles([registry.SHIPPED])
     assert {"sct", "translate", "denoise"} <= {b.task for b in shipped}
     sizes = []
