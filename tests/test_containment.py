@@ -289,3 +289,19 @@ def test_disagreeing_sform_and_qform_are_refused(tmp_path):
     image.set_qform(None, code=0)  # one of them unset: the set one is used by everyone
     nib.save(image, tmp_path / "sform-only.nii.gz")
     load_image(tmp_path / "sform-only.nii.gz")
+
+
+# --- file size limits -------------------------------------------------------------------------
+
+
+def test_a_file_size_limit_is_an_output_problem():
+    import errno
+
+    from bids_synth.execution import failed_with
+    from bids_synth.fileio import output_error
+
+    error = output_error(OSError(errno.EFBIG, "File too large"), Path("work/x.pklz"))
+    assert isinstance(error, OutputError) and "file size limit" in str(error)
+    crash = "node anat_wf.n4 failed: OSError: [Errno 27] File too large (crash file: c.txt)"
+    assert failed_with(crash, OutputError)
+    assert not failed_with("node n4 failed: ValueError: bad (crash file: c.txt)", OutputError)
