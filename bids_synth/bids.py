@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,7 +22,12 @@ from bids.layout.models import Config
 from bids.layout.writing import build_path
 from bids_validator import BIDSValidator
 
-from bids_synth.errors import InputDatasetError, NothingToProcessError, UsageError
+from bids_synth.errors import (
+    InputDatasetError,
+    InvalidImageError,
+    NothingToProcessError,
+    UsageError,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -82,6 +88,7 @@ class SessionInputs:
     t1w: str
     others: dict[str, str] = field(default_factory=dict)  # suffix -> path (T2w, FLAIR, PD, CT)
     ignored_t1w: tuple[str, ...] = ()
+    problem: str = ""  # why the inputs cannot be chosen (the unit is then skipped)
 
     @property
     def entities(self) -> dict[str, str]:
@@ -114,9 +121,16 @@ def load_layout(bids_dir: str | Path, *, validate: bool = True) -> BIDSLayout:
         )
     if description.is_file():
         try:
-            json.loads(description.read_text())
+            dataset_type = json.loads(description.read_text()).get("DatasetType", "raw")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputDatasetError(f"{description} is not valid JSON: {exc}") from exc
+        except AttributeError:
+            raise InputDatasetError(f"{description} is not a JSON object") from None
+        if dataset_type == "derivative":
+            raise InputDatasetError(
+                f"{root} is a derivatives dataset (DatasetType derivative): give the raw BIDS "
+                "dataset it was derived from"
+            )
     try:
         layout = BIDSLayout(str(root), validate=False, derivatives=False)
     except Exception as exc:  # pybids raises several types for unusable datasets
@@ -136,16 +150,46 @@ def load_layout(bids_dir: str | Path, *, validate: bool = True) -> BIDSLayout:
 
 
 def _invalid_sidecars(root: Path) -> list[Path]:
-    """JSON files below ``root`` (dataset_description.json aside) that do not parse."""
+    """JSON files below ``root`` (dataset_description.json aside) that are not JSON objects."""
     broken = []
     for path in sorted(root.rglob("*.json")):
         if path == root / "dataset_description.json":
             continue
         try:
-            json.loads(path.read_text())
+            if not isinstance(json.loads(path.read_text()), dict):
+                broken.append(path)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             broken.append(path)
     return broken
+
+
+#: sidecar fields bids-synth reads, each a length in millimetres that must be positive
+SIDECAR_LENGTHS_MM = ("SliceThickness",)
+
+
+def read_sidecar(image: str | Path) -> dict:
+    """The JSON sidecar beside a raw image (``{}`` when there is none), checked.
+
+    It must be a JSON object, and the fields of :data:`SIDECAR_LENGTHS_MM` positive numbers;
+    :class:`InvalidImageError` naming the file otherwise.
+    """
+    path = Path(str(image).removesuffix(".gz").removesuffix(".nii") + ".json")
+    if not path.is_file():
+        return {}
+    try:
+        sidecar = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidImageError(f"sidecar {path.name}: not valid JSON ({exc})") from exc
+    if not isinstance(sidecar, dict):
+        raise InvalidImageError(f"sidecar {path.name}: not a JSON object")
+    for key in SIDECAR_LENGTHS_MM:
+        value = sidecar.get(key)
+        valid = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        if key in sidecar and not (valid and math.isfinite(value)):
+            raise InvalidImageError(
+                f"sidecar {path.name}: {key} must be a positive number of mm, got {value!r}"
+            )
+    return sidecar
 
 
 def _log_invalid_names(layout: BIDSLayout) -> None:
@@ -219,15 +263,19 @@ def collect_sessions(
     units = []
     for session in found or [None]:
         query = {"subject": subject, "session": session or Query.NONE, "datatype": "anat"}
-        t1w_runs = _images(layout, query, "T1w", filters.get("t1w"))
-        if not t1w_runs:
+        try:
+            t1w_runs = choose_runs(_images(layout, query, "T1w", filters.get("t1w")))
+            if not t1w_runs:
+                continue
+            others = {}
+            for suffix in (*MR_SUFFIXES, "CT"):
+                suffixes = CT_SUFFIXES if suffix == "CT" else (suffix,)
+                images = choose_runs(_images(layout, query, suffixes, filters.get(suffix.lower())))
+                if images:
+                    others[suffix] = images[0]
+        except InputChoiceError as exc:
+            units.append(SessionInputs(subject, session, t1w="", problem=str(exc)))
             continue
-        others = {}
-        for suffix in (*MR_SUFFIXES, "CT"):
-            suffixes = CT_SUFFIXES if suffix == "CT" else (suffix,)
-            images = _images(layout, query, suffixes, filters.get(suffix.lower()))
-            if images:
-                others[suffix] = images[0]
         units.append(
             SessionInputs(
                 subject=subject,
@@ -240,8 +288,48 @@ def collect_sessions(
     return units
 
 
+#: entities of processed images (desc-, space-): not raw inputs
+_DERIVED = re.compile(r"_(desc|space)-[A-Za-z0-9]+_")
+_ENTITY = re.compile(r"(?<=_)([a-z]+)-([A-Za-z0-9]+)")
+
+
+class InputChoiceError(InvalidImageError):
+    """Several images could be the input and no rule picks one."""
+
+
+def choose_runs(files: list[str]) -> list[str]:
+    """The candidates for one input, the chosen one first (the rule the README states).
+
+    Files with ``desc-``/``space-`` (processed images) are not raw inputs. The others must differ
+    in their run only: they are sorted by run number (run-2 before run-10) and the first is
+    used. Candidates differing in other entities (acq, ce, rec, task, chunk, ...) are ambiguous:
+    :class:`InputChoiceError`, naming them and suggesting ``--bids-filter-file``; chunks of one
+    image are refused as well, since processing one chunk would be half the image.
+    """
+    raw = [path for path in files if not _DERIVED.search(Path(path).name)]
+    groups: dict[tuple, list[tuple[int, str]]] = {}
+    for path in raw:
+        entities = dict(_ENTITY.findall(Path(path).name))
+        run = int(entities.pop("run", 0) or 0)
+        key = tuple(sorted((k, v) for k, v in entities.items() if k not in ("sub", "ses")))
+        groups.setdefault(key, []).append((run, path))
+    if len(groups) > 1:
+        names = [Path(min(group)[1]).name for group in groups.values()]
+        chunked = all(dict(key).get("chunk") for key in groups)
+        raise InputChoiceError(
+            f"{len(groups)} candidate images differ in entities other than run "
+            f"({', '.join(sorted(names))}): "
+            + (
+                "chunks of one image are not joined by bids-synth; join them first"
+                if chunked
+                else "choose one with --bids-filter-file"
+            )
+        )
+    return [path for _, path in sorted(next(iter(groups.values()), []))]
+
+
 def _images(layout: BIDSLayout, query: dict, suffix, extra: dict | None) -> list[str]:
-    """NIfTI files matching a query, in a deterministic order (sorted paths: run-1 before run-2)."""
+    """NIfTI files matching a query (sorted paths; :func:`choose_runs` orders the runs)."""
     files = layout.get(
         **query,
         **(extra or {}),

@@ -7,6 +7,7 @@ the top-level workflow builder reads this object; sub-workflows take explicit ar
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,10 @@ class Config:
             for key, value in values.items():
                 if key not in known:
                     raise UsageError(f"{source}: unknown setting {section}.{key}")
+                if isinstance(getattr(target, key), list) and not isinstance(value, list):
+                    raise UsageError(
+                        f"{source}: {section}.{key} must be a list, e.g. {key} = [{json.dumps(value)}]"
+                    )
                 setattr(target, key, value)
 
 

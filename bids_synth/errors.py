@@ -12,8 +12,12 @@ Exit codes (also listed in the README):
 6     output problem (output inside the input, not writable, disk full)
 7     model bundle problem (missing, tampered weights, incompatible contract)
 8     processing failed for at least one participant (see the crash files)
+130   interrupted by SIGINT (Ctrl-C); finished participants are kept, a rerun resumes
+143   interrupted by SIGTERM (docker stop, Slurm time limit, scancel); as for 130
 ====  ==========================================================================
 """
+
+import signal
 
 
 class BidsSynthError(Exception):
@@ -50,6 +54,23 @@ class ProcessingError(BidsSynthError):
     exit_code = 8
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the run stops; its exit code is 128 + the signal number."""
+
+    def __init__(self, signum: int = signal.SIGINT, detail: str = ""):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.detail = signum, detail
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def raise_interrupted(signum, _frame) -> None:
+    """Signal handler: stop the main thread as Ctrl-C does, with the signal's name."""
+    raise Interrupted(signum)
+
+
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error",
@@ -60,4 +81,6 @@ EXIT_CODES = {
     OutputError.exit_code: "output problem",
     ModelBundleError.exit_code: "model bundle problem",
     ProcessingError.exit_code: "processing failed for at least one participant",
+    128 + signal.SIGINT: "interrupted by SIGINT (finished participants kept)",
+    128 + signal.SIGTERM: "interrupted by SIGTERM (finished participants kept)",
 }

@@ -112,6 +112,7 @@ def evaluate_derivatives(
     )
     subjects = [label.removeprefix("sub-") for label in participant_labels or []]
     rows = []
+    unscored = []
     for task in tasks:
         rule = RULES[task]
         references = ground_truth if rule.reference_in_ground_truth else raw
@@ -123,15 +124,15 @@ def evaluate_derivatives(
         ):
             name = Path(prediction.path).name
             reference = _find_reference(prediction, rule, references)
-            if reference is None:
-                LOG.warning(
-                    "%s skipped: no reference %s", name, _reference_wanted(prediction, rule)
-                )
+            if reference is None:  # the normal case (no CT of the subject): one line at the end
+                unscored.append(f"{name} (no reference {_reference_wanted(prediction, rule)})")
                 continue
             try:
                 rows.append(_score(task, prediction, reference, derivatives))
             except (InvalidImageError, ValueError) as exc:  # unreadable image, empty or tiny mask
                 LOG.warning("%s skipped: %s", name, exc)
+    if unscored:
+        LOG.info("%d output(s) not scored, e.g. %s", len(unscored), unscored[0])
     return rows
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import getpass
 import logging
 import math
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,11 +20,14 @@ from nipype.utils.filemanip import loadpkl
 
 from bids_synth.bids import SessionInputs
 from bids_synth.config import Config
-from bids_synth.fileio import atomic_write_text
+from bids_synth.errors import OutputError
+from bids_synth.fileio import atomic_write_text, output_error
 
 LOG = logging.getLogger("bids_synth")
 _CRASH_NODE = re.compile(r"^Node: (\S+)", re.MULTILINE)
 _ERROR_LINE = re.compile(r"^[A-Za-z_.]*(Error|Exception)\b.*:")
+#: a node's OSError for a full disk (ENOSPC), exceeded quota (EDQUOT) or file size limit (EFBIG)
+_STORAGE_ERROR = re.compile(rf"\[Errno ({errno.ENOSPC}|{errno.EDQUOT}|{errno.EFBIG})\]")
 _UNIT_PATH = re.compile(r"bids_synth_wf\.sub_(\w+?)_wf\.(?:ses_(\w+)_wf|anat_wf)\.")
 #: nipype plugins that submit each node as a Slurm job
 SLURM_PLUGINS = ("SLURM", "SLURMGraph")
@@ -58,7 +63,8 @@ def configure_nipype(config: Config) -> None:
     config_dir = work_dir / "nipype"
     atomic_write_text(
         config_dir / "nipype.cfg",
-        "[logging]\n" + "".join(f"{k}_level = {level}\n" for k in ("workflow", "interface", "utils")),
+        "[logging]\n"
+        + "".join(f"{k}_level = {level}\n" for k in ("workflow", "interface", "utils")),
     )
     os.environ["NIPYPE_CONFIG_DIR"] = str(config_dir)
 
@@ -96,13 +102,67 @@ def run_workflow(workflow, config: Config) -> None:
     if plugin in SLURM_PLUGINS:
         environment.setdefault("LOGNAME", os.environ.get("LOGNAME") or _user_name())  # job names
         request_slurm_resources(workflow)
+    import nipype.pipeline.plugins as nipype_plugins
+
     with _environment(environment):
+        runner = getattr(nipype_plugins, f"{plugin}Plugin")(plugin_args=plugin_args)
         try:
-            workflow.run(plugin=plugin, plugin_args=plugin_args)
+            workflow.run(plugin=runner)
         except RuntimeError as exc:
             LOG.debug("nipype: %s", exc)
+        except KeyboardInterrupt:  # SIGINT or SIGTERM: no worker may write on after we exit
+            stop_child_processes()
+            raise
+        except OSError as exc:  # nipype's own files in the work folder (disk full, ulimit -f)
+            raise output_error(exc, Path(exc.filename or config.execution.work_dir)) from exc
         if plugin == "SLURMGraph":  # nipype returns once the jobs are submitted: wait for them
             wait_for_slurm_jobs(f"bids-synth:{config.execution.run_id}")
+
+
+def stop_child_processes(grace_s: float = 5.0) -> None:
+    """SIGTERM every descendant of this process (nipype workers and their children), then
+    SIGKILL those still there after ``grace_s`` seconds."""
+    handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        pids = _descendants(os.getpid())
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 0.0)):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + wait_s
+            while pids and time.monotonic() < deadline:
+                pids = [pid for pid in pids if _alive(pid)]
+                time.sleep(0.05)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _descendants(root: int) -> list[int]:
+    """Process ids below ``root`` (Linux ``/proc``), children before grandchildren."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], list(children.get(root, []))
+    while queue:
+        pid = queue.pop(0)
+        found.append(pid)
+        queue += children.get(pid, [])
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie child counts as ended, and is reaped)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 @contextlib.contextmanager
@@ -171,7 +231,10 @@ def write_graph(workflow) -> None:
 
 
 def failed_with(message: str, error: type) -> bool:
-    """Whether a failure message of :func:`unit_failures` names ``error`` (e.g. OutputError)."""
+    """Whether a failure message of :func:`unit_failures` names ``error`` (e.g. OutputError);
+    a full disk, quota or file size limit met by a node counts as an :class:`OutputError`."""
+    if error is OutputError and _STORAGE_ERROR.search(message):
+        return True
     return f"bids_synth.errors.{error.__name__}:" in message
 
 

@@ -46,7 +46,7 @@ def _temporary_beside(path: Path, mode: str):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise _output_error(exc, path) from exc
+        raise output_error(exc, path) from exc
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle, tmp
@@ -55,7 +55,7 @@ def _temporary_beside(path: Path, mode: str):
         os.chmod(tmp, 0o644)
     except OSError as exc:
         _remove_quietly(tmp)
-        raise _output_error(exc, path) from exc
+        raise output_error(exc, path) from exc
     except BaseException:
         _remove_quietly(tmp)
         raise
@@ -74,7 +74,7 @@ def publish(tmp: str, dst: str | os.PathLike) -> None:
         os.replace(tmp, dst)
     except OSError as exc:
         _remove_quietly(tmp)
-        raise _output_error(exc, Path(dst)) from exc
+        raise output_error(exc, Path(dst)) from exc
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> None:
@@ -82,6 +82,20 @@ def remove_stale_temporaries(path: str | os.PathLike) -> None:
     path = Path(path)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         _remove_quietly(str(stale))
+
+
+def links_into(root: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
+    """Symbolic links below ``root`` (not followed) that resolve to ``target`` or inside it."""
+    target = Path(target).resolve()
+    found = []
+    for folder, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            path = Path(folder) / name
+            if path.is_symlink():
+                resolved = path.resolve()
+                if resolved == target or target in resolved.parents:
+                    found.append(path)
+    return sorted(found)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -158,9 +172,40 @@ def load_image(path: str | os.PathLike, *, what: str = "image") -> nib.Nifti1Ima
         raise InvalidImageError(
             f"{what} {name}: implausible voxel size {np.round(zooms, 3).tolist()} mm"
         )
+    _check_sform_qform(img, f"{what} {name}")
     header = img.header.copy()
     header.set_data_shape(data.shape)
     return nib.Nifti1Image(data, affine, header)
+
+
+#: sform and qform may differ by this much (qform is stored in float32 quaternions)
+FORM_TOLERANCE_MM = 0.01
+
+
+def _check_sform_qform(img: nib.Nifti1Image, what: str) -> None:
+    """:class:`InvalidImageError` when both the sform and the qform are set and disagree.
+
+    bids-synth's checks read the sform (as nibabel does) but ANTs reads the qform: derivatives
+    would come out rotated or shifted against the raw image.
+    """
+    header = img.header
+    if not hasattr(header, "get_qform") or not header["sform_code"] or not header["qform_code"]:
+        return
+    sform, qform = header.get_sform(), header.get_qform()
+    corners = np.array([[0, 0, 0, 1], [*img.shape[:3], 1]], float).T
+    shift = float(np.abs((sform - qform) @ corners).max())
+    if shift > FORM_TOLERANCE_MM:
+        rotation = np.linalg.solve(qform[:3, :3], sform[:3, :3])
+        angle = np.degrees(np.arccos(np.clip((np.trace(_orthonormal(rotation)) - 1) / 2, -1, 1)))
+        raise InvalidImageError(
+            f"{what}: the sform and qform disagree (up to {shift:.1f} mm apart, {angle:.0f}° "
+            "rotated): fix the header so that both give the same position"
+        )
+
+
+def _orthonormal(matrix: np.ndarray) -> np.ndarray:
+    u, _, vt = np.linalg.svd(matrix)
+    return u @ vt
 
 
 def _check_gzip(path: Path) -> None:
@@ -170,9 +215,12 @@ def _check_gzip(path: Path) -> None:
             pass
 
 
-def _output_error(exc: OSError, path: Path) -> OutputError:
-    if exc.errno == errno.ENOSPC:
-        return OutputError(f"cannot write {path}: no space left on device")
+def output_error(exc: OSError, path: Path) -> OutputError:
+    """The one-line :class:`OutputError` for an OS error while writing ``path``."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"cannot write {path}: no space left on device (or quota exceeded)")
+    if exc.errno == errno.EFBIG:
+        return OutputError(f"cannot write {path}: file too large (file size limit, ulimit -f)")
     if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         return OutputError(f"cannot write {path}: permission denied or read-only file system")
     return OutputError(f"cannot write {path}: {exc.strerror or exc}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bids_synth.config import Config
 from bids_synth.derivatives import dataset_lock
-from bids_synth.errors import InputDatasetError
+from bids_synth.errors import NothingToProcessError
 from bids_synth.evaluation import evaluate_derivatives, write_evaluation
 from bids_synth.fileio import atomic_write_json, atomic_write_text
 from bids_synth.reports import write_group_report
@@ -26,12 +26,14 @@ COHORT_COLUMNS = (
 def run_group(config: Config) -> int:
     output_dir = Path(config.execution.output_dir)
     if not (output_dir / "dataset_description.json").is_file():
-        raise InputDatasetError(
+        raise NothingToProcessError(
             f"{output_dir} holds no bids-synth derivatives: run the participant level first"
         )
     rows = cohort_rows(output_dir)
     if not rows:
-        raise InputDatasetError(f"{output_dir} has no run records: run the participant level first")
+        raise NothingToProcessError(
+            f"{output_dir} has no run records: run the participant level first"
+        )
     write_cohort_table(output_dir, rows)
     for name in config.workflow.tasks:
         if registered_tasks()[name].group:

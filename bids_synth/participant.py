@@ -6,11 +6,18 @@ import logging
 import time
 from pathlib import Path
 
-from bids_synth.bids import SessionInputs, collect_sessions, load_layout, select_subjects
+from bids_synth.bids import (
+    SessionInputs,
+    collect_sessions,
+    load_layout,
+    read_sidecar,
+    select_subjects,
+)
 from bids_synth.config import Config
 from bids_synth.derivatives import DESCRIPTIONS, write_dataset_files
 from bids_synth.errors import (
     BidsSynthError,
+    Interrupted,
     InvalidImageError,
     ModelBundleError,
     NothingToProcessError,
@@ -29,6 +36,7 @@ from bids_synth.reports import write_subject_report
 from bids_synth.runlog import UnitOutcome, write_run_log
 from bids_synth.workflows.base import init_bids_synth_wf, record_path
 from bids_synth.workflows.synthesis import registered_tasks
+from bids_synth.worklock import work_folder_lock
 
 LOG = logging.getLogger("bids_synth")
 
@@ -38,12 +46,23 @@ def run_participants(config: Config) -> int:
     execution = config.execution
     started = time.time()
     units = discover_units(config)
-    valid, outcomes = check_inputs(units)
+    tasks = registered_tasks()
+    valid, outcomes = check_inputs(
+        units, sidecars=any(tasks[name].reads_sidecars for name in config.workflow.tasks)
+    )
     if not valid:
         raise InvalidImageError("; ".join(f"{o.name}: {o.message}" for o in outcomes))
     for outcome in outcomes:
         LOG.error("%s: %s: skipped", outcome.name, outcome.message)
+    with work_folder_lock(execution.work_dir, run_id=execution.run_id):
+        return process_units(config, valid, outcomes, started)
 
+
+def process_units(
+    config: Config, valid: list[SessionInputs], outcomes: list, started: float
+) -> int:
+    """Build and run the workflow of the checked units, record and report their outcomes."""
+    execution = config.execution
     configure_nipype(config)  # before building: workflows copy nipype's settings when created
     workflow = init_bids_synth_wf(config, valid)
     verify_model_bundles(workflow)  # nothing is written before the workflow is known to be usable
@@ -60,7 +79,18 @@ def run_participants(config: Config) -> int:
     LOG.info(
         "running %d participant/session(s) with the %s plugin", len(valid), config.nipype.plugin
     )
-    run_workflow(workflow, config)
+    try:
+        run_workflow(workflow, config)
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as Interrupted
+        stop = exc if isinstance(exc, Interrupted) else Interrupted()
+        finished = sum(
+            record_path(execution.output_dir, u, execution.run_id).exists() for u in valid
+        )
+        stop.detail = (
+            f": workers stopped; {finished} of {len(valid)} participant/session(s) finished and "
+            "kept; the same command resumes the rest"
+        )
+        raise stop from None
 
     failures = unit_failures(Path(execution.work_dir) / "crash" / execution.run_id)
     for unit in valid:
@@ -95,13 +125,19 @@ def discover_units(config: Config) -> list[SessionInputs]:
         found = collect_sessions(
             layout, subject, sessions=execution.session_label, filters=execution.bids_filters
         )
-        if not found:
-            LOG.warning(
-                "sub-%s: no T1w image found (or none matches the filters): skipped", subject
-            )
+        sessions = sorted(layout.get_sessions(subject=subject))
+        if execution.session_label:
+            sessions = [session for session in sessions if session in execution.session_label]
+        without = [
+            f"sub-{subject}_ses-{s}" for s in sessions if s not in {u.session for u in found}
+        ]
+        if not found and not sessions:
+            without = [f"sub-{subject}"]
+        for name in without:
+            LOG.warning("%s: no T1w image found (or none matches the filters): skipped", name)
         for unit in found:
             if unit.ignored_t1w:
-                LOG.info(
+                LOG.warning(
                     "%s: %d T1w images, using %s",
                     unit.name,
                     1 + len(unit.ignored_t1w),
@@ -113,13 +149,20 @@ def discover_units(config: Config) -> list[SessionInputs]:
     return units
 
 
-def check_inputs(units: list[SessionInputs]) -> tuple[list[SessionInputs], list]:
-    """Split units into usable ones and the outcomes of those with an invalid image."""
+def check_inputs(
+    units: list[SessionInputs], *, sidecars: bool = False
+) -> tuple[list[SessionInputs], list]:
+    """Split units into usable ones and the outcomes of those with an invalid image (or, with
+    ``sidecars``, an unusable sidecar)."""
     valid, outcomes = [], []
     for unit in units:
         try:
+            if unit.problem:
+                raise InvalidImageError(unit.problem)
             for suffix, path in unit.all_inputs.items():
                 load_image(path, what=f"{suffix} image")
+                if sidecars:
+                    read_sidecar(path)
         except BidsSynthError as exc:
             outcome = UnitOutcome.from_unit(unit, "")
             outcome.status, outcome.message = "invalid-input", str(exc)

@@ -95,3 +95,46 @@ def test_raw_ct_path():
     assert build_raw_path({"subject": "01", "datatype": "anat", "suffix": "CT"}) == (
         "sub-01/anat/sub-01_CT.nii.gz"
     )
+
+
+def test_runs_are_sorted_by_number_not_as_text(tmp_path):
+    bids = write_bids(tmp_path / "bids", {"sub-01": ["run-10_T1w", "run-2_T1w", "run-1_T1w"]})
+    (unit,) = collect_sessions(load_layout(bids), "01")
+    assert unit.t1w.endswith("sub-01_run-1_T1w.nii.gz")
+    assert [p.split("_")[-2] for p in unit.ignored_t1w] == ["run-2", "run-10"]
+
+
+def test_processed_images_are_not_raw_inputs(tmp_path):
+    bids = write_bids(
+        tmp_path / "bids",
+        {"sub-01": ["desc-preproc_T1w", "space-MNI152NLin2009cAsym_T1w", "T1w", "desc-x_T2w"]},
+    )
+    (unit,) = collect_sessions(load_layout(bids, validate=False), "01")
+    assert unit.t1w.endswith("sub-01_T1w.nii.gz") and not unit.ignored_t1w
+    assert "T2w" not in unit.others
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["acq-mprage_T1w", "rec-norm_T1w"], "choose one with --bids-filter-file"),
+        (["chunk-1_T1w", "chunk-2_T1w"], "chunks of one image are not joined"),
+    ],
+)
+def test_candidates_differing_beyond_run_are_ambiguous(tmp_path, names, message):
+    bids = write_bids(tmp_path / "bids", {"sub-01": names, "sub-02": ["T1w"]})
+    (unit,) = collect_sessions(load_layout(bids), "01")
+    assert message in unit.problem and all(name in unit.problem for name in names)
+    (other,) = collect_sessions(load_layout(bids), "02")
+    assert not other.problem
+
+
+def test_a_derivatives_dataset_is_refused(tmp_path):
+    from bids_synth.errors import InputDatasetError
+
+    bids = write_bids(tmp_path / "bids", {"sub-01": ["desc-preproc_T1w"]})
+    (bids / "dataset_description.json").write_text(
+        '{"Name": "fmriprep", "BIDSVersion": "1.9.0", "DatasetType": "derivative"}'
+    )
+    with pytest.raises(InputDatasetError, match="is a derivatives dataset"):
+        load_layout(bids)

@@ -28,3 +28,13 @@ def test_invalid_toml_is_a_usage_error(tmp_path):
     path.write_text("[workflow\n")
     with pytest.raises(UsageError, match="not valid TOML"):
         Config.from_toml(path)
+
+
+def test_a_list_setting_given_as_a_string_is_one_line(tmp_path):
+    from bids_synth.config import Config
+    from bids_synth.errors import UsageError
+
+    path = tmp_path / "run.toml"
+    path.write_text('[workflow]\ntasks = "sct"\n')
+    with pytest.raises(UsageError, match=r'workflow.tasks must be a list, e.g. tasks = \["sct"\]'):
+        Config.from_toml(path)

@@ -91,6 +91,7 @@ def test_every_method_is_selectable_and_nlm_is_the_default(monkeypatch, options,
     from bids_synth.workflows.synthesis import denoise
 
     bundle = SimpleNamespace(id="denoise-red-t1w", version="0.1.0", sha256="0" * 64, path="/b",
+                             digest="1" * 64,
                              verify=lambda: None)  # fmt: skip
     monkeypatch.setattr("bids_synth.models.find_bundle", lambda ref: bundle)
     unit = SimpleNamespace(name="sub-01", t1w="/raw/t1.nii.gz", others={"FLAIR": "/raw/f.nii.gz"},

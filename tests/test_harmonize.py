@@ -445,7 +445,8 @@ def test_learned_harmonization_end_to_end(tmp_path, monkeypatch, harmonizers):
     chosen = Bundle.read(harmonizers["t1w-t2w-site0"])  # the session has a T2w: both contrasts
     assert meta["Method"] == "learned" and meta["Target"] == "site0"
     assert meta["Inputs"] == ["T1w", "T2w"] and meta["Units"] == "site0 scanner units"
-    assert meta["Model"] == {"Id": chosen.id, "Version": chosen.version, "Sha256": chosen.sha256}
+    assert meta["Model"] == {"Id": chosen.id, "Version": chosen.version, "Sha256": chosen.sha256,
+                             "Digest": chosen.digest}  # fmt: skip
     assert (
         meta["TargetStyle"]["Protocol"]["gain"] == chosen.meta["output"]["normalization"]["scale"]
     )

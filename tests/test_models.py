@@ -10,6 +10,7 @@ import torch
 
 from bids_synth.cli import main as cli
 from bids_synth.errors import ModelBundleError
+from bids_synth.models import registry
 from bids_synth.models.bundle import Bundle, save_bundle
 from bids_synth.models.card import record_evaluation, render_model_card
 from bids_synth.models.registry import find_bundle, install_bundle, list_bundles
@@ -155,8 +156,6 @@ def test_recorded_evaluation_updates_card_not_weights(tmp_path, network):
 
 
 def test_shipped_bundles_verify_fit_the_size_budget_and_state_their_evaluation():
-    from bids_synth.models import registry
-
     shipped = list_bundles([registry.SHIPPED])
     assert {"sct", "translate", "denoise"} <= {b.task for b in shipped}
     sizes = []
@@ -170,3 +169,34 @@ def test_shipped_bundles_verify_fit_the_size_budget_and_state_their_evaluation()
         datasets = " ".join(m.get("dataset", "") for m in bundle.meta["metrics"])
         assert "held-out" in datasets and "colin27" in datasets, bundle.ref  # never-seen anatomy
     assert sum(sizes) <= 60 * 2**20
+
+
+def test_every_shipped_bundle_is_pinned_by_the_package():
+    from bids_synth.models.pins import shipped_pins
+
+    shipped = list_bundles([registry.SHIPPED])
+    assert shipped_pins() == {bundle.ref: bundle.digest for bundle in shipped}
+
+
+def test_a_substituted_shipped_bundle_is_refused(tmp_path, monkeypatch):
+    """A shipped bundle whose files changed (here its model card, beside valid weights) fails."""
+    import shutil
+
+    original = find_bundle("denoise-red", [registry.SHIPPED])
+    shipped = tmp_path / "bundles"
+    shutil.copytree(original.path, shipped / original.path.name)
+    monkeypatch.setattr(registry, "SHIPPED", shipped)
+    Bundle.read(shipped / original.path.name).verify()  # an exact copy is what was pinned
+    card = shipped / original.path.name / "MODEL_CARD.md"
+    card.write_text(card.read_text() + "\nMeasured on better data.\n")
+    with pytest.raises(ModelBundleError, match="shipped bundle was modified or substituted"):
+        Bundle.read(shipped / original.path.name).verify()
+
+
+def test_a_user_pin_must_match_the_digest(tmp_path, network, home, capsys):
+    bundle = install_bundle(save_bundle(tmp_path / "b", network, meta=meta()).path)
+    assert find_bundle(f"sct-unet@1.0.0#{bundle.digest}").path == bundle.path
+    with pytest.raises(ModelBundleError, match="does not match the pin"):
+        find_bundle("sct-unet@1.0.0#" + "0" * 64)
+    assert cli(["models", "verify"]) == 0  # no argument: every bundle found
+    assert capsys.readouterr().out.count(": ok (digest ") == len(list_bundles())

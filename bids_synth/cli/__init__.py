@@ -10,9 +10,11 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import signal
 import sys
+import threading
 
-from bids_synth.errors import BidsSynthError
+from bids_synth.errors import BidsSynthError, Interrupted, raise_interrupted
 
 SUBCOMMANDS = {
     "demo": ("bids_synth.cli.demo", "make a small phantom BIDS dataset and run both levels on it"),
@@ -37,18 +39,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def guarded(func):
-    """Turn :class:`BidsSynthError` into one error line and its exit code; Ctrl-C into 130."""
+    """Turn :class:`BidsSynthError` into one error line and its exit code; SIGINT and SIGTERM
+    into one line and 128 + the signal number (130, 143)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs) -> int:
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, raise_interrupted) if main_thread else None
         try:
             return func(*args, **kwargs) or 0
         except BidsSynthError as exc:
             print(f"bids-synth: error: {exc}", file=sys.stderr)
             return exc.exit_code
-        except KeyboardInterrupt:
-            print("bids-synth: interrupted", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as exc:
+            stop = exc if isinstance(exc, Interrupted) else Interrupted()
+            print(f"bids-synth: interrupted by {stop.args[0]}{stop.detail}", file=sys.stderr)
+            return stop.exit_code
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 

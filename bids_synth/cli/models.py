@@ -21,10 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("list", help="list the bundles found")
     show = commands.add_parser("show", help="print a bundle's metadata (bundle.json)")
     show.add_argument("bundle", help="bundle id, id@version or folder")
-    verify = commands.add_parser("verify", help="check the weights' sha256 of one or all bundles")
-    target = verify.add_mutually_exclusive_group(required=True)
-    target.add_argument("bundle", nargs="?", help="bundle id, id@version or folder")
-    target.add_argument("--all", action="store_true", help="verify every bundle found")
+    verify = commands.add_parser(
+        "verify",
+        help="check the weights' sha256 and the digest of every file (shipped bundles: against "
+        "the package's pins) of one bundle, or of every bundle found when none is named",
+    )
+    target = verify.add_mutually_exclusive_group()
+    target.add_argument("bundle", nargs="?", help="bundle id, id@version[#digest] or folder")
+    target.add_argument("--all", action="store_true", help="verify every bundle found (default)")
     install = commands.add_parser(
         "install", help="verify a bundle folder and copy it into $BIDS_SYNTH_HOME/models"
     )
@@ -56,7 +60,7 @@ def _verify(ref: str | None) -> int:
     for bundle in bundles:
         try:
             bundle.verify()
-            print(f"{bundle.ref}: ok ({bundle.sha256[:12]}…)")
+            print(f"{bundle.ref}: ok (digest {bundle.digest})")
         except ModelBundleError as exc:
             print(f"{bundle.ref}: FAILED: {exc}")
             failures.append(exc)
@@ -82,7 +86,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"path": str(bundle.path), **bundle.meta}, indent=2, sort_keys=True))
         return 0
     if args.command == "verify":
-        return _verify(None if args.all else args.bundle)
+        return _verify(args.bundle)
     bundle = install_bundle(args.path)
     print(f"installed {bundle.ref} into {bundle.path}")
     return 0

@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-w",
         "--work-dir",
         type=Path,
-        help="nipype working folder, reused by reruns "
-        "(default: OUTPUT_DIR/../work or a 'work' folder beside the output)",
+        help="nipype working folder, reused by reruns; one run at a time may use it "
+        "(default: 'work' in the current folder)",
     )
     perf.add_argument(
         "--nprocs",

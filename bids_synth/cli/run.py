@@ -151,7 +151,10 @@ def read_plugin_file(path: Path) -> tuple[str, dict]:
 
 
 def check_paths(config: Config) -> None:
-    """Refuse output or work folders inside the input dataset, or that cannot be written."""
+    """Refuse output or work folders inside the input dataset (a symbolic link in the output
+    folder into it included), or that cannot be written."""
+    from bids_synth.fileio import links_into
+
     execution = config.execution
     bids_dir = Path(execution.bids_dir)
     folders = [("output", execution.output_dir)]
@@ -164,6 +167,14 @@ def check_paths(config: Config) -> None:
                 f"the {label} folder {path} is the BIDS folder or inside it: choose another place"
             )
         check_writable(path, label)
+    links = (
+        links_into(execution.output_dir, bids_dir) if Path(execution.output_dir).is_dir() else []
+    )
+    if links:
+        raise OutputError(
+            f"the output folder holds a symbolic link into the BIDS folder ({links[0]} -> "
+            f"{links[0].resolve()}): derivatives would be written into the input; remove it"
+        )
 
 
 def check_writable(path: Path, label: str) -> None:

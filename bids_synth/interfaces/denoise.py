@@ -58,11 +58,14 @@ class Denoise(SimpleInterface):
         mask = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
         metadata = {"Method": self.inputs.method, "Device": "cpu"}
         if self.inputs.method == "nlm":
-            denoised = denoising.nlm_denoise(data, mask, image.header.get_zooms()[:3])
+            denoised = self._nlm(runtime)
             metadata["Parameters"] = {"noise_model": "Rician", "mask": "head"}
         elif self.inputs.method == "self":
             denoised, info = denoising.self_supervised_denoise(
-                data, mask, seed=self.inputs.seed, device=self.inputs.device,
+                data,
+                mask,
+                seed=self.inputs.seed,
+                device=self.inputs.device,
                 steps=self.inputs.self_steps,
             )
             metadata.update(_device_fields(info))
@@ -87,6 +90,24 @@ class Denoise(SimpleInterface):
             json.dump(metadata, handle, indent=2)
         self._results["metadata"] = metadata
         return runtime
+
+    def _nlm(self, runtime):
+        """Non-local means in a fresh process with one ITK thread (bitwise reproducible)."""
+        import nibabel as nib
+        import numpy as np
+
+        from bids_synth.interfaces.ants import _run_single_threaded
+
+        out_file = os.path.join(runtime.cwd, "nlm.nii")
+        _run_single_threaded(
+            "bids_synth.synthesis.denoising",
+            {
+                "in_file": self.inputs.in_file,
+                "mask_file": self.inputs.head_mask,
+                "out_file": out_file,
+            },
+        )
+        return np.asanyarray(nib.load(out_file).dataobj, dtype=np.float32)
 
     def _model(self, data, mask):
         from bids_synth.models import Bundle

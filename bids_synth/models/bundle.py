@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from bids_synth.errors import ModelBundleError
@@ -59,7 +60,15 @@ class Bundle:
 
     @property
     def sha256(self) -> str:
+        """The weights' sha256, as ``bundle.json`` states it."""
         return self.meta["weights"]["sha256"]
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 over every file of the bundle (:func:`bids_synth.models.pins.bundle_digest`)."""
+        from bids_synth.models.pins import bundle_digest
+
+        return bundle_digest(self.path)
 
     @classmethod
     def read(cls, path: str | Path) -> Bundle:
@@ -100,9 +109,13 @@ class Bundle:
             )
         return data
 
-    def verify(self) -> None:
-        """Check the weights' sha256 (raises :class:`ModelBundleError`)."""
+    def verify(self, pin: str | None = None) -> None:
+        """Check the weights' sha256, and the digest of every file against ``pin`` and, for a
+        shipped bundle, the package's pin (raises :class:`ModelBundleError`)."""
+        from bids_synth.models.pins import check_pin
+
         self.read_weights()
+        check_pin(self, pin)
 
     def load_network(self, device: str = "cpu"):
         """Build the architecture, load the verified weights (safetensors, no pickle), eval mode."""

@@ -50,7 +50,18 @@ def list_bundles(paths: list[Path] | None = None) -> list[Bundle]:
 
 
 def find_bundle(ref: str, paths: list[Path] | None = None) -> Bundle:
-    """The bundle named by ``ref``: a folder with a ``bundle.json``, an id, or ``id@version``."""
+    """The bundle named by ``ref``: a folder with a ``bundle.json``, an id, or ``id@version``,
+    each optionally followed by ``#<digest>``, which the bundle's files must then match."""
+    from bids_synth.models.pins import check_pin
+
+    ref, _, pin = ref.partition("#")
+    bundle = _find(ref, paths)
+    if pin:
+        check_pin(bundle, pin)
+    return bundle
+
+
+def _find(ref: str, paths: list[Path] | None) -> Bundle:
     if (Path(ref) / BUNDLE_FILE).is_file():
         return Bundle.read(ref)
     wanted_id, _, wanted_version = ref.partition("@")

@@ -40,5 +40,10 @@ def find_task_bundle(task: str, source: str, target: str, ref: str | None = None
 
 
 def model_fields(bundle) -> dict:
-    """The sidecar's ``Model`` entry."""
-    return {"Id": bundle.id, "Version": bundle.version, "Sha256": bundle.sha256}
+    """The sidecar's ``Model`` entry: identity, the weights' sha256 and the whole bundle's digest."""
+    return {
+        "Id": bundle.id,
+        "Version": bundle.version,
+        "Sha256": bundle.sha256,
+        "Digest": bundle.digest,
+    }

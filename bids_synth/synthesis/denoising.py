@@ -38,7 +38,11 @@ def head_scale(image: np.ndarray, mask: np.ndarray) -> float:
 
 
 def nlm_denoise(image: np.ndarray, mask: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
-    """antspyx non-local means with a Rician noise model inside ``mask`` (outside: unchanged)."""
+    """antspyx non-local means with a Rician noise model inside ``mask`` (outside: unchanged).
+
+    Bitwise reproducible only with one ITK thread (multi-threaded runs differ in thousands of
+    voxels), which ITK fixes once per process: see :func:`nlm_denoise_files`.
+    """
     import ants
 
     scale = head_scale(image, mask)
@@ -46,6 +50,20 @@ def nlm_denoise(image: np.ndarray, mask: np.ndarray, spacing=(1.0, 1.0, 1.0)) ->
     region = ants.from_numpy((mask > 0).astype(np.float32), spacing=tuple(spacing))
     denoised = ants.denoise_image(source, region, noise_model="Rician").numpy() * scale
     return np.where(mask > 0, denoised, image).astype(np.float32)
+
+
+def nlm_denoise_files(*, in_file: str, mask_file: str, out_file: str) -> None:
+    """:func:`nlm_denoise` on files (mask: voxels > 0.5), for a fresh process with one ITK
+    thread: ``python -m bids_synth.synthesis.denoising '<kwargs as JSON>'``."""
+    import nibabel as nib
+
+    image = nib.load(in_file)
+    data = np.asanyarray(image.dataobj, dtype=np.float32)
+    mask = np.asanyarray(nib.load(mask_file).dataobj) > 0.5
+    denoised = nlm_denoise(data, mask, image.header.get_zooms()[:3])
+    out = nib.Nifti1Image(denoised, image.affine, image.header)
+    out.set_data_dtype(np.float32)
+    nib.save(out, out_file)
 
 
 def self_supervised_denoise(
@@ -92,7 +110,9 @@ def self_supervised_denoise(
         content="l2",
         ssim_weight=0.0,
     )
-    losses = [trainer.train_step(batch)["loss"] for batch in patches.epoch_batches(0, options["steps"])]
+    losses = [
+        trainer.train_step(batch)["loss"] for batch in patches.epoch_batches(0, options["steps"])
+    ]
     denoised, info = predict_volume(
         trainer.generator, volume[0], patch=options["patch"], device=device, amp="off"
     )
@@ -125,3 +145,10 @@ def model_denoise(
         foreground=mask > 0,
     )
     return np.where(mask > 0, denoised, image).astype(np.float32), info
+
+
+if __name__ == "__main__":  # python -m bids_synth.synthesis.denoising '<nlm_denoise_files kwargs>'
+    import json
+    import sys
+
+    nlm_denoise_files(**json.loads(sys.argv[1]))

@@ -68,8 +68,10 @@ def bulk_ct(t1w, head_mask, brain_mask, *, bone_shell_mm: float = BONE_SHELL_MM)
 def _atropos(image, mask: np.ndarray, classes: int) -> np.ndarray:
     """Labels 1..classes (by increasing mean intensity) inside ``mask``, 0 outside.
 
-    Atropos with k-means initialisation; where its Gaussian fit is singular (a class of one
-    constant value, e.g. noise-free images) the k-means classes themselves are used.
+    Atropos with k-means initialisation, its random generator at a constant seed (by default
+    Atropos seeds it from the clock, and ``ANTS_RANDOM_SEED`` does not reach it), so that every
+    run gives the same classes; where its Gaussian fit is singular (a class of one constant
+    value, e.g. noise-free images) the k-means classes themselves are used.
     """
     import ants
 
@@ -84,6 +86,7 @@ def _atropos(image, mask: np.ndarray, classes: int) -> np.ndarray:
             m="[0.1,1x1x1]",
             c="[5,0]",
             verbose=0,
+            **{"use-random-seed": 0},
         )
         labels = result["segmentation"].numpy().astype(np.uint8)
     except Exception:  # antspyx raises a bare Exception when Atropos exits non-zero

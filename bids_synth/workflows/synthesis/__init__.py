@@ -42,6 +42,9 @@ class Task:
     descriptions: dict[str, str] = field(default_factory=dict)  # desc- values it writes
     #: group-level step run by ``bids-synth ... group --tasks <name>``: group(config) -> None
     group: Callable | None = None
+    #: reads its raw inputs' sidecars (:func:`bids_synth.bids.read_sidecar`): a participant
+    #: whose sidecar is unusable is then skipped with one line
+    reads_sidecars: bool = False
 
 
 @cache

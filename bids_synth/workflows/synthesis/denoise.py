@@ -106,11 +106,12 @@ def _input_field(suffix: str) -> str:
 
 def _parameters(method: str, bundle, options: dict) -> dict:
     """Sidecar fields known before the run: model identity or the method's settings."""
+    from bids_synth.synthesis.bundles import model_fields
     from bids_synth.synthesis.denoising import NOISE_ESTIMATOR, SELF_DEFAULTS
 
     fields = {"NoiseEstimator": NOISE_ESTIMATOR, "Mask": "head"}
     if method == "model":
-        fields["Model"] = {"Id": bundle.id, "Version": bundle.version, "Sha256": bundle.sha256}
+        fields["Model"] = model_fields(bundle)
     elif method == "self":
         fields["Parameters"] = {
             "network": "3D U-Net, noise2self blind-spot training on the image itself",

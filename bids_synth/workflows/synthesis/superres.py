@@ -10,13 +10,12 @@ sidecar's ``SliceThickness`` when there is one (thickness < spacing: a gap), els
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from bids_synth.bids import read_sidecar
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
 LOG = logging.getLogger("bids_synth")
@@ -44,11 +43,8 @@ def add_arguments(group) -> None:
 
 
 def _slice_thickness(path: str) -> float | None:
-    """``SliceThickness`` from the raw image's JSON sidecar, if any."""
-    sidecar = Path(str(path).removesuffix(".gz").removesuffix(".nii") + ".json")
-    if not sidecar.is_file():
-        return None
-    value = json.loads(sidecar.read_text()).get("SliceThickness")
+    """``SliceThickness`` from the raw image's JSON sidecar (checked by the participant level)."""
+    value = read_sidecar(path).get("SliceThickness")
     return float(value) if value else None
 
 
@@ -116,4 +112,5 @@ TASK = Task(
     build=build,
     add_arguments=add_arguments,
     descriptions={"superres": "isotropic super-resolution of a thick-slice MR image"},
+    reads_sidecars=True,
 )
