@@ -176,6 +176,7 @@ def smore(
     """
     import torch
 
+    from bids_synth.nn.devices import resolve_device
     from bids_synth.nn.trainers import build_trainer
 
     options = {**SMORE_DEFAULTS, **settings}
@@ -197,7 +198,7 @@ def smore(
         "regression",
         architecture=options["architecture"],
         network_kwargs={"channels": list(options["channels"]), "norm": "none", "dims": 2},
-        device=torch.device(device),
+        device=resolve_device(device),
         lr=options["lr"],
         seed=seed,
         ssim_weight=0.0,

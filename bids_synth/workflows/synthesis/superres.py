@@ -56,6 +56,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
     import nibabel as nib
 
     from bids_synth.interfaces.superres import SuperResolution
+    from bids_synth.nn.devices import uses_gpu
     from bids_synth.synthesis.superresolution import ANISOTROPY_THRESHOLD, anisotropy, voxel_sizes
 
     method = options.get("method") or "self"
@@ -87,7 +88,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
             SuperResolution(
                 method=method,
                 seed=seed,
-                use_gpu=method == "self" and device != "cpu",
+                use_gpu=method == "self" and uses_gpu(device),
                 device=device,
                 num_threads=omp_nthreads,
                 **({"slice_thickness": thickness} if thickness else {}),
