@@ -58,63 +58,29 @@ def build_parser() -> argparse.ArgumentParser:
         "ground-truth derivatives dataset in OUT_DIR/derivatives/ground-truth.",
     )
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="dataset folder to create")
-    parser.add_argument(
-        "--n-subjects", type=int, default=2, help="participants (default: %(default)s)"
-    )
+    parser.add_argument("--n-subjects", type=int, default=2, help="participants (default: %(default)s)")
     parser.add_argument("--sites", type=int, default=1, help="scanner sites (default: %(default)s)")
-    parser.add_argument(
-        "--traveling-subjects",
-        type=int,
-        default=0,
-        help="participants scanned at every site, one session each (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--modalities",
-        nargs="+",
-        choices=CONTRASTS,
-        default=list(DEFAULT_MODALITIES),
-        help="images per session (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--resolution",
-        nargs="+",
-        type=float,
-        default=[1.0],
-        metavar="MM",
-        help="acquired voxel size: one value (isotropic) or three (the coarsest axis "
-        "is the slice axis); the ground truth is simulated at the finest value "
-        "(default: 1)",
-    )
-    parser.add_argument(
-        "--thick-slices",
-        nargs="+",
-        default=[],
-        metavar="CONTRAST=FACTOR",
-        help="acquire CONTRAST as 2D axial slices FACTOR times thicker than "
-        "--resolution, e.g. T2w=3 (default: none)",
-    )
-    parser.add_argument(
-        "--noise",
-        type=float,
-        default=None,
-        metavar="PCT",
-        help="MR noise σ in percent of the brightest of GM/WM/CSF (default: each "
-        "site's own level, 1-5 %%)",
-    )
-    parser.add_argument(
-        "--label-source",
-        choices=LABEL_SOURCES,
-        default="phantom",
-        help="anatomy: procedural phantom or reference maps found through "
-        "$BIDS_SYNTH_REFDATA (default: %(default)s)",
-    )
+    parser.add_argument("--traveling-subjects", type=int, default=0,
+                        help="participants scanned at every site, one session each (default: %(default)s)")
+    parser.add_argument("--modalities", nargs="+", choices=CONTRASTS, default=list(DEFAULT_MODALITIES),
+                        help="images per session (default: %(default)s)")
+    parser.add_argument("--resolution", nargs="+", type=float, default=[1.0], metavar="MM",
+                        help="acquired voxel size: one value (isotropic) or three (the coarsest axis "
+                        "is the slice axis); the ground truth is simulated at the finest value "
+                        "(default: 1)")
+    parser.add_argument("--thick-slices", nargs="+", default=[], metavar="CONTRAST=FACTOR",
+                        help="acquire CONTRAST as 2D axial slices FACTOR times thicker than "
+                        "--resolution, e.g. T2w=3 (default: none)")
+    parser.add_argument("--noise", type=float, default=None, metavar="PCT",
+                        help="MR noise σ in percent of the brightest of GM/WM/CSF (default: each "
+                        "site's own level, 1-5 %%)")
+    parser.add_argument("--label-source", choices=LABEL_SOURCES, default="phantom",
+                        help="anatomy: procedural phantom or reference maps found through "
+                        "$BIDS_SYNTH_REFDATA (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument(
-        "--device",
-        default="cpu",
-        help="where the head model is drawn: auto, cpu, cuda or cuda:N "
-        "(default: %(default)s, whose datasets are identical on every machine)",
-    )
+    parser.add_argument("--device", default="cpu",
+                        help="where the head model is drawn: auto, cpu, cuda or cuda:N "
+                        "(default: %(default)s, whose datasets are identical on every machine)")
     parser.add_argument("--overwrite", action="store_true", help="write into an existing dataset")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     return parser
@@ -127,38 +93,20 @@ def main(argv: list[str]) -> int:
     if len(args.resolution) not in (1, 3):
         raise UsageError("--resolution takes one or three values")
     out = write_simulated_dataset(
-        args.out_dir,
-        n_subjects=args.n_subjects,
-        sites=args.sites,
-        traveling_subjects=args.traveling_subjects,
-        modalities=tuple(args.modalities),
+        args.out_dir, n_subjects=args.n_subjects, sites=args.sites,
+        traveling_subjects=args.traveling_subjects, modalities=tuple(args.modalities),
         resolution=args.resolution[0] if len(args.resolution) == 1 else tuple(args.resolution),
-        thick_slices=_parse_thick_slices(args.thick_slices),
-        noise=args.noise,
-        label_source=args.label_source,
-        seed=args.seed,
-        device=args.device,
-        overwrite=args.overwrite,
+        thick_slices=_parse_thick_slices(args.thick_slices), noise=args.noise,
+        label_source=args.label_source, seed=args.seed, device=args.device, overwrite=args.overwrite,
     )
     print(f"simulated dataset written to {out}")
     return 0
 
 
-def write_simulated_dataset(
-    out_dir,
-    *,
-    n_subjects: int = 2,
-    sites: int = 2,
-    traveling_subjects: int = 1,
-    modalities=DEFAULT_MODALITIES,
-    resolution=2.0,
-    thick_slices=None,
-    noise: float | None = 3.0,
-    label_source: str = "phantom",
-    seed: int = 0,
-    device: str = "cpu",
-    overwrite: bool = False,
-) -> Path:
+def write_simulated_dataset(out_dir, *, n_subjects: int = 2, sites: int = 2,
+                            traveling_subjects: int = 1, modalities=DEFAULT_MODALITIES,
+                            resolution=2.0, thick_slices=None, noise: float | None = 3.0, label_source: str = "phantom",
+                            seed: int = 0, device: str = "cpu", overwrite: bool = False) -> Path:
     """Simulate and write the dataset (see the module docstring); return its folder.
 
     ``noise`` is in percent (None: each site's own level); ``resolution`` in mm, one or three
@@ -168,48 +116,29 @@ def write_simulated_dataset(
     from tqdm import tqdm
 
     out = Path(out_dir)
-    _check_arguments(
-        n_subjects=n_subjects,
-        sites=sites,
-        traveling=traveling_subjects,
-        modalities=modalities,
-        resolution=resolution,
-        noise=noise,
-        label_source=label_source,
-        thick_slices=thick_slices or {},
-    )
+    _check_arguments(n_subjects=n_subjects, sites=sites, traveling=traveling_subjects,
+                     modalities=modalities, resolution=resolution, noise=noise,
+                     label_source=label_source, thick_slices=thick_slices or {})
     resolutions = _thick_slice_resolutions(resolution, thick_slices or {})
     device = _device(device)
     _check_output(out, overwrite)
     _load_label_source(label_source, device)
     plan = _session_plan(n_subjects, sites, traveling_subjects)
     _write_dataset_files(out, plan, modalities, seed)
-    with tqdm(
-        total=len(plan), desc="simulate", unit="session", disable=not sys.stderr.isatty()
-    ) as bar:
+    with tqdm(total=len(plan), desc="simulate", unit="session", disable=not sys.stderr.isatty()) as bar:
         for subject, sessions in _by_subject(plan).items():
             anatomy = _draw_anatomy(subject, seed, label_source, resolution, device)
             for session, site in sessions:
-                _write_session(
-                    out,
-                    anatomy,
-                    subject,
-                    session,
-                    site,
-                    modalities=modalities,
-                    noise=None if noise is None else noise / 100,
-                    resolution=resolution,
-                    resolutions=resolutions,
-                    seed=seed,
-                )
+                _write_session(out, anatomy, subject, session, site, modalities=modalities,
+                               noise=None if noise is None else noise / 100, resolution=resolution,
+                               resolutions=resolutions, seed=seed)
                 bar.update()
     LOG.info("wrote %d sessions of %d participants to %s", len(plan), n_subjects, out)
     return out
 
 
-def _check_arguments(
-    *, n_subjects, sites, traveling, modalities, resolution, noise, label_source, thick_slices
-) -> None:
+def _check_arguments(*, n_subjects, sites, traveling, modalities, resolution, noise,
+                     label_source, thick_slices) -> None:
     from bids_synth.simulate import CONTRASTS as contrasts
     from bids_synth.simulate import LABEL_SOURCES as label_sources
 
@@ -227,9 +156,7 @@ def _check_arguments(
     if any(c not in modalities or c == "CT" or f <= 1 for c, f in thick_slices.items()):
         raise UsageError("--thick-slices takes MR modalities being simulated, with factors above 1")
     if label_source not in label_sources:
-        raise UsageError(
-            f"unknown label source {label_source!r}; choose from {', '.join(label_sources)}"
-        )
+        raise UsageError(f"unknown label source {label_source!r}; choose from {', '.join(label_sources)}")
 
 
 def _parse_thick_slices(values: list[str]) -> dict[str, float]:
@@ -301,44 +228,25 @@ def _load_label_source(label_source: str, device: str) -> None:
 def _draw_anatomy(subject: str, seed: int, label_source: str, resolution, device):
     from bids_synth.simulate import draw_anatomy
 
-    return draw_anatomy(
-        _subject_seed(seed, subject),
-        label_source=label_source,
-        spacing=float(min(np.atleast_1d(resolution))),
-        device=device,
-    )
+    return draw_anatomy(_subject_seed(seed, subject), label_source=label_source,
+                        spacing=float(min(np.atleast_1d(resolution))), device=device)
 
 
 def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
     from bids_synth.fileio import atomic_write_json, atomic_write_text
     from bids_synth.simulate import TISSUE_DESCRIPTIONS, Tissue
 
-    generated_by = [
-        {
-            "Name": "bids-synth",
-            "Version": __version__,
-            "Description": f"bids-synth simulate (generative head model), seed {seed}",
-        }
-    ]
-    atomic_write_json(
-        out / "dataset_description.json",
-        {
-            "Name": f"bids-synth simulated heads (seed {seed})",
-            "BIDSVersion": "1.9.0",
-            "DatasetType": "raw",
-            "License": "CC0",
-            "Authors": ["bids-synth generative head model"],
-            "GeneratedBy": generated_by,
-        },
-    )
-    atomic_write_text(
-        out / "README",
-        (
-            "Simulated head images from the bids-synth generative head model: no real participant.\n"
-            f"Modalities: {', '.join(modalities)}. Traveling participants have one session per site.\n"
-            "Ground truth (clean images, labels, degradation parameters): derivatives/ground-truth.\n"
-        ),
-    )
+    generated_by = [{"Name": "bids-synth", "Version": __version__,
+                     "Description": f"bids-synth simulate (generative head model), seed {seed}"}]
+    atomic_write_json(out / "dataset_description.json", {
+        "Name": f"bids-synth simulated heads (seed {seed})", "BIDSVersion": "1.9.0",
+        "DatasetType": "raw", "License": "CC0", "Authors": ["bids-synth generative head model"],
+        "GeneratedBy": generated_by,
+    })
+    atomic_write_text(out / "README", (
+        "Simulated head images from the bids-synth generative head model: no real participant.\n"
+        f"Modalities: {', '.join(modalities)}. Traveling participants have one session per site.\n"
+        "Ground truth (clean images, labels, degradation parameters): derivatives/ground-truth.\n"))
     atomic_write_text(out / ".bidsignore", "*_CT.nii.gz\n*_CT.json\n")
     subjects = _by_subject(plan)
     rows = ["participant_id\tsite\ttraveling"]
@@ -347,71 +255,32 @@ def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
         rows.append(f"sub-{subject}\tsite{sessions[0][1]}\t{'yes' if traveling else 'no'}")
         if traveling:
             lines = ["session_id\tsite"] + [f"ses-{ses}\tsite{site}" for ses, site in sessions]
-            atomic_write_text(
-                out / f"sub-{subject}" / f"sub-{subject}_sessions.tsv", "\n".join(lines) + "\n"
-            )
+            atomic_write_text(out / f"sub-{subject}" / f"sub-{subject}_sessions.tsv", "\n".join(lines) + "\n")
     atomic_write_text(out / "participants.tsv", "\n".join(rows) + "\n")
-    atomic_write_json(
-        out / "participants.json",
-        {
-            "site": {
-                "Description": "scanner site (first site for traveling participants; see the sessions files)"
-            },
-            "traveling": {
-                "Description": "scanned at every site, one session per site",
-                "Levels": {"yes": "traveling participant", "no": "one session"},
-            },
-        },
-    )
+    atomic_write_json(out / "participants.json", {
+        "site": {"Description": "scanner site (first site for traveling participants; see the sessions files)"},
+        "traveling": {"Description": "scanned at every site, one session per site",
+                      "Levels": {"yes": "traveling participant", "no": "one session"}},
+    })
     truth = out / "derivatives" / "ground-truth"
-    atomic_write_json(
-        truth / "dataset_description.json",
-        {
-            "Name": "bids-synth simulation ground truth",
-            "BIDSVersion": "1.9.0",
-            "DatasetType": "derivative",
-            "GeneratedBy": generated_by,
-            "SourceDatasets": [{"URL": "../.."}],
-        },
-    )
-    atomic_write_text(
-        truth / "dseg.tsv",
-        "index\tname\tdescription\n"
-        + "".join(f"{t.value}\t{t.name.lower()}\t{TISSUE_DESCRIPTIONS[t]}\n" for t in Tissue),
-    )
-    atomic_write_text(
-        truth / "descriptions.tsv",
-        "desc_id\tdescription\n"
-        + "".join(f"{key}\t{text}\n" for key, text in _DESCRIPTIONS.items()),
-    )
+    atomic_write_json(truth / "dataset_description.json", {
+        "Name": "bids-synth simulation ground truth", "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative", "GeneratedBy": generated_by, "SourceDatasets": [{"URL": "../.."}],
+    })
+    atomic_write_text(truth / "dseg.tsv", "index\tname\tdescription\n" + "".join(
+        f"{t.value}\t{t.name.lower()}\t{TISSUE_DESCRIPTIONS[t]}\n" for t in Tissue))
+    atomic_write_text(truth / "descriptions.tsv", "desc_id\tdescription\n" + "".join(
+        f"{key}\t{text}\n" for key, text in _DESCRIPTIONS.items()))
 
 
-def _write_session(
-    out: Path,
-    anatomy,
-    subject: str,
-    session: str | None,
-    site: int,
-    *,
-    modalities,
-    noise,
-    resolution,
-    resolutions,
-    seed: int,
-) -> None:
+def _write_session(out: Path, anatomy, subject: str, session: str | None, site: int, *,
+                   modalities, noise, resolution, resolutions, seed: int) -> None:
     from bids_synth.bids import build_derivative_path, build_raw_path
     from bids_synth.fileio import atomic_write_json
     from bids_synth.simulate import ScannerStyle, acquire
 
-    draw = acquire(
-        anatomy,
-        ScannerStyle.for_site(site),
-        contrasts=modalities,
-        site=site,
-        noise=noise,
-        resolution=resolution,
-        resolutions=resolutions,
-    )
+    draw = acquire(anatomy, ScannerStyle.for_site(site), contrasts=modalities, site=site,
+                   noise=noise, resolution=resolution, resolutions=resolutions)
     base = {"subject": subject, "session": session, "datatype": "anat"}
     truth = out / "derivatives" / "ground-truth"
     poses = {}
@@ -423,49 +292,26 @@ def _write_session(
         low, high = (-1024, 3071) if contrast == "CT" else (0, np.iinfo(np.int16).max)
         data = np.clip(np.rint(image.cpu().numpy()), low, high).astype(np.int16)
         _save(data, pose @ affine, out / build_raw_path(raw))
-        atomic_write_json(
-            out / build_raw_path({**raw, "extension": ".json"}),
-            _raw_sidecar(draw.params, contrast, site),
-        )
+        atomic_write_json(out / build_raw_path({**raw, "extension": ".json"}),
+                          _raw_sidecar(draw.params, contrast, site))
         clean = {**base, "desc": "clean", "suffix": contrast, "extension": ".nii.gz"}
         _save(draw.clean[contrast].cpu().numpy(), draw.affine, truth / build_derivative_path(clean))
-        atomic_write_json(
-            truth / build_derivative_path({**clean, "extension": ".json"}),
-            {
-                **draw.params["contrasts"][contrast],
-                "Site": f"site{site}",
-                "HeadMovement": poses[contrast],
-            },
-        )
+        atomic_write_json(truth / build_derivative_path({**clean, "extension": ".json"}),
+                          {**draw.params["contrasts"][contrast], "Site": f"site{site}",
+                           "HeadMovement": poses[contrast]})
         if contrast in draw.bias:
-            _save(
-                draw.bias[contrast].cpu().numpy(),
-                draw.affine,
-                truth / build_derivative_path({**clean, "desc": "biasfield"}),
-            )
+            _save(draw.bias[contrast].cpu().numpy(), draw.affine,
+                  truth / build_derivative_path({**clean, "desc": "biasfield"}))
     if draw.mumap is not None:
-        _save(
-            draw.mumap.cpu().numpy(),
-            draw.affine,
-            truth
-            / build_derivative_path(
-                {**base, "desc": "clean", "suffix": "mumap", "extension": ".nii.gz"}
-            ),
-        )
+        _save(draw.mumap.cpu().numpy(), draw.affine,
+              truth / build_derivative_path({**base, "desc": "clean", "suffix": "mumap",
+                                             "extension": ".nii.gz"}))
     dseg = {**base, "suffix": "dseg", "extension": ".nii.gz"}
-    _save(
-        draw.labels.cpu().numpy().astype(np.uint8), draw.affine, truth / build_derivative_path(dseg)
-    )
-    atomic_write_json(
-        truth / build_derivative_path({**dseg, "extension": ".json"}),
-        {**draw.params, "HeadMovement": poses},
-    )
+    _save(draw.labels.cpu().numpy().astype(np.uint8), draw.affine, truth / build_derivative_path(dseg))
+    atomic_write_json(truth / build_derivative_path({**dseg, "extension": ".json"}),
+                      {**draw.params, "HeadMovement": poses})
     mask = {**base, "desc": "head", "suffix": "mask", "extension": ".nii.gz"}
-    _save(
-        draw.head_mask.cpu().numpy().astype(np.uint8),
-        draw.affine,
-        truth / build_derivative_path(mask),
-    )
+    _save(draw.head_mask.cpu().numpy().astype(np.uint8), draw.affine, truth / build_derivative_path(mask))
 
 
 def _head_movement(seed: int, subject: str, session: str | None, contrast: str) -> np.ndarray:
@@ -482,48 +328,35 @@ def _head_movement(seed: int, subject: str, session: str | None, contrast: str) 
 
 def _pose_json(movement: np.ndarray) -> dict:
     cosine = np.clip((np.trace(movement[:3, :3]) - 1) / 2, -1, 1)
-    return {
-        "Description": "rigid head movement relative to the T1w: a point at world position x in "
-        "the T1w is at Matrix @ x in this image",
-        "Matrix": np.round(movement, 6).tolist(),
-        "RotationAngleDegrees": round(float(np.degrees(np.arccos(cosine))), 4),
-        "TranslationMM": np.round(movement[:3, 3], 4).tolist(),
-    }
+    return {"Description": "rigid head movement relative to the T1w: a point at world position x in "
+                           "the T1w is at Matrix @ x in this image",
+            "Matrix": np.round(movement, 6).tolist(),
+            "RotationAngleDegrees": round(float(np.degrees(np.arccos(cosine))), 4),
+            "TranslationMM": np.round(movement[:3, 3], 4).tolist()}
 
 
 def _raw_sidecar(params: dict, contrast: str, site: int) -> dict:
     style = params["style"]
     info = params["contrasts"][contrast]
     acquisition = info["acquisition"]
-    sidecar = {
-        "Manufacturer": "bids-synth",
-        "ManufacturersModelName": f"simulated {style['name']}",
-        "InstitutionName": f"site{site}",
-    }
+    sidecar = {"Manufacturer": "bids-synth", "ManufacturersModelName": f"simulated {style['name']}",
+               "InstitutionName": f"site{site}"}
     if acquisition["slice_thickness_mm"] is not None:
         sidecar["SliceThickness"] = acquisition["slice_thickness_mm"]
     if acquisition["slice_axis"] is not None:
         sidecar["SpacingBetweenSlices"] = acquisition["voxel_mm"][acquisition["slice_axis"]]
     if contrast == "CT":
-        return {
-            **sidecar,
-            "Modality": "CT",
-            "KVP": info["kvp"],
-            "ConvolutionKernel": f"gaussian FWHM {info['kernel_fwhm_mm']:.2f} mm",
-        }
+        return {**sidecar, "Modality": "CT", "KVP": info["kvp"],
+                "ConvolutionKernel": f"gaussian FWHM {info['kernel_fwhm_mm']:.2f} mm"}
     sequence = info["sequence"]
-    sidecar.update(
-        {
-            "Modality": "MR",
-            "MagneticFieldStrength": info["field_strength_T"],
-            "ScanningSequence": _SCANNING_SEQUENCE[sequence["kind"]],
-            "PulseSequenceType": sequence["kind"],
-            "MRAcquisitionType": "3D" if acquisition["slice_axis"] is None else "2D",
-            "RepetitionTime": round(sequence["tr"] / 1000, 6),
-            "EchoTime": round(sequence["te"] / 1000, 6),
-            "FlipAngle": round(sequence["flip_deg"], 3),
-        }
-    )
+    sidecar.update({
+        "Modality": "MR", "MagneticFieldStrength": info["field_strength_T"],
+        "ScanningSequence": _SCANNING_SEQUENCE[sequence["kind"]],
+        "PulseSequenceType": sequence["kind"],
+        "MRAcquisitionType": "3D" if acquisition["slice_axis"] is None else "2D",
+        "RepetitionTime": round(sequence["tr"] / 1000, 6), "EchoTime": round(sequence["te"] / 1000, 6),
+        "FlipAngle": round(sequence["flip_deg"], 3),
+    })
     if "ti" in sequence:
         sidecar["InversionTime"] = round(sequence["ti"] / 1000, 6)
     return sidecar
