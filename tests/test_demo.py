@@ -9,6 +9,8 @@ import pytest
 
 from bids_synth.cli import main
 
+pytestmark = pytest.mark.xdist_group("demo")  # one worker builds the shared fixture
+
 MANIFEST = Path(__file__).parent / "data" / "demo_manifest.txt"
 
 
