@@ -18,9 +18,12 @@ best weights; inference averages both planes and two flips of each.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
+
+LOG = logging.getLogger("bids_synth")
 
 ANISOTROPY_THRESHOLD = 1.5  #: thickest / thinnest spacing above which an image is super-resolved
 
@@ -355,6 +358,8 @@ def _fit(trainer, inputs, targets, weights, validation, options, rng) -> dict:
         with torch.inference_mode():
             loss = float((network(source).float() - target).abs().mean())
         network.train()
+        LOG.debug("superres: step %d, training loss %.5f, validation loss %.5f", step,
+                  float(np.mean(losses[-20:])), loss)  # fmt: skip
         if loss < best * 0.995:
             best, best_state, best_step, stale = loss, copy.deepcopy(network.state_dict()), step, 0
         else:
