@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from bids_synth.workflows.synthesis import registered_tasks
 from bids_synth.worklock import work_folder_lock
 
 LOG = logging.getLogger("bids_synth")
+_FAILED_NODE = re.compile(r"^node (\w+)_wf\.")
 
 
 def run_participants(config: Config) -> int:
@@ -102,12 +104,35 @@ def process_units(
         else:
             outcome.status = "failed"
             outcome.message = failures.get(unit.name, "processing did not finish (see the log)")
+            outcome.failed_task = failed_task(outcome.message, config.workflow.tasks)
+            if outcome.failed_task:
+                outcome.message += rerun_hint(outcome.failed_task, config.workflow.tasks)
             LOG.error("%s: %s", unit.name, outcome.message)
         outcomes.append(outcome)
     write_run_log(execution.output_dir, execution.run_id, outcomes, started=started)
     for subject in sorted({unit.subject for unit in valid}):
         write_subject_report(execution.output_dir, subject)
     return exit_code(outcomes)
+
+
+def failed_task(message: str, tasks) -> str | None:
+    """The task whose node failed, from a failure message of :func:`unit_failures`."""
+    match = _FAILED_NODE.match(message)
+    return match.group(1) if match and match.group(1) in tasks else None
+
+
+def rerun_hint(task: str, tasks) -> str:
+    """What a participant whose ``task`` failed gets: nothing published, and how to get the rest.
+
+    A participant/session's derivatives are published all together (never a partial set); a
+    rerun without the failing task reuses every finished node from the work folder.
+    """
+    others = [name for name in tasks if name != task]
+    rerun = f"--tasks {' '.join(others)}" if others else f"no --tasks {task}"
+    return (
+        f"; task {task} failed, so none of this participant's derivatives were published: "
+        f"rerun with {rerun} to publish the others, reusing every finished step"
+    )
 
 
 def discover_units(config: Config) -> list[SessionInputs]:

@@ -24,6 +24,7 @@ class UnitOutcome:
     inputs: dict[str, str] = field(default_factory=dict)  # suffix -> path relative to the dataset
     status: str = "pending"  # success | failed | invalid-input
     message: str = ""
+    failed_task: str | None = None  # the synthesis task whose failure stopped the publication
     outputs: list[str] = field(default_factory=list)
     runtime_s: float | None = None
 

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from bids_synth import __version__
 from bids_synth.config import TASKS
-
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-def _device(value: str) -> str:
-    if not DEVICE_PATTERN.match(value):
-        raise argparse.ArgumentTypeError("expected auto, cpu, cuda or cuda:N")
-    return value
 
 
 def _positive_int(value: str) -> int:
@@ -87,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="transform aligning the other images to the T1w (default: rigid)",
     )  # fmt: skip
     tasks.add_argument(
-        "--device", type=_device,
-        help="where the networks run: auto (a GPU when there is one), cpu, cuda or cuda:N",
+        "--device", metavar="DEVICE",
+        help="where the networks run: auto (a GPU when there is one), cpu, cuda or cuda:N "
+        "(default: auto)",
     )  # fmt: skip
     tasks.add_argument(
         "--random-seed", type=int, metavar="N",

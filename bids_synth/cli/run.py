@@ -82,20 +82,13 @@ def build_config(args) -> Config:
 
 
 def check_device(config: Config) -> None:
-    """Refuse a CUDA device that is not there now, not after every participant's preprocessing."""
-    from bids_synth.cli.parser import DEVICE_PATTERN
+    """Refuse a device that is invalid or not there now, not after the preprocessing."""
+    from bids_synth.nn.devices import resolve_device
 
-    device = config.workflow.device
-    if not DEVICE_PATTERN.match(device):
-        raise UsageError(f"invalid device {device!r}: expected auto, cpu, cuda or cuda:N")
-    if not device.startswith("cuda") or not config.workflow.tasks:
-        return  # only synthesis tasks use the device
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if int(device.partition(":")[2] or 0) >= count:
-        found = f"only {count} CUDA GPU(s) found" if count else "no CUDA GPU is available"
-        raise UsageError(f"device {device} requested but {found} (use --device auto or cpu)")
+    try:
+        resolve_device(config.workflow.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def read_task_options(config: Config, args) -> None:

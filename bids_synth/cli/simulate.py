@@ -8,7 +8,8 @@ Layout of ``OUT_DIR`` (a raw BIDS dataset; CT is listed in ``.bidsignore`` until
 - ``sub-*/[ses-*/]anat/*_{T1w,T2w,PD,FLAIR,CT}.nii.gz`` + JSON sidecars with the simulated
   scanner and sequence parameters. Every image other than the T1w is given a small random rigid
   head movement relative to the T1w (the pipeline must register it); the truth is in the ground
-  truth;
+  truth. ``--thick-slices T2w=3`` acquires the T2w as 2D axial slices three times thicker than
+  ``--resolution`` (sidecar ``SliceThickness`` and ``SpacingBetweenSlices``);
 - ``derivatives/ground-truth/``: per session, the clean high-resolution images
   (``desc-clean``, sidecars with every degradation parameter and the rigid movement), the bias
   fields (``desc-biasfield``), the μ-map at 511 keV (``desc-clean_mumap``), the tissue labels
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="acquired voxel size: one value (isotropic) or three (the coarsest axis "
                         "is the slice axis); the ground truth is simulated at the finest value "
                         "(default: 1)")
+    parser.add_argument("--thick-slices", nargs="+", default=[], metavar="CONTRAST=FACTOR",
+                        help="acquire CONTRAST as 2D axial slices FACTOR times thicker than "
+                        "--resolution, e.g. T2w=3 (default: none)")
     parser.add_argument("--noise", type=float, default=None, metavar="PCT",
                         help="MR noise σ in percent of the brightest of GM/WM/CSF (default: each "
                         "site's own level, 1-5 %%)")
@@ -74,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="anatomy: procedural phantom or reference maps found through "
                         "$BIDS_SYNTH_REFDATA (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument("--device", default="cpu",
+                        help="where the head model is drawn: auto, cpu, cuda or cuda:N "
+                        "(default: %(default)s, whose datasets are identical on every machine)")
     parser.add_argument("--overwrite", action="store_true", help="write into an existing dataset")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     return parser
@@ -90,8 +96,8 @@ def main(argv: list[str]) -> int:
         args.out_dir, n_subjects=args.n_subjects, sites=args.sites,
         traveling_subjects=args.traveling_subjects, modalities=tuple(args.modalities),
         resolution=args.resolution[0] if len(args.resolution) == 1 else tuple(args.resolution),
-        noise=args.noise, label_source=args.label_source, seed=args.seed, device=args.device,
-        overwrite=args.overwrite,
+        thick_slices=_parse_thick_slices(args.thick_slices), noise=args.noise,
+        label_source=args.label_source, seed=args.seed, device=args.device, overwrite=args.overwrite,
     )
     print(f"simulated dataset written to {out}")
     return 0
@@ -99,19 +105,22 @@ def main(argv: list[str]) -> int:
 
 def write_simulated_dataset(out_dir, *, n_subjects: int = 2, sites: int = 2,
                             traveling_subjects: int = 1, modalities=DEFAULT_MODALITIES,
-                            resolution=2.0, noise: float | None = 3.0, label_source: str = "phantom",
+                            resolution=2.0, thick_slices=None, noise: float | None = 3.0, label_source: str = "phantom",
                             seed: int = 0, device: str = "cpu", overwrite: bool = False) -> Path:
     """Simulate and write the dataset (see the module docstring); return its folder.
 
     ``noise`` is in percent (None: each site's own level); ``resolution`` in mm, one or three
-    values.
+    values; ``thick_slices`` maps a contrast to its slice thickness over ``resolution`` (2D axial
+    slices along the third axis).
     """
     from tqdm import tqdm
 
     out = Path(out_dir)
     _check_arguments(n_subjects=n_subjects, sites=sites, traveling=traveling_subjects,
                      modalities=modalities, resolution=resolution, noise=noise,
-                     label_source=label_source, device=device)
+                     label_source=label_source, thick_slices=thick_slices or {})
+    resolutions = _thick_slice_resolutions(resolution, thick_slices or {})
+    device = _device(device)
     _check_output(out, overwrite)
     _load_label_source(label_source, device)
     plan = _session_plan(n_subjects, sites, traveling_subjects)
@@ -122,14 +131,14 @@ def write_simulated_dataset(out_dir, *, n_subjects: int = 2, sites: int = 2,
             for session, site in sessions:
                 _write_session(out, anatomy, subject, session, site, modalities=modalities,
                                noise=None if noise is None else noise / 100, resolution=resolution,
-                               seed=seed)
+                               resolutions=resolutions, seed=seed)
                 bar.update()
     LOG.info("wrote %d sessions of %d participants to %s", len(plan), n_subjects, out)
     return out
 
 
 def _check_arguments(*, n_subjects, sites, traveling, modalities, resolution, noise,
-                     label_source, device) -> None:
+                     label_source, thick_slices) -> None:
     from bids_synth.simulate import CONTRASTS as contrasts
     from bids_synth.simulate import LABEL_SOURCES as label_sources
 
@@ -144,13 +153,35 @@ def _check_arguments(*, n_subjects, sites, traveling, modalities, resolution, no
         raise UsageError(f"--resolution must be at least {MIN_RESOLUTION_MM} mm")
     if noise is not None and not 0 <= noise < 100:
         raise UsageError("--noise is a percentage between 0 and 100")
+    if any(c not in modalities or c == "CT" or f <= 1 for c, f in thick_slices.items()):
+        raise UsageError("--thick-slices takes MR modalities being simulated, with factors above 1")
     if label_source not in label_sources:
         raise UsageError(f"unknown label source {label_source!r}; choose from {', '.join(label_sources)}")
-    if str(device).startswith("cuda"):
-        import torch
 
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: no CUDA device available")
+
+def _parse_thick_slices(values: list[str]) -> dict[str, float]:
+    """``["T2w=3"]`` → ``{"T2w": 3.0}``."""
+    try:
+        return {c: float(f) for c, f in (value.split("=") for value in values)}
+    except ValueError as exc:
+        raise UsageError(f"--thick-slices takes CONTRAST=FACTOR values, got {values}") from exc
+
+
+def _thick_slice_resolutions(resolution, thick_slices: dict[str, float]) -> dict[str, tuple]:
+    """Per-contrast voxel sizes: ``resolution`` with the third axis ``factor`` times coarser."""
+    from bids_synth.simulate.grids import as_spacing
+
+    voxel = as_spacing(resolution)
+    return {c: (*voxel[:2], voxel[2] * factor) for c, factor in thick_slices.items()}
+
+
+def _device(spec: str):
+    from bids_synth.nn.devices import resolve_device
+
+    try:
+        return resolve_device(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
@@ -243,13 +274,13 @@ def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
 
 
 def _write_session(out: Path, anatomy, subject: str, session: str | None, site: int, *,
-                   modalities, noise, resolution, seed: int) -> None:
+                   modalities, noise, resolution, resolutions, seed: int) -> None:
     from bids_synth.bids import build_derivative_path, build_raw_path
     from bids_synth.fileio import atomic_write_json
     from bids_synth.simulate import ScannerStyle, acquire
 
     draw = acquire(anatomy, ScannerStyle.for_site(site), contrasts=modalities, site=site,
-                   noise=noise, resolution=resolution)
+                   noise=noise, resolution=resolution, resolutions=resolutions)
     base = {"subject": subject, "session": session, "datatype": "anat"}
     truth = out / "derivatives" / "ground-truth"
     poses = {}
@@ -312,6 +343,8 @@ def _raw_sidecar(params: dict, contrast: str, site: int) -> dict:
                "InstitutionName": f"site{site}"}
     if acquisition["slice_thickness_mm"] is not None:
         sidecar["SliceThickness"] = acquisition["slice_thickness_mm"]
+    if acquisition["slice_axis"] is not None:
+        sidecar["SpacingBetweenSlices"] = acquisition["voxel_mm"][acquisition["slice_axis"]]
     if contrast == "CT":
         return {**sidecar, "Modality": "CT", "KVP": info["kvp"],
                 "ConvolutionKernel": f"gaussian FWHM {info['kernel_fwhm_mm']:.2f} mm"}

@@ -72,9 +72,17 @@ class SuperResolution(SimpleInterface):
                 device=self.inputs.device,
                 steps=self.inputs.steps,
             )
+            thickness = info["slice_thickness_mm"]
             metadata["Device"] = info["device"]
+            metadata["SliceProfile"] = info["slice_profile"]
+            metadata["SliceProfileSource"] = (
+                "SliceThickness from the sidecar; shape estimated from the image"
+                if self.inputs.slice_thickness
+                else "estimated from the image"
+            )
             metadata["Parameters"] = {
-                key: info[key] for key in (*sr.SMORE_DEFAULTS, "factor", "final_loss")
+                key: info[key]
+                for key in (*sr.SMORE_DEFAULTS, "factor", "steps_run", "best_step", "final_loss")
             }
         metadata.update(
             ResolutionBefore=[round(float(z), 4) for z in zooms],

@@ -8,25 +8,39 @@ training); ``off`` on CPU, where bf16 only pays on CPUs with native bf16 instruc
 from __future__ import annotations
 
 import contextlib
+import re
 
 import torch
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+DEVICE_HELP = "auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N"
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` → first CUDA device if present else CPU; ``cpu``; ``cuda`` or ``cuda:N``."""
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """The torch device for a user's ``spec``: the one place a device string becomes a device.
+
+    ``auto`` → ``cuda`` when a CUDA GPU is present, else ``cpu``; ``cpu``; ``cuda`` or ``cuda:N``,
+    checked against the GPUs present. Raises :class:`ValueError` with one line for the user.
+    """
+    if isinstance(spec, torch.device):
+        return spec
+    if not isinstance(spec, str) or not DEVICE_PATTERN.match(spec):
+        raise ValueError(f"invalid device {spec!r}: expected {DEVICE_HELP}")
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as exc:
-        raise ValueError(f"invalid device {spec!r}; expected auto, cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {spec!r} requested but no CUDA GPU is available")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {spec!r}; expected auto, cpu, cuda or cuda:N")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            found = f"only {count} CUDA GPU(s) found" if count else "no CUDA GPU is available"
+            raise ValueError(f"device {spec} requested but {found} (use --device auto or cpu)")
     return device
+
+
+def uses_gpu(spec: str | torch.device) -> bool:
+    """Whether ``spec`` resolves to a CUDA GPU (a nipype node then holds a GPU slot)."""
+    return resolve_device(spec).type == "cuda"
 
 
 def amp_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:

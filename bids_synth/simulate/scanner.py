@@ -109,13 +109,20 @@ class ScannerStyle:
         return cls.draw(1_000_003 * (site + 1), name=f"site{site}")
 
     def with_overrides(self, *, noise: float | None = None, resolution=None,
-                       slice_axis: int | None = None) -> ScannerStyle:
-        """This style with a fixed MR noise fraction and/or acquisition voxel size for all images."""
+                       slice_axis: int | None = None, resolutions=None) -> ScannerStyle:
+        """This style with a fixed MR noise fraction and/or acquisition voxel size for all images;
+        ``resolutions`` (contrast → voxel size) overrides the voxel size of single contrasts."""
         mr, ct = dict(self.mr), self.ct
         if resolution is not None:
             acquisition = Acquisition.from_resolution(resolution, slice_axis=slice_axis)
             mr = {c: replace(p, acquisition=acquisition) for c, p in mr.items()}
             ct = replace(ct, acquisition=acquisition)
+        for contrast, voxel in (resolutions or {}).items():
+            acquisition = Acquisition.from_resolution(voxel)
+            if contrast == "CT":
+                ct = replace(ct, acquisition=acquisition)
+            else:
+                mr[contrast] = replace(mr[contrast], acquisition=acquisition)
         if noise is not None:
             mr = {c: replace(p, noise=float(noise)) for c, p in mr.items()}
         return replace(self, mr=mr, ct=ct)

@@ -83,14 +83,16 @@ def simulate_subject(seed: int, *, label_source: str = "phantom", shape=None, sp
 
 def acquire(anatomy: Anatomy, style: ScannerStyle, *, contrasts=("T1w", "T2w", "CT"),
             site: int | None = None, noise: float | None = None, resolution=None,
-            slice_axis: int | None = None) -> SubjectDraw:
-    """Acquire ``contrasts`` of ``anatomy`` with ``style`` (see :func:`simulate_subject`)."""
+            slice_axis: int | None = None, resolutions=None) -> SubjectDraw:
+    """Acquire ``contrasts`` of ``anatomy`` with ``style`` (see :func:`simulate_subject`);
+    ``resolutions`` (contrast → voxel size, mm) overrides ``resolution`` for single contrasts."""
     unknown = [c for c in contrasts if c not in CONTRASTS]
     if unknown:
         raise ValueError(f"unknown contrast(s) {unknown}; choose from {', '.join(CONTRASTS)}")
     if noise is not None and not 0 <= noise < 1:
         raise ValueError(f"noise is a fraction of the reference signal (0.03 = 3 %), got {noise}")
-    style = style.with_overrides(noise=noise, resolution=resolution, slice_axis=slice_axis)
+    style = style.with_overrides(noise=noise, resolution=resolution, slice_axis=slice_axis,
+                                 resolutions=resolutions)
     draw = SubjectDraw(
         seed=anatomy.seed, site=site, affine=anatomy.affine, labels=anatomy.labels,
         fractions=anatomy.fractions, head_mask=anatomy.head_mask, clean={}, images={},

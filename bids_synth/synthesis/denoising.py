@@ -84,6 +84,7 @@ def self_supervised_denoise(
     import torch
 
     from bids_synth.nn.data import BlindSpot, VolumePatches
+    from bids_synth.nn.devices import resolve_device
     from bids_synth.nn.inference import predict_volume
     from bids_synth.nn.trainers import build_trainer
 
@@ -104,7 +105,7 @@ def self_supervised_denoise(
         "regression",
         architecture="unet",
         network_kwargs={"channels": list(options["channels"]), "norm": "none"},
-        device=torch.device(device),
+        device=resolve_device(device),
         lr=options["lr"],
         seed=seed,
         content="l2",

@@ -51,6 +51,7 @@ def add_arguments(group) -> None:
 def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | None:
     from bids_synth.interfaces.denoise import Denoise
     from bids_synth.models import find_bundle
+    from bids_synth.nn.devices import uses_gpu
 
     method = options.get("method") or "nlm"
     bundle = None
@@ -74,7 +75,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
             Denoise(
                 method=method,
                 seed=seed,
-                use_gpu=device != "cpu",
+                use_gpu=uses_gpu(device),
                 device=device,
                 num_threads=omp_nthreads,
                 **({"bundle": str(bundle.path)} if bundle is not None else {}),

@@ -144,6 +144,7 @@ def _group_reference(output_dir) -> Path | None:
 def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
     """One :class:`BundleMRPrediction` node per contrast that a bundle for the target writes."""
     from bids_synth.interfaces.bundle import BundleMRPrediction
+    from bids_synth.nn.devices import uses_gpu
     from bids_synth.synthesis.bundles import contract
     from bids_synth.synthesis.harmonization_bundles import choose_bundle, harmonization_bundles
 
@@ -174,7 +175,7 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
         inputs = contract(bundle)[0]
         node = pe.Node(
             BundleMRPrediction(bundle=str(bundle.path), seed=seed, num_threads=omp_nthreads,
-                               device=device, use_gpu=device != "cpu"),
+                               device=device, use_gpu=uses_gpu(device)),
             name=f"harmonize_{suffix.lower()}",
             n_procs=omp_nthreads,
         )  # fmt: skip

@@ -67,6 +67,8 @@ def default_method() -> str:
 
 
 def build(*, unit, options, omp_nthreads, seed, device, name):
+    from bids_synth.nn.devices import uses_gpu
+
     method = options.get("method") or default_method()
     if bool(options.get("atlas_t1w")) != bool(options.get("atlas_ct")):
         raise UsageError("--sct-atlas-t1w and --sct-atlas-ct go together")
@@ -96,7 +98,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name):
             seed=seed,
             num_threads=omp_nthreads,
             device=device,
-            use_gpu=method == "model" and device != "cpu",
+            use_gpu=method == "model" and uses_gpu(device),
         ),
         name="synthetic_ct",
         n_procs=omp_nthreads,

@@ -5,7 +5,8 @@ Works on each raw MR image in its own grid (any slice axis, non-integer factors)
 through-plane sampling (SMORE-like, no training data); ``bspline`` is cubic B-spline resampling.
 Outputs ``res-iso_desc-superres_<suffix>`` at the in-plane resolution over the same field of view.
 Near-isotropic images are skipped with a log line. The slice thickness comes from the raw
-sidecar's ``SliceThickness`` when there is one (thickness < spacing: a gap), else the spacing.
+sidecar's ``SliceThickness`` when there is one (thickness < spacing: a gap); otherwise ``self``
+estimates it, and always the profile's shape (box or Gaussian), from the image.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def add_arguments(group) -> None:
         dest="superres_steps",
         type=int,
         metavar="N",
-        help="training steps of the self-supervised network (default: 3000, about 5 min of one "
-        "CPU thread)",
+        help="most training steps of the self-supervised network; it stops earlier once the "
+        "loss on held-out slices stops improving (default: 3000)",
     )
 
 
@@ -52,6 +53,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
     import nibabel as nib
 
     from bids_synth.interfaces.superres import SuperResolution
+    from bids_synth.nn.devices import uses_gpu
     from bids_synth.synthesis.superresolution import ANISOTROPY_THRESHOLD, anisotropy, voxel_sizes
 
     method = options.get("method") or "self"
@@ -83,7 +85,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
             SuperResolution(
                 method=method,
                 seed=seed,
-                use_gpu=method == "self" and device != "cpu",
+                use_gpu=method == "self" and uses_gpu(device),
                 device=device,
                 num_threads=omp_nthreads,
                 **({"slice_thickness": thickness} if thickness else {}),

@@ -62,6 +62,8 @@ def _provider(suffix: str, unit) -> str | None:
 
 
 def build(*, unit, options, omp_nthreads, seed, device, name):
+    from bids_synth.nn.devices import uses_gpu
+
     if options.get("pairs"):
         pairs = parse_pairs(options["pairs"])
         bundles = {pair: find_task_bundle("translate", *pair) for pair in pairs}  # exit 7 if none
@@ -115,7 +117,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name):
                 seed=seed,
                 num_threads=omp_nthreads,
                 device=device,
-                use_gpu=device != "cpu",
+                use_gpu=uses_gpu(device),
             ),
             name=f"translate_{field}",
             n_procs=omp_nthreads,
