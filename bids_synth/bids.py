@@ -22,6 +22,7 @@ from bids.layout.writing import build_path
 from bids_validator import BIDSValidator
 
 from bids_synth.errors import InputDatasetError, NothingToProcessError, UsageError
+from bids_synth.validation import check_input_dataset
 
 LOG = logging.getLogger(__name__)
 
@@ -96,12 +97,16 @@ class SessionInputs:
         return {"T1w": self.t1w, **self.others}
 
 
-def load_layout(bids_dir: str | Path, *, validate: bool = True) -> BIDSLayout:
+def load_layout(
+    bids_dir: str | Path, *, validate: bool = True, participants: list[str] = ()
+) -> BIDSLayout:
     """Index a raw BIDS dataset; :class:`InputDatasetError` when it is not one.
 
-    pybids' own validation is off because it drops CT images (no suffix in the schema yet);
-    with ``validate`` the dataset must have a ``dataset_description.json`` and file names that
-    the BIDS validator rejects (CT excepted) are logged.
+    pybids' own validation is off because it drops CT images (no suffix in the schema yet).
+    With ``validate`` the dataset must have a ``dataset_description.json`` and pass the official
+    BIDS validator where it is installed (:func:`bids_synth.validation.check_input_dataset`, on
+    the ``participants``' files and the dataset's own); without it, file names that pybids'
+    validator rejects (CT excepted) are logged.
     """
     root = Path(bids_dir)
     if not root.is_dir():
@@ -117,6 +122,7 @@ def load_layout(bids_dir: str | Path, *, validate: bool = True) -> BIDSLayout:
             json.loads(description.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputDatasetError(f"{description} is not valid JSON: {exc}") from exc
+    official = validate and check_input_dataset(root, participants)
     try:
         layout = BIDSLayout(str(root), validate=False, derivatives=False)
     except Exception as exc:  # pybids raises several types for unusable datasets
@@ -130,7 +136,7 @@ def load_layout(bids_dir: str | Path, *, validate: bool = True) -> BIDSLayout:
         )
         indexer = BIDSLayoutIndexer(validate=False, index_metadata=False)
         layout = BIDSLayout(str(root), validate=False, derivatives=False, indexer=indexer)
-    if validate:
+    if validate and not official:
         _log_invalid_names(layout)
     return layout
 

@@ -202,6 +202,7 @@ def _draw_anatomy(subject: str, seed: int, label_source: str, resolution, device
 
 
 def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
+    from bids_synth.derivatives import descriptions_tsv
     from bids_synth.fileio import atomic_write_json, atomic_write_text
     from bids_synth.simulate import TISSUE_DESCRIPTIONS, Tissue
 
@@ -238,8 +239,7 @@ def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
     })
     atomic_write_text(truth / "dseg.tsv", "index\tname\tdescription\n" + "".join(
         f"{t.value}\t{t.name.lower()}\t{TISSUE_DESCRIPTIONS[t]}\n" for t in Tissue))
-    atomic_write_text(truth / "descriptions.tsv", "desc_id\tdescription\n" + "".join(
-        f"{key}\t{text}\n" for key, text in _DESCRIPTIONS.items()))
+    atomic_write_text(truth / "descriptions.tsv", descriptions_tsv(_DESCRIPTIONS))
 
 
 def _write_session(out: Path, anatomy, subject: str, session: str | None, site: int, *,
