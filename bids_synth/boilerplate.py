@@ -113,8 +113,8 @@ def methods_text(steps: list[Step], bundles: list, *, seed: int) -> str:
     if coreg:
         transform = coreg.parameters.get("Transform", "rigid")
         anatomy += (
-            f" The {_listing(coreg.suffixes)} image(s) were corrected in the same way where MR, "
-            f"aligned to the T1w with a {transform} transform maximising Mattes mutual "
+            f" The {_listing(coreg.suffixes)} image(s) were aligned to the T1w (MR images after "
+            f"the same N4 correction) with a {transform} transform maximising Mattes mutual "
             f"information [@mattes2003] (antsRegistration [@ants2008], single-threaded, random "
             f"seed {coreg.parameters.get('RandomSeed', seed)}) and resampled onto its grid."
         )
