@@ -34,15 +34,16 @@ DESCRIPTIONS = {
     "brain": "brain mask: brain tissue, ventricles and sulcal CSF",
 }
 
-#: files the BIDS schema cannot name yet (CT is a proposal, BEP024) and bids-synth's own logs
+#: files the BIDS schema cannot name yet (CT is a proposal, BEP024) and bids-synth's own logs;
+#: folders without a trailing slash, which the BIDS validator would not match
 BIDSIGNORE = (
     "*_CT.*",
     "*_mumap.*",
     "*_xfm.*",
-    "sub-*/log/",
-    "logs/",
-    "group/",
-    "evaluation/",
+    "sub-*/log",
+    "logs",
+    "group",
+    "evaluation",
     "*.html",
 )
 
