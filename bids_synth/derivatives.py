@@ -49,6 +49,15 @@ BIDSIGNORE = (
 
 LOCK_NAME = ".bids-synth.lock"
 
+README = f"""\
+A BIDS derivatives dataset written by bids-synth ({CODE_URL}): preprocessed and synthesized
+anatomical images of the dataset in dataset_description.json (SourceDatasets).
+
+- Methods, to cite: logs/CITATION.md with its references in logs/CITATION.bib.
+- Provenance of each image (sources, method, parameters, model bundle): its JSON sidecar.
+- Outcome of each run: logs/<run_id>.json; reports: sub-<label>.html, group/report.html.
+"""
+
 
 #: MR suffixes of anatomical derivatives, whose sidecars must say whether they are skull-stripped
 MR_DERIVATIVE_SUFFIXES = ("T1w", "T2w", "FLAIR", "PD", "PDw", "T2starw")
@@ -143,12 +152,14 @@ def dataset_lock(output_dir: str | Path):
 def write_dataset_files(
     output_dir: str | Path, *, raw_root: str | Path, descriptions: dict
 ) -> None:
-    """Write or update dataset_description.json, descriptions.tsv and .bidsignore (under a lock)."""
+    """Write or update dataset_description.json, README, descriptions.tsv and .bidsignore
+    (under a lock)."""
     output_dir = Path(output_dir)
     with dataset_lock(output_dir):
-        for name in ("dataset_description.json", "descriptions.tsv", ".bidsignore"):
+        for name in ("dataset_description.json", "README", "descriptions.tsv", ".bidsignore"):
             remove_stale_temporaries(output_dir / name)  # from a writer killed mid-write
         atomic_write_json(output_dir / "dataset_description.json", dataset_description(raw_root))
+        atomic_write_text(output_dir / "README", README)
         known = _read_descriptions(output_dir / "descriptions.tsv")
         known.update(descriptions)
         atomic_write_text(output_dir / "descriptions.tsv", descriptions_tsv(known))
