@@ -58,9 +58,8 @@ def test_participant_and_group_levels(tmp_path):
     assert t1w_sidecar["SkullStripped"] is False and "SpatialReference" not in t1w_sidecar
     head = json.loads((out / "sub-01/anat/sub-01_desc-head_mask.json").read_text())
     assert head["Type"] == "ROI"
-    assert nib.load(out / "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz").header.get_xyzt_units()[
-        0
-    ] == "mm"
+    t1w = nib.load(out / "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz")
+    assert t1w.header.get_xyzt_units()[0] == "mm"
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
     assert (out / "descriptions.tsv").read_text().startswith("desc_id\tdescription\ndesc-")
