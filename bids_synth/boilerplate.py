@@ -22,8 +22,7 @@ from bids_synth.fileio import atomic_write_text
 
 #: what each synthesis step did to its images, with its citations, by (kind, Method)
 TASK_STEPS = {
-    ("denoised", "nlm"): "denoised with adaptive non-local means and a Rician noise model "
-    "[@manjon2010] (antspyx `denoise_image`)",
+    ("denoised", "nlm"): "denoised with adaptive non-local means [@manjon2010]",
     ("denoised", "self"): "denoised by a small blind-spot U-Net trained on each image itself, "
     "following Noise2Self [@noise2self2019]",
     ("denoised", "model"): "denoised by a trained network following RED-WGAN [@redwgan2019]",
@@ -56,7 +55,7 @@ class Step:
     desc: str
     method: str
     suffixes: set[str] = field(default_factory=set)
-    parameters: dict = field(default_factory=dict)
+    parameters: dict[str, list] = field(default_factory=dict)  # name -> its distinct values
 
 
 def workflow_steps(workflow) -> tuple[list[Step], list]:
@@ -78,7 +77,10 @@ def workflow_steps(workflow) -> tuple[list[Step], list]:
         kind = _kind(entities)
         step = steps.setdefault((kind, meta.get("Method", "")), Step(kind, meta.get("Method", "")))
         step.suffixes.add(entities.get("from") or entities["suffix"])
-        step.parameters.update(meta.get("Parameters") or {})
+        for name, value in (meta.get("Parameters") or {}).items():
+            values = step.parameters.setdefault(name, [])
+            if value not in values:
+                values.append(value)
     return sorted(steps.values(), key=lambda s: (s.desc, s.method)), sorted(
         bundles.values(), key=lambda b: b.ref
     )
@@ -102,7 +104,7 @@ def methods_text(steps: list[Step], bundles: list, *, seed: int) -> str:
         f"images with PyBIDS {_version('pybids')} [@pybids2019]."
     ]
     preproc = by_desc.get(("preproc", "N4BiasFieldCorrection (antspyx)"))
-    shrink = preproc.parameters.get("N4ShrinkFactor") if preproc else None
+    shrink = preproc.parameters.get("N4ShrinkFactor", [None])[0] if preproc else None
     anatomy = (
         "The T1w image of each participant and session was corrected for intensity "
         f"non-uniformity with N4BiasFieldCorrection [@n4] (ANTs through antspyx "
@@ -111,12 +113,12 @@ def methods_text(steps: list[Step], bundles: list, *, seed: int) -> str:
     )
     coreg = by_desc.get(("xfm", "antsRegistration (antspyx)"))
     if coreg:
-        transform = coreg.parameters.get("Transform", "rigid")
+        transform = coreg.parameters.get("Transform", ["rigid"])[0]
         anatomy += (
             f" The {_listing(coreg.suffixes)} image(s) were aligned to the T1w (MR images after "
             f"the same N4 correction) with a {transform} transform maximising Mattes mutual "
             f"information [@mattes2003] (antsRegistration [@ants2008], single-threaded, random "
-            f"seed {coreg.parameters.get('RandomSeed', seed)}) and resampled onto its grid."
+            f"seed {coreg.parameters.get('RandomSeed', [seed])[0]}) and resampled onto its grid."
         )
     paragraphs.append(anatomy)
     for step in steps:
@@ -132,6 +134,8 @@ def methods_text(steps: list[Step], bundles: list, *, seed: int) -> str:
                 )
         else:
             sentence = f"The {_listing(step.suffixes)} image(s) were {done}"
+        if step.parameters:
+            sentence += f". Parameters: {_parameters_text(step.parameters)}"
         paragraphs.append(sentence + ".")
     if bundles:
         lines = ["The trained networks came from these model bundles (weights checked by sha256):"]
@@ -157,6 +161,22 @@ def _bundle_line(bundle) -> str:
         if data.get("kind") == "simulated":
             line += " (tissue properties after BrainWeb [@brainweb1998])"
     return line + "."
+
+
+def _parameters_text(parameters: dict[str, list]) -> str:
+    """``name value`` pairs; a parameter that differs between images lists its values."""
+
+    def value_text(value) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{key} {value_text(item)}" for key, item in value.items())
+        if isinstance(value, list | tuple):
+            return "/".join(map(str, value))
+        return str(value)
+
+    return "; ".join(
+        f"{name} {' or '.join(value_text(value) for value in values)}"
+        for name, values in parameters.items()
+    )
 
 
 def _listing(suffixes) -> str:

@@ -86,6 +86,7 @@ def test_boilerplate_names_the_steps_that_run(tmp_path):
     assert "random seed 7" in text
     assert "The T1w and T2w image(s) were denoised with adaptive non-local means" in text
     assert "fixed Hounsfield units" in text and "[@carney2006]" in text
+    assert "Parameters: KVp 120; RandomSeed 7; BulkHU air -1000" in text
     assert "model bundles" not in text and "harmonized" not in text  # neither ran
     bib = (out / "logs" / "CITATION.bib").read_text()
     assert re.findall(r"^@\w+\{(\w+),", bib, re.MULTILINE) == cited_keys(text)
