@@ -22,7 +22,6 @@ from bids.layout.writing import build_path
 from bids_validator import BIDSValidator
 
 from bids_synth.errors import InputDatasetError, NothingToProcessError, UsageError
-from bids_synth.validation import check_input_dataset
 
 LOG = logging.getLogger(__name__)
 
@@ -122,7 +121,11 @@ def load_layout(
             json.loads(description.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputDatasetError(f"{description} is not valid JSON: {exc}") from exc
-    official = validate and check_input_dataset(root, participants)
+    official = False  # whether the official validator checked the dataset
+    if validate:
+        from bids_synth.validation import check_input_dataset  # it imports this module
+
+        official = check_input_dataset(root, participants)
     try:
         layout = BIDSLayout(str(root), validate=False, derivatives=False)
     except Exception as exc:  # pybids raises several types for unusable datasets
@@ -158,11 +161,12 @@ def _log_invalid_names(layout: BIDSLayout) -> None:
     validator = BIDSValidator()
     for path in layout.get(datatype="anat", return_type="filename"):
         relative = "/" + os.path.relpath(path, layout.root)
-        if not validator.is_bids(relative) and not _is_ct(path):
+        if not validator.is_bids(relative) and not is_ct(path):
             LOG.warning("not a valid BIDS name, ignored by the validator: %s", relative)
 
 
-def _is_ct(path: str) -> bool:
+def is_ct(path: str) -> bool:
+    """A CT image or sidecar, which bids-synth accepts though the BIDS schema cannot name it."""
     return re.search(r"_(CT|ct)\.(nii|nii\.gz|json)$", path) is not None
 
 

@@ -18,14 +18,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from bids_synth.bids import is_ct
 from bids_synth.errors import InputDatasetError
 
 LOG = logging.getLogger("bids_synth")
 
 EXECUTABLE = "bids-validator-deno"
-#: issues of these files are not the dataset's fault: the BIDS schema cannot name CT yet (BEP024)
-_CT_LOCATION = re.compile(r"_(CT|ct)\.(nii|nii\.gz|json)$")
-
 
 #: errors on one input file that bids-synth checks itself per participant (unreadable or not 3D
 #: images: exit 5 for that participant, the others still run; sidecars: bids-synth reads images
@@ -58,7 +56,8 @@ def validator_executable() -> str | None:
 def validate(
     root: str | Path, *, executable: str | None = None, timeout: float = 600
 ) -> list[Issue]:
-    """Every issue the validator reports on the dataset at ``root``; CT files' issues left out.
+    """Every issue the validator reports on the dataset at ``root``; CT files' issues left out
+    (the BIDS schema cannot name CT yet, BEP024).
 
     :class:`ValidatorUnavailable` when the validator is missing, fails or times out.
     """
@@ -81,7 +80,7 @@ def validate(
         )
         for item in found
     ]
-    return [issue for issue in issues if not _CT_LOCATION.search(issue.location)]
+    return [issue for issue in issues if not is_ct(issue.location)]
 
 
 def errors(issues: list[Issue]) -> list[Issue]:
