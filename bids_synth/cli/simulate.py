@@ -242,6 +242,10 @@ def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
         f"{t.value}\t{t.name.lower()}\t{TISSUE_DESCRIPTIONS[t]}\n" for t in Tissue))
     atomic_write_text(truth / "descriptions.tsv", descriptions_tsv(_DESCRIPTIONS))
     atomic_write_text(truth / ".bidsignore", "*_CT.*\n*_mumap.*\n")  # no BIDS suffix yet
+    atomic_write_json(truth / "dseg.json", {"description": {"Description": "the tissue class"}})
+    atomic_write_text(truth / "README", (
+        "Ground truth of the simulated heads in ../..: clean images, tissue labels (dseg), head\n"
+        "masks, bias fields and μ-maps; every parameter of the simulation in the sidecars.\n"))
 
 
 def _write_session(out: Path, anatomy, subject: str, session: str | None, site: int, *,
