@@ -50,8 +50,9 @@ BIDSIGNORE = (
 LOCK_NAME = ".bids-synth.lock"
 
 README = f"""\
-A BIDS derivatives dataset written by bids-synth ({CODE_URL}): preprocessed and synthesized
-anatomical images of the dataset in dataset_description.json (SourceDatasets).
+A BIDS derivatives dataset written by bids-synth ({CODE_URL}):
+preprocessed and synthesized anatomical images of the dataset in dataset_description.json
+(SourceDatasets).
 
 - Methods, to cite: logs/CITATION.md with its references in logs/CITATION.bib.
 - Provenance of each image (sources, method, parameters, model bundle): its JSON sidecar.

@@ -80,13 +80,11 @@ def test_reports_only_rebuilds_the_reports_with_the_methods(demo):
     images = nifti_digests(derivatives)
     args = [str(demo / "rawdata"), str(derivatives), "participant", "--participant-label", "01"]
     assert main([*args, "--reports-only"]) == 0
-    assert (
-        all(report.is_file() for report in reports)
-        and not (derivatives / "sub-02.html").stat().st_size == 0
-    )
+    assert all(report.is_file() for report in reports)
     assert nifti_digests(derivatives) == images  # nothing was processed
     html = reports[0].read_text()
-    assert 'id="methods"' in html and "N4BiasFieldCorrection [" in html and "References" in html
+    assert 'id="methods"' in html and "N4BiasFieldCorrection [3]" in html
+    assert html.count("<h4>References</h4>") == 1  # one run made both sessions of sub-01
     citation = (derivatives / "logs" / "CITATION.md").read_text()
     for bundle in ("sct-t1w-unet", "translate-t1w-t2w-unet"):
         assert f"`{bundle}` version" in citation
