@@ -103,12 +103,16 @@ class SessionInputs:
         return {"T1w": self.t1w, **self.others}
 
 
-def load_layout(bids_dir: str | Path, *, validate: bool = True) -> BIDSLayout:
+def load_layout(
+    bids_dir: str | Path, *, validate: bool = True, participants: list[str] = ()
+) -> BIDSLayout:
     """Index a raw BIDS dataset; :class:`InputDatasetError` when it is not one.
 
-    pybids' own validation is off because it drops CT images (no suffix in the schema yet);
-    with ``validate`` the dataset must have a ``dataset_description.json`` and file names that
-    the BIDS validator rejects (CT excepted) are logged.
+    pybids' own validation is off because it drops CT images (no suffix in the schema yet).
+    With ``validate`` the dataset must have a ``dataset_description.json`` and pass the official
+    BIDS validator where it is installed (:func:`bids_synth.validation.check_input_dataset`, on
+    the ``participants``' files and the dataset's own); without it, file names that pybids'
+    validator rejects (CT excepted) are logged.
     """
     root = Path(bids_dir)
     if not root.is_dir():
@@ -131,6 +135,11 @@ def load_layout(bids_dir: str | Path, *, validate: bool = True) -> BIDSLayout:
                 f"{root} is a derivatives dataset (DatasetType derivative): give the raw BIDS "
                 "dataset it was derived from"
             )
+    official = False  # whether the official validator checked the dataset
+    if validate:
+        from bids_synth.validation import check_input_dataset  # it imports this module
+
+        official = check_input_dataset(root, participants)
     try:
         layout = BIDSLayout(str(root), validate=False, derivatives=False)
     except Exception as exc:  # pybids raises several types for unusable datasets
@@ -144,7 +153,7 @@ def load_layout(bids_dir: str | Path, *, validate: bool = True) -> BIDSLayout:
         )
         indexer = BIDSLayoutIndexer(validate=False, index_metadata=False)
         layout = BIDSLayout(str(root), validate=False, derivatives=False, indexer=indexer)
-    if validate:
+    if validate and not official:
         _log_invalid_names(layout)
     return layout
 
@@ -196,11 +205,12 @@ def _log_invalid_names(layout: BIDSLayout) -> None:
     validator = BIDSValidator()
     for path in layout.get(datatype="anat", return_type="filename"):
         relative = "/" + os.path.relpath(path, layout.root)
-        if not validator.is_bids(relative) and not _is_ct(path):
+        if not validator.is_bids(relative) and not is_ct(path):
             LOG.warning("not a valid BIDS name, ignored by the validator: %s", relative)
 
 
-def _is_ct(path: str) -> bool:
+def is_ct(path: str) -> bool:
+    """A CT image or sidecar, which bids-synth accepts though the BIDS schema cannot name it."""
     return re.search(r"_(CT|ct)\.(nii|nii\.gz|json)$", path) is not None
 
 

@@ -31,6 +31,8 @@ class Execution:
     session_label: list[str] = field(default_factory=list)
     bids_filters: dict[str, dict[str, Any]] = field(default_factory=dict)
     skip_bids_validation: bool = False
+    boilerplate_only: bool = False
+    reports_only: bool = False
     write_graph: bool = False
     stop_on_first_crash: bool = False
     run_id: str = ""

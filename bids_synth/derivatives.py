@@ -34,18 +34,55 @@ DESCRIPTIONS = {
     "brain": "brain mask: brain tissue, ventricles and sulcal CSF",
 }
 
-#: files the BIDS schema cannot name yet (CT is a proposal, BEP024) and bids-synth's own logs
-BIDSIGNORE = ("*_CT.*", "*_mumap.*", "*_xfm.*", "sub-*/log/", "logs/", "group/", "evaluation/", "*.html")
+#: files the BIDS schema cannot name yet (CT is a proposal, BEP024) and bids-synth's own logs;
+#: folders without a trailing slash, which the BIDS validator would not match
+BIDSIGNORE = (
+    "*_CT.*",
+    "*_mumap.*",
+    "*_xfm.*",
+    "sub-*/log",
+    "logs",
+    "group",
+    "evaluation",
+    "*.html",
+)
 
 LOCK_NAME = ".bids-synth.lock"
 
+README = f"""\
+A BIDS derivatives dataset written by bids-synth ({CODE_URL}):
+preprocessed and synthesized anatomical images of the dataset in dataset_description.json
+(SourceDatasets).
 
-def sidecar(*, sources: list[str], raw_root: str, extra: dict | None = None) -> dict:
-    """Sidecar content: ``Sources`` as BIDS URIs, the software and any extra fields."""
+- Methods, to cite: logs/CITATION.md with its references in logs/CITATION.bib.
+- Provenance of each image (sources, method, parameters, model bundle): its JSON sidecar.
+- Outcome of each run: logs/<run_id>.json; reports: sub-<label>.html, group/report.html.
+"""
+
+
+#: MR suffixes of anatomical derivatives, whose sidecars must say whether they are skull-stripped
+MR_DERIVATIVE_SUFFIXES = ("T1w", "T2w", "FLAIR", "PD", "PDw", "T2starw")
+
+
+def sidecar(
+    *, sources: list[str], raw_root: str, entities: dict, reference: str, extra: dict | None = None
+) -> dict:
+    """Sidecar content: ``Sources`` as BIDS URIs, the software, the fields BIDS requires for
+    ``entities`` and any extra fields.
+
+    ``reference`` is the raw T1w whose grid ``space-T1w`` names (its ``SpatialReference``); no
+    output of bids-synth is skull-stripped (masks are written beside the images instead).
+    """
+    required = {}
+    if entities.get("suffix") in MR_DERIVATIVE_SUFFIXES:
+        required["SkullStripped"] = False
+    if entities.get("space") == "T1w":
+        required["SpatialReference"] = bids_uri(reference, raw_root)
     return {
         "Sources": [bids_uri(path, raw_root) for path in sources],
         "SoftwareName": "bids-synth",
         "SoftwareVersion": __version__,
+        **required,
         **(extra or {}),
     }
 
@@ -116,15 +153,17 @@ def dataset_lock(output_dir: str | Path):
 def write_dataset_files(
     output_dir: str | Path, *, raw_root: str | Path, descriptions: dict
 ) -> None:
-    """Write or update dataset_description.json, descriptions.tsv and .bidsignore (under a lock)."""
+    """Write or update dataset_description.json, README, descriptions.tsv and .bidsignore
+    (under a lock)."""
     output_dir = Path(output_dir)
     with dataset_lock(output_dir):
-        for name in ("dataset_description.json", "descriptions.tsv", ".bidsignore"):
+        for name in ("dataset_description.json", "README", "descriptions.tsv", ".bidsignore"):
             remove_stale_temporaries(output_dir / name)  # from a writer killed mid-write
         atomic_write_json(output_dir / "dataset_description.json", dataset_description(raw_root))
+        atomic_write_text(output_dir / "README", README)
         known = _read_descriptions(output_dir / "descriptions.tsv")
         known.update(descriptions)
-        atomic_write_text(output_dir / "descriptions.tsv", _descriptions_tsv(known))
+        atomic_write_text(output_dir / "descriptions.tsv", descriptions_tsv(known))
         ignored = _read_lines(output_dir / ".bidsignore")
         ignored += [line for line in BIDSIGNORE if line not in ignored]
         atomic_write_text(output_dir / ".bidsignore", "\n".join(ignored) + "\n")
@@ -158,19 +197,22 @@ def _container() -> dict | None:
 
 
 def _read_descriptions(path: Path) -> dict[str, str]:
+    """``desc-`` label -> description; bare labels (older runs) are read too."""
     if not path.exists():
         return {}
     with open(path, newline="") as handle:
         return {
-            row["desc_id"]: row["description"] for row in csv.DictReader(handle, delimiter="\t")
+            row["desc_id"].removeprefix("desc-"): row["description"]
+            for row in csv.DictReader(handle, delimiter="\t")
         }
 
 
-def _descriptions_tsv(descriptions: dict[str, str]) -> str:
+def descriptions_tsv(descriptions: dict[str, str]) -> str:
+    """A BIDS ``descriptions.tsv``: ``desc_id`` (``desc-<label>``) and ``description`` columns."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
     writer.writerow(["desc_id", "description"])
-    writer.writerows(sorted(descriptions.items()))
+    writer.writerows((f"desc-{label}", text) for label, text in sorted(descriptions.items()))
     return buffer.getvalue()
 
 

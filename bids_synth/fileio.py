@@ -115,7 +115,13 @@ def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
 
 def atomic_save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
-    """Save a NIfTI image atomically (gzip-compressed when ``path`` ends in ``.gz``)."""
+    """Save a NIfTI image atomically (gzip-compressed when ``path`` ends in ``.gz``).
+
+    Spatial units left unset in the header are set to millimetres (nibabel's affines are in mm;
+    the BIDS validator warns about images without units).
+    """
+    if img.header.get_xyzt_units()[0] == "unknown":
+        img.header.set_xyzt_units(xyz="mm")
     payload = img.to_bytes()
     if str(path).endswith(".gz"):
         payload = gzip.compress(payload, compresslevel=1, mtime=0)  # fast; mtime=0: reproducible

@@ -14,6 +14,7 @@ from bids_synth.bids import (
     read_sidecar,
     select_subjects,
 )
+from bids_synth.boilerplate import write_boilerplate
 from bids_synth.config import Config
 from bids_synth.derivatives import DESCRIPTIONS, write_dataset_files
 from bids_synth.errors import (
@@ -68,6 +69,10 @@ def process_units(
     configure_nipype(config)  # before building: workflows copy nipype's settings when created
     workflow = init_bids_synth_wf(config, valid)
     verify_model_bundles(workflow)  # nothing is written before the workflow is known to be usable
+    methods = write_boilerplate(workflow, execution.output_dir, seed=config.seeds.random_seed)
+    if execution.boilerplate_only:
+        LOG.info("methods boilerplate written to %s/logs/CITATION.md", execution.output_dir)
+        return 0
 
     descriptions = dict(DESCRIPTIONS)
     for name in config.workflow.tasks:
@@ -78,6 +83,7 @@ def process_units(
     for subject in sorted({unit.subject for unit in valid}):
         log_dir = Path(execution.output_dir) / f"sub-{subject}" / "log" / execution.run_id
         atomic_write_text(log_dir / "config.toml", config.to_toml())
+        atomic_write_text(log_dir / "CITATION.md", methods)
     LOG.info(
         "running %d participant/session(s) with the %s plugin", len(valid), config.nipype.plugin
     )
@@ -138,7 +144,11 @@ def rerun_hint(task: str, tasks) -> str:
 def discover_units(config: Config) -> list[SessionInputs]:
     """All participant/sessions to process, through pybids; participants without a T1w skipped."""
     execution = config.execution
-    layout = load_layout(execution.bids_dir, validate=not execution.skip_bids_validation)
+    layout = load_layout(
+        execution.bids_dir,
+        validate=not execution.skip_bids_validation,
+        participants=execution.participant_label,
+    )
     unknown = sorted(set(execution.session_label) - set(layout.get_sessions()))
     if unknown:
         raise NothingToProcessError(

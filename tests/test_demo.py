@@ -3,15 +3,25 @@
 import csv
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from bids_synth.cli import main
+from bids_synth.validation import errors, summarise, validate, validator_executable
 
 pytestmark = pytest.mark.xdist_group("demo")  # one worker builds the shared fixture
 
 MANIFEST = Path(__file__).parent / "data" / "demo_manifest.txt"
+README = Path(__file__).parents[1] / "README.md"
+#: the placeholders of the README's output listing
+PLACEHOLDERS = {
+    "<label>": "[A-Za-z0-9]+",
+    "<MR>": "(T2w|FLAIR|PD)",
+    "<contrast>": "(T1w|T2w|FLAIR|PD)",
+    "<run_id>": "[^/]+",
+}
 
 
 def derivative_files(root: Path) -> list[str]:
@@ -83,3 +93,68 @@ def test_demo_rerun_resumes_with_identical_outputs(demo):
     before = nifti_digests(demo / "derivatives")
     assert main(["demo", str(demo), "--resolution", "3", "--nprocs", "2"]) == 0
     assert nifti_digests(demo / "derivatives") == before
+
+
+@pytest.mark.skipif(validator_executable() is None, reason="bids-validator-deno is not installed")
+@pytest.mark.parametrize("dataset", ["rawdata", "derivatives", "rawdata/derivatives/ground-truth"])
+def test_demo_datasets_pass_the_bids_validator(demo, dataset):
+    issues = validate(demo / dataset)
+    assert not errors(issues), summarise(errors(issues))
+    assert not [issue for issue in issues if issue.code == "NIFTI_UNIT"]  # units in every header
+
+
+def test_reports_only_rebuilds_the_reports_with_the_methods(demo):
+    derivatives = demo / "derivatives"
+    reports = [derivatives / "sub-01.html", derivatives / "group" / "report.html"]
+    for report in reports:
+        report.unlink()
+    images = nifti_digests(derivatives)
+    args = [str(demo / "rawdata"), str(derivatives), "participant", "--participant-label", "01"]
+    assert main([*args, "--reports-only"]) == 0
+    assert all(report.is_file() for report in reports)
+    assert nifti_digests(derivatives) == images  # nothing was processed
+    html = reports[0].read_text()
+    assert 'id="methods"' in html and "N4BiasFieldCorrection [3]" in html
+    assert html.count("<h4>References</h4>") == 1  # one run made both sessions of sub-01
+    citation = (derivatives / "logs" / "CITATION.md").read_text()
+    for bundle in ("sct-t1w-unet", "translate-t1w-t2w-unet"):
+        assert f"`{bundle}` version" in citation
+
+
+def readme_outputs() -> dict[str, bool]:
+    """The README's output listing: path pattern -> whether the demo writes it."""
+    block = README.read_text().split("### Outputs", 1)[1].split("```")[1]
+    entries = {}
+    for line in block.strip().splitlines():
+        pattern, _, note = line.partition(" ")
+        entries[pattern] = "not in the demo" not in note
+    return entries
+
+
+def as_regex(pattern: str) -> re.Pattern:
+    regex = re.escape(pattern)
+    for placeholder, value in PLACEHOLDERS.items():
+        regex = regex.replace(re.escape(placeholder), value)
+    return re.compile(regex)
+
+
+def test_readme_lists_what_the_demo_writes():
+    """Every file of the demo's manifest has its README line, and every README line (logs aside)
+    names files the demo writes, unless it says it is not in the demo."""
+    patterns = {pattern: as_regex(pattern) for pattern in readme_outputs()}
+    files = [
+        re.sub(r"/ses-[A-Za-z0-9]+|_ses-[A-Za-z0-9]+", "", path)
+        for path in MANIFEST.read_text().split()
+    ]
+
+    def listed(path: str) -> bool:
+        named = [path]
+        if path.endswith(".json"):  # a sidecar, beside its image, transform or table
+            named += [path.removesuffix(".json") + ext for ext in (".nii.gz", ".mat", ".tsv")]
+        return any(regex.fullmatch(name) for regex in patterns.values() for name in named)
+
+    assert [path for path in files if not listed(path)] == []
+    in_demo = [
+        p for p, made in readme_outputs().items() if made and not re.search(r"(^|/)logs?/", p)
+    ]
+    assert [p for p in in_demo if not any(patterns[p].fullmatch(path) for path in files)] == []

@@ -21,8 +21,8 @@ from bids_synth.reports import sections as report_sections
 from bids_synth.reports.cohort import Unit, outliers, robust_z
 from bids_synth.reports.volumes import AXIAL, Volume
 
-SUBJECT_SECTIONS = ("summary", "anatomy", "registration", "provenance", "warnings")
-WITHOUT_ALIGNED_IMAGES = ("summary", "anatomy", "provenance", "warnings")
+SUBJECT_SECTIONS = ("summary", "anatomy", "registration", "provenance", "methods", "warnings")
+WITHOUT_ALIGNED_IMAGES = ("summary", "anatomy", "provenance", "methods", "warnings")
 SYNTHESIS_SECTIONS = ("sct", "translate", "denoise", "superres", "harmonize")
 MODEL = {"Method": "model", "Device": "cpu", "RuntimeSeconds": 1.5,
          "Model": {"Id": "test-unet", "Version": "1.0.0", "Sha256": "0123456789abcdef" * 4}}  # fmt: skip

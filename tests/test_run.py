@@ -53,9 +53,16 @@ def test_participant_and_group_levels(tmp_path):
     assert sidecar["Sources"] == ["bids:raw:sub-01/anat/sub-01_CT.nii.gz",
                                   "bids:raw:sub-01/anat/sub-01_T1w.nii.gz"]  # fmt: skip
     assert sidecar["SoftwareName"] == "bids-synth" and "SoftwareVersion" in sidecar
+    assert sidecar["SpatialReference"] == "bids:raw:sub-01/anat/sub-01_T1w.nii.gz"
+    t1w_sidecar = json.loads((out / "sub-01/anat/sub-01_desc-preproc_T1w.json").read_text())
+    assert t1w_sidecar["SkullStripped"] is False and "SpatialReference" not in t1w_sidecar
+    head = json.loads((out / "sub-01/anat/sub-01_desc-head_mask.json").read_text())
+    assert head["Type"] == "ROI"
+    t1w = nib.load(out / "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz")
+    assert t1w.header.get_xyzt_units()[0] == "mm"
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
-    assert (out / "descriptions.tsv").read_text().startswith("desc_id\tdescription\n")
+    assert (out / "descriptions.tsv").read_text().startswith("desc_id\tdescription\ndesc-")
     mask = nib.load(out / "sub-01/anat/sub-01_desc-brain_mask.nii.gz")
     assert mask.get_data_dtype() == np.uint8
     ct = nib.load(out / "sub-01/anat/sub-01_space-T1w_desc-preproc_CT.nii.gz")

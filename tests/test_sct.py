@@ -222,7 +222,7 @@ def test_sct_runs_in_the_app(tmp_path):
     assert sidecar["Device"] == "cpu" and sidecar["RuntimeSeconds"] > 0  # known after the run
     assert 8 <= sidecar["MeanHUBrain"] <= 40 and sidecar["MeanHUBone"] == 1125
     assert 0 <= sidecar["FractionOutsideRange"] <= 1
-    assert "synthetic\t" in (out / "descriptions.tsv").read_text()
+    assert "desc-synthetic\t" in (out / "descriptions.tsv").read_text()
 
 
 def test_shipped_model_is_the_default_and_predicts_bone_and_brain():

@@ -25,6 +25,7 @@ from pathlib import Path
 import bids_synth
 from bids_synth.bids import build_derivative_path, build_raw_path
 from bids_synth.cli import guarded, setup_logging
+from bids_synth.derivatives import descriptions_tsv
 from bids_synth.errors import InputDatasetError, OutputError
 from bids_synth.fileio import atomic_copy, atomic_write_json, atomic_write_text, load_image
 
@@ -172,7 +173,7 @@ def _write_metadata(out: Path, patients: list[dict]) -> None:
             },
         )
         atomic_write_text(
-            out / MASKS / "descriptions.tsv", "desc_id\tdescription\nbody\tSynthRAD body mask\n"
+            out / MASKS / "descriptions.tsv", descriptions_tsv({"body": "SynthRAD body mask"})
         )
 
 

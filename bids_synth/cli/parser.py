@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bids.add_argument(
         "--skip-bids-validation", action="store_true", default=None,
-        help="process folders without dataset_description.json and do not check file names",
+        help="do not check the input dataset with the BIDS validator (bids-validator-deno where "
+        "installed, else pybids); also processes folders without dataset_description.json",
     )  # fmt: skip
 
     tasks = parser.add_argument_group("Synthesis")
@@ -137,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="write the workflow graph (dot/png) into the work folder",
+    )
+    perf.add_argument(
+        "--boilerplate-only",
+        action="store_true",
+        default=None,
+        help="write the methods boilerplate (OUTPUT_DIR/logs/CITATION.md, .bib) and run nothing",
+    )
+    perf.add_argument(
+        "--reports-only",
+        action="store_true",
+        default=None,
+        help="rebuild the subject reports (and the group report, with records) from the existing "
+        "derivatives and run nothing else",
     )
     perf.add_argument(
         "--stop-on-first-crash",

@@ -24,6 +24,10 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     config = build_config(args)
+    if config.execution.reports_only:
+        from bids_synth.reports.rebuild import rebuild_reports
+
+        return rebuild_reports(config)
     if config.execution.analysis_level == "group":
         from bids_synth.group import run_group
 
@@ -56,10 +60,18 @@ def build_config(args) -> Config:
     if args.bids_filter_file:
         execution.bids_filters = read_filter_file(args.bids_filter_file)
     validate_filters(execution.bids_filters)
-    for name in ("skip_bids_validation", "write_graph", "stop_on_first_crash"):
+    for name in (
+        "skip_bids_validation",
+        "boilerplate_only",
+        "reports_only",
+        "write_graph",
+        "stop_on_first_crash",
+    ):
         if getattr(args, name) is not None:
             setattr(execution, name, getattr(args, name))
 
+    if execution.boilerplate_only and execution.reports_only:
+        raise UsageError("--boilerplate-only and --reports-only exclude each other")
     if args.use_plugin:
         nipype.plugin, nipype.plugin_args = read_plugin_file(args.use_plugin)
     for name in ("nprocs", "omp_nthreads", "mem_gb"):

@@ -233,6 +233,7 @@ def _draw_anatomy(subject: str, seed: int, label_source: str, resolution, device
 
 
 def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
+    from bids_synth.derivatives import descriptions_tsv
     from bids_synth.fileio import atomic_write_json, atomic_write_text
     from bids_synth.simulate import TISSUE_DESCRIPTIONS, Tissue
 
@@ -257,6 +258,7 @@ def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
             lines = ["session_id\tsite"] + [f"ses-{ses}\tsite{site}" for ses, site in sessions]
             atomic_write_text(out / f"sub-{subject}" / f"sub-{subject}_sessions.tsv", "\n".join(lines) + "\n")
     atomic_write_text(out / "participants.tsv", "\n".join(rows) + "\n")
+    atomic_write_json(out / "sessions.json", {"site": {"Description": "scanner site of the session"}})
     atomic_write_json(out / "participants.json", {
         "site": {"Description": "scanner site (first site for traveling participants; see the sessions files)"},
         "traveling": {"Description": "scanned at every site, one session per site",
@@ -269,8 +271,12 @@ def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
     })
     atomic_write_text(truth / "dseg.tsv", "index\tname\tdescription\n" + "".join(
         f"{t.value}\t{t.name.lower()}\t{TISSUE_DESCRIPTIONS[t]}\n" for t in Tissue))
-    atomic_write_text(truth / "descriptions.tsv", "desc_id\tdescription\n" + "".join(
-        f"{key}\t{text}\n" for key, text in _DESCRIPTIONS.items()))
+    atomic_write_text(truth / "descriptions.tsv", descriptions_tsv(_DESCRIPTIONS))
+    atomic_write_text(truth / ".bidsignore", "*_CT.*\n*_mumap.*\n")  # no BIDS suffix yet
+    atomic_write_json(truth / "dseg.json", {"description": {"Description": "the tissue class"}})
+    atomic_write_text(truth / "README", (
+        "Ground truth of the simulated heads in ../..: clean images, tissue labels (dseg), head\n"
+        "masks, bias fields and μ-maps; every parameter of the simulation in the sidecars.\n"))
 
 
 def _write_session(out: Path, anatomy, subject: str, session: str | None, site: int, *,
@@ -298,10 +304,12 @@ def _write_session(out: Path, anatomy, subject: str, session: str | None, site: 
         _save(draw.clean[contrast].cpu().numpy(), draw.affine, truth / build_derivative_path(clean))
         atomic_write_json(truth / build_derivative_path({**clean, "extension": ".json"}),
                           {**draw.params["contrasts"][contrast], "Site": f"site{site}",
-                           "HeadMovement": poses[contrast]})
+                           "HeadMovement": poses[contrast], "SkullStripped": False})
         if contrast in draw.bias:
-            _save(draw.bias[contrast].cpu().numpy(), draw.affine,
-                  truth / build_derivative_path({**clean, "desc": "biasfield"}))
+            bias = {**clean, "desc": "biasfield"}
+            _save(draw.bias[contrast].cpu().numpy(), draw.affine, truth / build_derivative_path(bias))
+            atomic_write_json(truth / build_derivative_path({**bias, "extension": ".json"}),
+                              {"SkullStripped": False})
     if draw.mumap is not None:
         _save(draw.mumap.cpu().numpy(), draw.affine,
               truth / build_derivative_path({**base, "desc": "clean", "suffix": "mumap",

@@ -22,6 +22,7 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     entities = traits.Dict(mandatory=True, desc="BIDS entities of the output (suffix, desc, ...)")
     source_files = traits.List(traits.Str, desc="input files this output derives from")
     raw_root = traits.Str(mandatory=True, desc="root of the raw dataset (for Sources URIs)")
+    reference = traits.Str(mandatory=True, desc="raw T1w whose grid space-T1w names")
     metadata = traits.Dict(desc="sidecar fields known when the workflow is built (method, ...)")
     run_metadata = traits.Dict(
         usedefault=True, desc="sidecar fields known once the step ran (device, runtime, QC)"
@@ -47,6 +48,8 @@ class DerivativesDataSink(SimpleInterface):
         meta = sidecar(
             sources=self.inputs.source_files,
             raw_root=self.inputs.raw_root,
+            entities=entities,
+            reference=self.inputs.reference,
             extra={**self.inputs.metadata, **self.inputs.run_metadata},
         )
         staged.append(stage_json(meta, entities, runtime.cwd))

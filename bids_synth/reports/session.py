@@ -139,6 +139,14 @@ class SessionFiles:
         path = self.output_dir / f"sub-{self.subject}" / "log" / self.run_id / "config.toml"
         return path.read_text() if path.is_file() else None
 
+    @cached_property
+    def methods(self) -> str | None:
+        """The methods boilerplate (Markdown) of the run that made this session's derivatives."""
+        if not self.run_id:
+            return None
+        path = self.output_dir / f"sub-{self.subject}" / "log" / self.run_id / "CITATION.md"
+        return path.read_text() if path.is_file() else None
+
     @property
     def work_dir(self) -> Path | None:
         if not self.config_toml:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bids_synth.fileio import atomic_write_text
 from bids_synth.reports.html import Html, join, page, section, tag
+from bids_synth.reports.methods import methods_html
 from bids_synth.reports.sections import Section, sections
 from bids_synth.reports.session import SessionFiles, subject_sessions
 
@@ -35,6 +36,10 @@ def write_subject_report(output_dir, subject: str, *, run_id: str | None = None)
         if content:
             nav.append((report_section.key, report_section.title))
             body.append(section(report_section.key, report_section.title, content))
+    runs_methods = list(dict.fromkeys(s.methods for s in sessions if s.methods))
+    if runs_methods:  # one text per run, however many sessions it processed
+        nav.append(("methods", "Methods"))
+        body.append(section("methods", "Methods", methods_html(runs_methods)))
     warnings = [(s, w) for s in sessions for w in s.warnings]
     nav.append(("warnings", "Warnings"))
     body.append(section("warnings", "Warnings", _warnings(warnings)))

@@ -11,6 +11,7 @@ from nipype.pipeline import engine as pe
 
 from bids_synth.bids import SessionInputs
 from bids_synth.config import Config
+from bids_synth.derivatives import DESCRIPTIONS
 from bids_synth.workflows.outputs import init_derivatives_wf
 from bids_synth.workflows.preproc import init_anat_preproc_wf, init_coreg_wf
 from bids_synth.workflows.synthesis import registered_tasks
@@ -164,6 +165,7 @@ def init_session_wf(
         outputs=outputs,
         entities=unit.entities,
         raw_root=raw_root,
+        reference=unit.t1w,
         output_dir=output_dir,
         record=record,
         run_metadata=tuple(run_metadata),
@@ -193,7 +195,7 @@ def _preproc_outputs(unit: SessionInputs, shrink_factor: int) -> dict[str, dict]
         "head_mask": {
             "entities": {"desc": "head", "suffix": "mask"},
             "sources": [unit.t1w],
-            "metadata": {"Type": "Head"},
+            "metadata": {"Type": "ROI", "Description": DESCRIPTIONS["head"]},
             "dtype": "uint8",
         },
         "brain_mask": {

@@ -13,6 +13,7 @@ def init_derivatives_wf(
     outputs: dict[str, dict],
     entities: dict[str, str],
     raw_root: str,
+    reference: str,
     output_dir: str,
     record: str,
     run_metadata: tuple[str, ...] = (),
@@ -23,7 +24,8 @@ def init_derivatives_wf(
     ``outputs`` maps each inputnode field to its sink settings: ``entities`` (derivative entities
     besides subject/session), ``sources`` (input files), optional ``metadata`` and ``dtype``.
     Fields named in ``run_metadata`` also get an inputnode field ``<field>_metadata``: a dict
-    merged into the sidecar once the step that made the output has run.
+    merged into the sidecar once the step that made the output has run. ``reference`` is the
+    raw T1w whose grid ``space-T1w`` outputs are on.
     """
     workflow = pe.Workflow(name=name)
     fields = sorted(outputs)
@@ -42,6 +44,7 @@ def init_derivatives_wf(
                 entities={**entities, "datatype": "anat", **spec["entities"]},
                 source_files=list(spec["sources"]),
                 raw_root=raw_root,
+                reference=reference,
                 metadata=spec.get("metadata", {}),
                 data_dtype=spec.get("dtype", ""),
             ),
