@@ -26,13 +26,13 @@ from bids_synth.synthesis import denoising
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def denoise_all(noisy, mask, args, seed, network, meta) -> dict:
+def denoise_all(noisy, mask, affine, args, seed, bundle) -> dict:
     """``{method: (denoised, seconds)}`` for the input and each of ``args.methods``."""
     results = {"input": (noisy, 0.0)}
     for method in args.methods:
         started = time.perf_counter()
         if method == "model":
-            out, _ = denoising.model_denoise(noisy, mask, network, meta)
+            out, _ = denoising.model_denoise(noisy, mask, bundle, affine)
         elif method == "self":
             out, _ = denoising.self_supervised_denoise(
                 noisy, mask, seed=seed, steps=args.self_steps
@@ -43,7 +43,7 @@ def denoise_all(noisy, mask, args, seed, network, meta) -> dict:
     return results
 
 
-def colin27_with_noise(args, network, meta, level: float = 5.0) -> str:
+def colin27_with_noise(args, bundle, level: float = 5.0) -> str:
     """The real Colin27 T1 with ``level`` % Rician noise added, through every method: PSNR/SSIM
     against the original (itself an average of 27 scans, nearly noise-free) and a mosaic."""
     import nibabel as nib
@@ -59,8 +59,9 @@ def colin27_with_noise(args, network, meta, level: float = 5.0) -> str:
     sigma = level / 100 * reference
     noisy = np.hypot(clean + rng.normal(0, sigma, clean.shape), rng.normal(0, sigma, clean.shape))
     noisy = noisy.astype(np.float32)
-    results = denoise_all(noisy, head, argparse.Namespace(**{**vars(args), "spacing": 1.0}), 27,
-                          network, meta)  # fmt: skip
+    results = denoise_all(noisy, head, image.affine,
+                          argparse.Namespace(**{**vars(args), "spacing": 1.0}), 27,
+                          bundle)  # fmt: skip
     lines = [f"Real Colin27 T1 (1 mm) with {level:g} % Rician noise added; scored against the "
              "original in the head:", "", "| method | PSNR (dB) | SSIM | seconds |",
              "|---|---|---|---|"]  # fmt: skip
@@ -89,12 +90,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     from bids_synth.simulate import simulate_subject
 
-    network = meta = None
+    bundle = None
     if "model" in args.methods:
         from bids_synth.models import find_bundle
 
         bundle = find_bundle(args.model)
-        network, meta = bundle.load_network(), bundle.meta
     rows = {}
     for index in range(args.subjects):
         seed = 90001 + index
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
             noisy = draw.acquired["T1w"][0].numpy().astype(np.float32)
             truth = draw.noise_free["T1w"][0].numpy().astype(np.float32)
             mask = draw.head_mask.numpy() > 0
-            results = denoise_all(noisy, mask, args, seed, network, meta)
+            results = denoise_all(noisy, mask, draw.acquired["T1w"][1], args, seed, bundle)
             for method, (out, seconds) in results.items():
                 rows.setdefault((level, method), []).append(
                     (psnr(truth, out, mask), ssim(truth, out, mask), seconds)
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         lines.append(f"| {level:g} % | {method} | {p:.2f} | {s:.4f} | {t:.1f} |")
     body = "\n".join(lines)
     if args.real:
-        body += "\n\n" + colin27_with_noise(args, network, meta)
+        body += "\n\n" + colin27_with_noise(args, bundle)
     print(body)
     if args.append:
         from harness import append_section

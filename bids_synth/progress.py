@@ -23,9 +23,10 @@ def progress_enabled() -> bool:
 
 
 def progress(
-    iterable: Iterable, *, total: int | None = None, desc: str | None = None, unit: str = "it"
+    iterable: Iterable | None, *, total: int | None = None, desc: str | None = None, unit: str = "it"
 ) -> tqdm:
-    """Wrap ``iterable`` in a tqdm bar on stderr, disabled unless :func:`progress_enabled`.
+    """Wrap ``iterable`` (None: a bar advanced by ``update()``) in a tqdm bar on stderr, disabled
+    unless :func:`progress_enabled`.
 
     The result iterates like ``iterable``; ``set_postfix(loss=...)`` and friends are no-ops when quiet.
     """

@@ -49,18 +49,48 @@ def test_self_supervised_denoising_improves_a_noisy_phantom_reproducibly():
     np.testing.assert_array_equal(first, again)
 
 
-def test_model_denoising_keeps_the_grid_and_the_outside_of_the_head():
+def _red_bundle(folder):
+    from bids_synth.models.bundle import save_bundle
     from bids_synth.nn.factory import build_network
 
-    _, noisy, mask = phantom(24)
+    torch.manual_seed(0)
     meta = {
-        "input": {"normalization": {"method": "percentile-scale", "percentile": 99.5}},
+        "id": "denoise-test", "version": "0.0.1", "task": "denoise",
+        "architecture": {"name": "red", "kwargs": {"width": 4}},
+        "input": {"suffixes": ["T1w"], "spacing_mm": [1.0, 1.0, 1.0], "orientation": "RAS",
+                  "normalization": {"method": "percentile-scale", "percentile": 99.5}},
         "output": {"normalization": {"method": "input"}},
         "inference": {"patch": [16, 16, 16], "overlap": 0.5},
-    }
-    torch.manual_seed(0)
-    out, info = denoising.model_denoise(noisy, mask, build_network("red", width=4), meta)
+    }  # fmt: skip
+    return save_bundle(folder, build_network("red", width=4), meta=meta)
+
+
+def test_model_denoising_keeps_the_grid_and_the_outside_of_the_head(tmp_path):
+    _, noisy, mask = phantom(24)
+    out, info = denoising.model_denoise(noisy, mask, _red_bundle(tmp_path / "b"), np.eye(4))
     assert out.shape == noisy.shape and info["device"] == "cpu"
+    np.testing.assert_array_equal(out[~mask], noisy[~mask])
+
+
+def test_an_oblique_fine_image_is_denoised_on_the_bundles_grid(tmp_path, monkeypatch):
+    from bids_synth.nn import inference
+
+    _, noisy, mask = phantom(30)
+    angle = np.radians(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                         [0, 0, 1]])  # fmt: skip
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([-0.8, 0.8, 0.8])  # oblique, left-right flipped, 0.8 mm
+    seen = []
+    original = inference.predict_volume
+    monkeypatch.setattr(
+        inference, "predict_volume", lambda net, volume, **kw: seen.append(volume.shape)
+        or original(net, volume, **kw)
+    )
+    out, _ = denoising.model_denoise(noisy, mask, _red_bundle(tmp_path / "b"), affine)
+    assert out.shape == noisy.shape  # back on the image's own grid
+    box = np.ptp(np.argwhere(mask), axis=0) + 1 + 2 * 4  # head box and its margin, 0.8 mm voxels
+    assert np.allclose(seen[0][1:], np.minimum(box, 30) * 0.8, atol=1.5)  # resampled to 1 mm
     np.testing.assert_array_equal(out[~mask], noisy[~mask])
 
 
@@ -70,14 +100,13 @@ def test_shipped_denoiser_cleans_a_held_out_head_of_any_contrast():
     from bids_synth.workflows.synthesis.denoise import DEFAULT_BUNDLE
 
     bundle = find_bundle(DEFAULT_BUNDLE)
-    network = bundle.load_network()
     for contrast in ("T1w", "T2w"):
         draw = simulate_subject(41, spacing=1.0, shape=(48, 56, 48), contrasts=(contrast,),
                                 noise=0.05, resolution=1.0)  # fmt: skip
         noisy = draw.acquired[contrast][0].numpy()
         truth = draw.noise_free[contrast][0].numpy()
         head = draw.head_mask.numpy() > 0
-        out, _ = denoising.model_denoise(noisy, head, network, bundle.meta)
+        out, _ = denoising.model_denoise(noisy, head, bundle, draw.acquired[contrast][1])
         assert psnr(truth, out, head) > psnr(truth, noisy, head) + 1.0, contrast
 
 

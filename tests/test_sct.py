@@ -225,13 +225,33 @@ def test_sct_runs_in_the_app(tmp_path):
     assert "desc-synthetic\t" in (out / "descriptions.tsv").read_text()
 
 
-def test_shipped_model_is_the_default_and_predicts_bone_and_brain():
+@pytest.mark.parametrize("passed", [True, False])
+def test_the_default_method_is_the_model_only_when_it_passed_the_real_scan_check(
+    tmp_path, monkeypatch, passed
+):
+    from bids_synth.models.bundle import save_bundle
+    from bids_synth.models.card import record_evaluation
+    from bids_synth.nn.factory import build_network
+    from bids_synth.workflows.synthesis.sct import default_method
+
+    monkeypatch.setenv("BIDS_SYNTH_HOME", str(tmp_path))
+    meta = {
+        "id": "sct-newest", "version": "99.0.0", "task": "sct",
+        "architecture": {"name": "unet", "kwargs": {"channels": [4, 8]}},
+        "input": {"suffixes": ["T1w"]}, "output": {"suffix": "CT"},
+    }  # fmt: skip
+    folder = tmp_path / "models" / "sct-newest"
+    save_bundle(folder, build_network("unet", channels=[4, 8]), meta=meta)
+    record_evaluation(folder, [], checks={"real_scans": {"passed": passed, "summary": "x"}})
+    assert default_method() == ("model" if passed else "bulk")
+    assert ("passed" if passed else "failed") in (folder / "MODEL_CARD.md").read_text()
+
+
+def test_shipped_model_predicts_bone_and_brain():
     from bids_synth.simulate import simulate_subject
     from bids_synth.synthesis.bundle_inference import predict_on_grid
     from bids_synth.synthesis.bundles import find_task_bundle
-    from bids_synth.workflows.synthesis.sct import default_method
 
-    assert default_method() == "model"
     bundle = find_task_bundle("sct", "T1w", "CT")
     # a 1 mm slab through the whole head (skull on both sides), at the model's own grid
     draw = simulate_subject(43, spacing=1.0, shape=(180, 48, 48), contrasts=("T1w", "CT"))

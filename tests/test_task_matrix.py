@@ -1,7 +1,8 @@
 """Every task × every method end to end through the CLI, other options at their defaults.
 
-The defaults of every task (sct model, translate, denoise nlm, harmonize whitestripe, superres
-self, device auto) run in ``test_demo.py``; the runs here cover every other method, several tasks
+The defaults of every task (sct bulk or model by :func:`~bids_synth.workflows.synthesis.sct.
+default_method`, translate, denoise nlm, harmonize whitestripe, superres self, device auto) run in
+``test_demo.py``; the runs here cover every other method, several tasks
 per run, on one small dataset with a thick-slice T2w. Then the failing-task policy: a
 participant's derivatives are published all together; a failing task publishes nothing, names
 itself in the error line and the run record, and the rerun without it reuses every finished step.
@@ -19,8 +20,8 @@ from bids_synth.cli import main
 
 #: one run per row: the non-default method of every task that has one left
 MATRIX = {
-    "bulk-self-zscore-bspline": ["--tasks", "sct", "denoise", "harmonize", "superres",
-                                 "--sct-method", "bulk", "--denoise-method", "self",
+    "model-self-zscore-bspline": ["--tasks", "sct", "denoise", "harmonize", "superres",
+                                 "--sct-method", "model", "--denoise-method", "self",
                                  "--harmonize-method", "zscore", "--superres-method", "bspline"],
     "atlas-model-learned": ["--tasks", "sct", "denoise", "harmonize", "--sct-method", "atlas",
                             "--denoise-method", "model", "--harmonize-method", "learned"],

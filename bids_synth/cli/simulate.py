@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -34,6 +33,7 @@ import numpy as np
 from bids_synth import __version__
 from bids_synth.cli import guarded, setup_logging
 from bids_synth.errors import OutputError, UsageError
+from bids_synth.progress import progress
 
 LOG = logging.getLogger("bids_synth.simulate")
 
@@ -113,8 +113,6 @@ def write_simulated_dataset(out_dir, *, n_subjects: int = 2, sites: int = 2,
     values; ``thick_slices`` maps a contrast to its slice thickness over ``resolution`` (2D axial
     slices along the third axis).
     """
-    from tqdm import tqdm
-
     out = Path(out_dir)
     _check_arguments(n_subjects=n_subjects, sites=sites, traveling=traveling_subjects,
                      modalities=modalities, resolution=resolution, noise=noise,
@@ -125,7 +123,7 @@ def write_simulated_dataset(out_dir, *, n_subjects: int = 2, sites: int = 2,
     _load_label_source(label_source, device)
     plan = _session_plan(n_subjects, sites, traveling_subjects)
     _write_dataset_files(out, plan, modalities, seed)
-    with tqdm(total=len(plan), desc="simulate", unit="session", disable=not sys.stderr.isatty()) as bar:
+    with progress(None, total=len(plan), desc="simulate", unit="session") as bar:
         for subject, sessions in _by_subject(plan).items():
             anatomy = _draw_anatomy(subject, seed, label_source, resolution, device)
             for session, site in sessions:

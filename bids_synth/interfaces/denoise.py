@@ -73,7 +73,7 @@ class Denoise(SimpleInterface):
                 key: info[key] for key in (*denoising.SELF_DEFAULTS, "final_loss")
             }
         else:
-            denoised, info = self._model(data, mask)
+            denoised, info = self._model(data, mask, image.affine)
             metadata.update(_device_fields(info))
         metadata.update(
             NoiseEstimator=denoising.NOISE_ESTIMATOR,
@@ -109,13 +109,12 @@ class Denoise(SimpleInterface):
         )
         return np.asanyarray(nib.load(out_file).dataobj, dtype=np.float32)
 
-    def _model(self, data, mask):
+    def _model(self, data, mask, affine):
         from bids_synth.models import Bundle
         from bids_synth.synthesis.denoising import model_denoise
 
         bundle = Bundle.read(self.inputs.bundle)
-        network = bundle.load_network()
-        return model_denoise(data, mask, network, bundle.meta, device=self.inputs.device)
+        return model_denoise(data, mask, bundle, affine, device=self.inputs.device)
 
 
 def _device_fields(info: dict) -> dict:

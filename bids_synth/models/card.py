@@ -59,6 +59,17 @@ def _harmonization_lines(meta: dict) -> list[str]:
     ]
 
 
+def _check_lines(checks: dict) -> list[str]:
+    """One line per recorded check (e.g. the real-scan check that decides a default method)."""
+    if not checks:
+        return []
+    lines = ["## Checks", ""]
+    for name, check in sorted(checks.items()):
+        verdict = "passed" if check.get("passed") else "failed"
+        lines.append(f"- {name.replace('_', ' ')}: **{verdict}** — {check.get('summary', '')}")
+    return [*lines, ""]
+
+
 def render_model_card(meta: dict, history: list[dict]) -> str:
     """The model card text: what the model does, its training data, held-out metrics, limits and
     the command that retrains it."""
@@ -103,6 +114,7 @@ def render_model_card(meta: dict, history: list[dict]) -> str:
         "",
         *_metric_lines(meta.get("metrics", [])),
         "",
+        *_check_lines(meta.get("checks", {})),
         f"Training log: `training_log.csv` ({len(history)} epochs), curves in `training_curves.png`.",
         "",
         "## Limits",
@@ -127,10 +139,11 @@ def render_model_card(meta: dict, history: list[dict]) -> str:
 
 
 def record_evaluation(
-    folder, metrics: list[dict], *, limits: list[str] = (), inference=None
+    folder, metrics: list[dict], *, limits: list[str] = (), inference=None, checks=None
 ) -> None:
     """Add evaluation ``metrics`` (dicts with name, value, units, dataset) and card ``limits`` to
-    the bundle in ``folder``, optionally its ``inference`` settings, and re-render MODEL_CARD.md.
+    the bundle in ``folder``, optionally its ``inference`` settings and named ``checks`` (e.g.
+    ``{"real_scans": {"passed": False, ...}}``), and re-render MODEL_CARD.md.
 
     Rows already recorded for the same (name, dataset) are replaced; the weights are untouched, so
     the bundle's sha256 stays valid.
@@ -149,6 +162,8 @@ def record_evaluation(
     meta["limits"] = list(dict.fromkeys([*meta.get("limits", []), *limits]))
     if inference is not None:
         meta["inference"] = dict(inference)
+    if checks:
+        meta["checks"] = {**meta.get("checks", {}), **checks}
     log = folder / "training_log.csv"
     history = list(csv.DictReader(log.open())) if log.is_file() else []
     atomic_write_text(folder / CARD_FILE, render_model_card(meta, history))

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from pathlib import Path
-
-from tqdm import tqdm
 
 from bids_synth.nn.checkpoint import load_checkpoint, read_latest, save_checkpoint
 from bids_synth.nn.history import write_history_csv
 from bids_synth.nn.losses import masked_mean
 from bids_synth.nn.trainers import Trainer
+from bids_synth.progress import progress
 
 LOG = logging.getLogger("bids_synth.nn.loop")
 
@@ -78,16 +76,14 @@ def fit(
         start, history = latest["epoch"], latest["history"]
         LOG.info("resuming after epoch %d", start)
     validation = data.validation_batches(validation_draws)
-    quiet = not sys.stderr.isatty()
     for epoch in range(start, epochs):
         started = time.perf_counter()
         totals: dict[str, float] = {}
-        bar = tqdm(
+        bar = progress(
             data.epoch_batches(epoch, steps_per_epoch),
             total=steps_per_epoch,
-            disable=quiet,
             desc=f"epoch {epoch + 1}/{epochs}",
-            leave=False,
+            unit="step",
         )
         for batch in bar:
             losses = trainer.train_step(batch)

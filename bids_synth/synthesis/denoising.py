@@ -129,27 +129,14 @@ def self_supervised_denoise(
 
 
 def model_denoise(
-    image: np.ndarray, mask: np.ndarray, network, bundle_meta: dict, *, device: str = "cpu"
+    image: np.ndarray, mask: np.ndarray, bundle, affine: np.ndarray, *, device: str = "cpu"
 ) -> tuple[np.ndarray, dict]:
-    """Apply a trained denoising bundle's network with its declared normalisation and windows."""
-    from bids_synth.nn.inference import predict_volume
+    """Apply a denoising bundle on its declared grid (RAS, its spacing, its normalisation: see
+    :func:`~bids_synth.synthesis.bundle_inference.predict_on_grid`) and bring the result back onto
+    the image's grid; outside ``mask`` the image is kept."""
+    from bids_synth.synthesis.bundle_inference import predict_on_grid
 
-    inference = bundle_meta.get("inference", {})
-    denoised, info = predict_volume(
-        network,
-        image.astype(np.float32),
-        patch=inference.get("patch", (32, 32, 32)),
-        overlap=inference.get("overlap", 0.5),
-        device=device,
-        input_norm=bundle_meta["input"]["normalization"],
-        output_norm=bundle_meta["output"]["normalization"],
-        foreground=mask > 0,
+    denoised, info = predict_on_grid(
+        bundle, [image.astype(np.float32)], affine, device=device, mask=mask > 0
     )
     return np.where(mask > 0, denoised, image).astype(np.float32), info
-
-
-if __name__ == "__main__":  # python -m bids_synth.synthesis.denoising '<nlm_denoise_files kwargs>'
-    import json
-    import sys
-
-    nlm_denoise_files(**json.loads(sys.argv[1]))

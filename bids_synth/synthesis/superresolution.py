@@ -31,15 +31,18 @@ SLICE_PROFILES = ("box", "gaussian")
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 VALIDATION_EVERY = 8  #: every 8th in-plane slice is held out to decide when to stop
 
-#: SMORE-like settings: a 2D U-Net trained on 2D patches of the image's own slices; at most
-#: ``steps`` steps, stopped when the validation loss (checked every ``check_every`` steps) has not
-#: improved by 0.5 % for ``patience`` checks
+#: SMORE-like settings: a 2D U-Net trained on 2D patches of the image's own slices for ``epochs``
+#: passes over its training slices (at least ``min_steps``, at most ``steps`` steps), stopped
+#: early when the validation loss (checked every ``check_every`` steps) has not improved by 0.5 %
+#: for ``patience`` checks
 SMORE_DEFAULTS = {
     "architecture": "unet",
     "channels": [16, 32, 64],
     "patch": [48, 48],
     "batch_size": 8,
     "steps": 3000,
+    "min_steps": 200,
+    "epochs": 5,
     "lr": 2e-3,
     "phases": 2,
     "flips": True,
@@ -299,6 +302,10 @@ def smore(
         held_out = np.ones_like(held_out)
     train = np.flatnonzero(~held_out) if not held_out.all() else np.arange(len(slices))
     content = np.array([np.abs(targets[i]).mean() + 1e-3 for i in train])  # favour detail
+    patch_voxels = options["batch_size"] * int(np.prod(options["patch"]))
+    voxels = sum(inputs[i].size for i in train)
+    options["steps"] = int(np.clip(round(options["epochs"] * voxels / patch_voxels),
+                                   min(options["min_steps"], options["steps"]), options["steps"]))
     validation = _patch_batch(
         [inputs[i] for i in np.flatnonzero(held_out)],
         [targets[i] for i in np.flatnonzero(held_out)],

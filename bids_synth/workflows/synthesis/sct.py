@@ -3,7 +3,7 @@
 Methods: ``model`` (a ``sct`` bundle, T1w or T1w+T2w → CT), ``bulk`` (tissue classes → fixed HU,
 :func:`bids_synth.synthesis.sct_methods.bulk_ct`) and ``atlas`` (MR/CT atlas pairs registered to
 the participant, :func:`bids_synth.synthesis.sct_methods.atlas_ct`). The default is ``model`` when
-an ``sct`` bundle is installed or shipped, otherwise ``bulk``.
+the newest ``sct`` bundle passed the real-scan check (:func:`default_method`), otherwise ``bulk``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def add_arguments(group) -> None:
         choices=METHODS,
         help=(
             "model: a trained sct bundle; bulk: tissue classes → fixed HU; atlas: register MR/CT "
-            f"atlas pairs (default: model if an sct bundle is installed, else {FALLBACK_METHOD})"
+            "atlas pairs (default: model if the newest sct bundle passed the real-scan check of "
+            f"its benchmark, else {FALLBACK_METHOD})"
         ),
     )
     group.add_argument("--sct-model", help="sct bundle: folder, id or id@version (method model)")
@@ -59,11 +60,16 @@ def add_arguments(group) -> None:
 
 
 def default_method() -> str:
+    """``model`` when the newest sct bundle passed the real-scan check of the sct benchmark
+    (``checks.real_scans.passed`` in its bundle.json, recorded by ``benchmarks/bench_sct.py
+    --record``: plausible brain and bone HU on real T1w scans), else ``bulk``: the default is the
+    method that holds on real scans."""
     try:
-        find_task_bundle("sct", "T1w", "CT")
+        bundle = find_task_bundle("sct", "T1w", "CT")
     except ModelBundleError:
         return FALLBACK_METHOD
-    return "model"
+    passed = bundle.meta.get("checks", {}).get("real_scans", {}).get("passed", False)
+    return "model" if passed else FALLBACK_METHOD
 
 
 def build(*, unit, options, omp_nthreads, seed, device, name):
