@@ -13,6 +13,7 @@ import pytest
 from helpers import write_bids
 
 from bids_synth.errors import OutputError
+from bids_synth.validation import validator_executable
 from bids_synth.worklock import LOCK_FILE, work_folder_lock
 
 BIDS_SYNTH = str(Path(sys.executable).with_name("bids-synth"))
@@ -192,13 +193,19 @@ def test_read_sidecar_accepts_a_thickness_or_none(tmp_path):
 
 @pytest.mark.parametrize("case", ["not-an-object"])
 def test_a_bad_sidecar_skips_only_its_participant(tmp_path, case):
-    """With a task that reads sidecars (superres), the participant is skipped with one line;
-    the others are built and run (here: nothing is anisotropic, so preprocessing only)."""
+    """The validator refuses the dataset naming the file (exit 3); past it, with a task that reads
+    sidecars (superres), the participant is skipped with one line and the others are built and run
+    (here: nothing is anisotropic, so preprocessing only)."""
     bids = write_bids(tmp_path / "bids", {"sub-01": ["T1w"], "sub-02": ["T1w"]})
     sidecar = bids / "sub-02" / "anat" / "sub-02_T1w.json"
     sidecar.write_text(BAD_SIDECARS[case][0])
     out = tmp_path / "out"
-    done = cli(bids, out, "participant", "-w", tmp_path / "work", "--tasks", "superres", *RUN)
+    run = [bids, out, "participant", "-w", tmp_path / "work", "--tasks", "superres", *RUN]
+    if validator_executable() is not None:
+        refused = cli(*run)
+        assert refused.returncode == 3 and "sub-02_T1w.json" in refused.stderr, refused.stderr
+        assert not out.exists() or not list(out.glob("sub-*"))
+    done = cli(*run, "--skip-bids-validation")
     assert done.returncode == 5, done.stderr
     lines = error_lines(done.stderr)
     assert len(lines) == 1 and "sub-02" in lines[0] and "sub-02_T1w.json" in lines[0], lines

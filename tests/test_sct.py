@@ -183,9 +183,10 @@ def test_a_two_channel_bundle_skips_a_session_without_t2w(tmp_path, caplog, no_s
         save_tiny_bundle(tmp_path / "b", task="sct", sources=["T1w", "T2w"], target="CT").path,
         destination=tmp_path / "home" / "models",
     )
-    kwargs = {"options": {}, "omp_nthreads": 1, "seed": 0, "device": "cpu", "name": "sct_wf"}
+    kwargs = {"options": {"method": "model"}, "omp_nthreads": 1, "seed": 0, "device": "cpu",
+              "name": "sct_wf"}  # fmt: skip
     with caplog.at_level(logging.INFO, logger="bids_synth"):
-        assert build(unit=_unit(tmp_path / "a", ["T1w"]), **kwargs) is None  # default: model
+        assert build(unit=_unit(tmp_path / "a", ["T1w"]), **kwargs) is None
     assert "sct: skipping sub-01: the bundle sct-tiny@0.0.1 needs T2w" in caplog.text
     branch = build(unit=_unit(tmp_path / "b2", ["T1w", "T2w"]), **kwargs)
     assert branch.inputs["t2w"] == "T2w_registered"

@@ -111,7 +111,7 @@ class SyntheticCT(SimpleInterface):
         warnings = [*_as_list(metadata.get("Warnings")), *qc.pop("Warnings", [])]
         metadata.update(qc)
         if warnings:
-            metadata["Warnings"] = warnings
+            metadata["Warnings"] = "; ".join(warnings)
         metadata["RuntimeSeconds"] = round(time.perf_counter() - started, 2)
         self._results["out_ct"] = _save(
             np.rint(hu).astype(np.int16), reference, runtime, "sct.nii.gz"

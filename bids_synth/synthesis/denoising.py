@@ -140,3 +140,10 @@ def model_denoise(
         bundle, [image.astype(np.float32)], affine, device=device, mask=mask > 0
     )
     return np.where(mask > 0, denoised, image).astype(np.float32), info
+
+
+if __name__ == "__main__":  # python -m bids_synth.synthesis.denoising '<nlm_denoise_files kwargs>'
+    import json
+    import sys
+
+    nlm_denoise_files(**json.loads(sys.argv[1]))
