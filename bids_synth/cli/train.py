@@ -190,11 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def spec_from_args(args: argparse.Namespace, argv: list[str]) -> TrainingSpec:
     """The training spec of parsed arguments (``argv`` recorded as the command)."""
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainingSpec)
-              if field.name != "command"}  # fmt: skip
-    for name, value in values.items():
-        if isinstance(value, list):
-            values[name] = tuple(value)
+    names = [field.name for field in dataclasses.fields(TrainingSpec) if field.name != "command"]
+    values = {name: getattr(args, name) for name in names}
+    values = {name: tuple(v) if isinstance(v, list) else v for name, v in values.items()}
     return TrainingSpec(**values, command=tuple(argv))
 
 

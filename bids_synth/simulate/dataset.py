@@ -1,6 +1,6 @@
 """A simulated BIDS dataset and its ground truth, written from the generative head model.
 
-Layout of ``OUT_DIR`` (a raw BIDS dataset; CT is listed in ``.bidsignore`` until BEP024 lands):
+Layout of ``out_dir`` (a raw BIDS dataset; CT is listed in ``.bidsignore`` until BEP024 lands):
 
 - ``participants.tsv`` (``site``, ``traveling``); traveling subjects have one session per site
   (``ses-site<k>``) and a ``sub-<label>_sessions.tsv``; the others are scanned once, at site
@@ -8,8 +8,8 @@ Layout of ``OUT_DIR`` (a raw BIDS dataset; CT is listed in ``.bidsignore`` until
 - ``sub-*/[ses-*/]anat/*_{T1w,T2w,PD,FLAIR,CT}.nii.gz`` + JSON sidecars with the simulated
   scanner and sequence parameters. Every image other than the T1w is given a small random rigid
   head movement relative to the T1w (the pipeline must register it); the truth is in the ground
-  truth. ``--thick-slices T2w=3`` acquires the T2w as 2D axial slices three times thicker than
-  ``--resolution`` (sidecar ``SliceThickness`` and ``SpacingBetweenSlices``);
+  truth. ``thick_slices={"T2w": 3}`` acquires the T2w as 2D axial slices three times thicker
+  than ``resolution`` (sidecar ``SliceThickness`` and ``SpacingBetweenSlices``);
 - ``derivatives/ground-truth/``: per session, the clean high-resolution images
   (``desc-clean``, sidecars with every degradation parameter and the rigid movement), the bias
   fields (``desc-biasfield``), the μ-map at 511 keV (``desc-clean_mumap``), the tissue labels
