@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--cohort", type=int, default=4, help="participants in the cohort run")
     parser.add_argument("--append", action="store_true", help="append the results to BENCHMARKS.md")
     args = parser.parse_args()
-    from bids_synth.cli.simulate import write_simulated_dataset
+    from bids_synth.simulate.dataset import write_simulated_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
-import io
 import os
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from bids_synth.fileio import (
     atomic_write_json,
     atomic_write_text,
     copy_beside,
+    descriptions_tsv,
     publish,
     remove_stale_temporaries,
 )
@@ -205,15 +205,6 @@ def _read_descriptions(path: Path) -> dict[str, str]:
             row["desc_id"].removeprefix("desc-"): row["description"]
             for row in csv.DictReader(handle, delimiter="\t")
         }
-
-
-def descriptions_tsv(descriptions: dict[str, str]) -> str:
-    """A BIDS ``descriptions.tsv``: ``desc_id`` (``desc-<label>``) and ``description`` columns."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(["desc_id", "description"])
-    writer.writerows((f"desc-{label}", text) for label, text in sorted(descriptions.items()))
-    return buffer.getvalue()
 
 
 def _read_lines(path: Path) -> list[str]:

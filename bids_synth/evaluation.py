@@ -42,13 +42,13 @@ import nibabel as nib
 import numpy as np
 from bids import BIDSLayout
 from bids.layout import Query
-from nibabel.processing import resample_from_to
 from scipy import ndimage
 
 from bids_synth import metrics
 from bids_synth.config import TASKS
 from bids_synth.errors import InputDatasetError, InvalidImageError, UsageError
 from bids_synth.fileio import atomic_write_json, atomic_write_text, load_image
+from bids_synth.resampling import resample_onto
 
 LOG = logging.getLogger("bids_synth.evaluation")
 
@@ -301,7 +301,9 @@ def _reference_on_grid(
         return moved.numpy().astype(np.float64), f"transform:{transform.filename}"
     if _same_grid(ref_img, pred_img):
         return ref_img.get_fdata(dtype=np.float64), "none"
-    return _resample(ref_img, pred_img, order=1, cval=background), "affine"
+    data = np.asanyarray(ref_img.dataobj)
+    moved = resample_onto(data, ref_img.affine, pred_img.shape, pred_img.affine, cval=background)
+    return moved.astype(np.float64), "affine"
 
 
 def _find_transform(derivatives, prediction, reference):
@@ -328,19 +330,14 @@ def _mask_on_grid(mask_file, pred_img) -> np.ndarray:
         raise InvalidImageError(f"mask {mask_file.filename}: unreadable NIfTI ({exc})") from exc
     if _same_grid(mask_img, pred_img):
         return inside
-    binary = nib.Nifti1Image(inside.astype(np.uint8), mask_img.affine)
-    return _resample(binary, pred_img, order=0, cval=0.0) > 0
+    moved = resample_onto(
+        inside.astype(np.uint8), mask_img.affine, pred_img.shape, pred_img.affine, order=0
+    )
+    return moved > 0
 
 
 def _same_grid(image: nib.Nifti1Image, target: nib.Nifti1Image) -> bool:
     return image.shape == target.shape and np.allclose(image.affine, target.affine, atol=1e-4)
-
-
-def _resample(
-    image: nib.Nifti1Image, target: nib.Nifti1Image, *, order: int, cval: float
-) -> np.ndarray:
-    moved = resample_from_to(image, (target.shape, target.affine), order=order, cval=cval)
-    return moved.get_fdata(dtype=np.float64)
 
 
 def _evaluation_mask(derivatives, prediction, pred_img, ref, is_ct) -> tuple[np.ndarray, str]:

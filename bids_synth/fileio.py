@@ -8,9 +8,11 @@ temporary file in the destination folder, flushed to disk and renamed over the t
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import glob
 import gzip
+import io
 import json
 import os
 import shutil
@@ -106,6 +108,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, data: dict) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def descriptions_tsv(descriptions: dict[str, str]) -> str:
+    """A BIDS ``descriptions.tsv``: ``desc_id`` (``desc-<label>``) and ``description`` columns."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(["desc_id", "description"])
+    writer.writerows((f"desc-{label}", text) for label, text in sorted(descriptions.items()))
+    return buffer.getvalue()
 
 
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:

@@ -620,7 +620,7 @@ def test_two_participants_at_once_into_one_output_folder(tmp_path):
 
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
-    assert (out / "descriptions.tsv").read_text() == derivatives.descriptions_tsv(
+    assert (out / "descriptions.tsv").read_text() == fileio.descriptions_tsv(
         derivatives.DESCRIPTIONS
     )
     ignored = (out / ".bidsignore").read_text().splitlines()

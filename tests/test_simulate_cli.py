@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from bids_synth.cli.simulate import main, write_simulated_dataset
+from bids_synth.cli.simulate import main
+from bids_synth.simulate.dataset import write_simulated_dataset
 
 
 @pytest.fixture(autouse=True, scope="module")

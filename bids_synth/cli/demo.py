@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     from bids_synth.cli.run import main as run_main
-    from bids_synth.cli.simulate import write_simulated_dataset
+    from bids_synth.simulate.dataset import write_simulated_dataset
 
     out_dir = args.out_dir.resolve()
     if args.fresh and out_dir.exists():

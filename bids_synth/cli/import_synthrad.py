@@ -25,9 +25,14 @@ from pathlib import Path
 import bids_synth
 from bids_synth.bids import build_derivative_path, build_raw_path
 from bids_synth.cli import guarded, setup_logging
-from bids_synth.derivatives import descriptions_tsv
 from bids_synth.errors import InputDatasetError, OutputError
-from bids_synth.fileio import atomic_copy, atomic_write_json, atomic_write_text, load_image
+from bids_synth.fileio import (
+    atomic_copy,
+    atomic_write_json,
+    atomic_write_text,
+    descriptions_tsv,
+    load_image,
+)
 
 LOG = logging.getLogger("bids_synth")
 GENERATOR = "bids-synth import-synthrad"

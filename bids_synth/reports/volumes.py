@@ -14,7 +14,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nibabel.processing import resample_from_to
+
+from bids_synth.resampling import resample_onto
 
 SAGITTAL, CORONAL, AXIAL = 0, 1, 2
 PLANE_NAMES = {SAGITTAL: "sagittal", CORONAL: "coronal", AXIAL: "axial"}
@@ -55,13 +56,11 @@ class Volume:
         """This image resampled onto ``target``'s grid through the two affines."""
         if self.same_grid(target):
             return self
-        moved = resample_from_to(
-            nib.Nifti1Image(self.data, self.affine),
-            (target.data.shape, target.affine),
-            order=order,
-            cval=fill,
+        return target.with_data(
+            resample_onto(
+                self.data, self.affine, target.data.shape, target.affine, order=order, cval=fill
+            )
         )
-        return target.with_data(moved.get_fdata(dtype=np.float32))
 
     def world(self, axis: int, index: float) -> float:
         """World coordinate (mm) along ``axis`` of voxel plane ``index`` through the centre."""

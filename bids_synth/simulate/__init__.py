@@ -1,6 +1,7 @@
 """The generative head model: label sources, deformation, MR physics, CT, degradations.
 
-Pure torch/numpy (scipy and nibabel only to read reference label files): no nipype, no BIDS.
+Pure torch/numpy (scipy and nibabel only to read reference label files and, in :mod:`.dataset`,
+to write a simulated BIDS dataset): no nipype, no pybids.
 
 >>> from bids_synth.simulate import simulate_subject, TrainingPairs
 >>> draw = simulate_subject(0, spacing=2.0, contrasts=("T1w", "CT"))

@@ -1,1 +1,3 @@
-"""Long, resumable training of the shipped models (recipes, seed checkpoints, bundle export)."""
+"""Training: ``bids-synth train`` runs (:mod:`.spec`, :mod:`.sources`, :mod:`.run`) and the long,
+resumable training of the shipped models (:mod:`.recipes`: recipes, seed checkpoints, bundle export).
+"""
