@@ -48,7 +48,7 @@ class BundleMRPrediction(SimpleInterface):
 
         from bids_synth.interfaces.sct import device_fields
         from bids_synth.models import Bundle
-        from bids_synth.synthesis.bundle_inference import predict_mr_in_head
+        from bids_synth.models.prediction import predict_mr_in_head
 
         started = time.perf_counter()
         torch.manual_seed(self.inputs.seed)

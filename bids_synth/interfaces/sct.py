@@ -153,7 +153,7 @@ class SyntheticCT(SimpleInterface):
         import torch
 
         from bids_synth.models import Bundle
-        from bids_synth.synthesis.bundle_inference import predict_on_grid
+        from bids_synth.models.prediction import predict_on_grid
 
         torch.manual_seed(self.inputs.seed)
         torch.set_num_threads(max(self.inputs.num_threads, 1))

@@ -107,7 +107,7 @@ def _input_field(suffix: str) -> str:
 
 def _parameters(method: str, bundle, options: dict) -> dict:
     """Sidecar fields known before the run: model identity or the method's settings."""
-    from bids_synth.synthesis.bundles import model_fields
+    from bids_synth.models.selection import model_fields
     from bids_synth.synthesis.denoising import NOISE_ESTIMATOR, SELF_DEFAULTS
 
     fields = {"NoiseEstimator": NOISE_ESTIMATOR, "Mask": "head"}

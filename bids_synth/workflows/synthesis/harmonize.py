@@ -144,9 +144,8 @@ def _group_reference(output_dir) -> Path | None:
 def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
     """One :class:`BundleMRPrediction` node per contrast that a bundle for the target writes."""
     from bids_synth.interfaces.bundle import BundleMRPrediction
+    from bids_synth.models.selection import choose_bundle, contract, harmonization_bundles
     from bids_synth.nn.devices import uses_gpu
-    from bids_synth.synthesis.bundles import contract
-    from bids_synth.synthesis.harmonization_bundles import choose_bundle, harmonization_bundles
 
     bundles = harmonization_bundles(options.get("target"), options.get("model"))
     chosen = {s: choose_bundle(bundles, s, suffixes) for s in suffixes}
@@ -206,7 +205,7 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
 
 def _learned_metadata(bundle) -> dict:
     """Sidecar of a learned harmonization: method, target site, units, model identity."""
-    from bids_synth.synthesis.bundles import contract, model_fields
+    from bids_synth.models.selection import contract, model_fields
 
     target = bundle.meta["harmonization"]
     style = target.get("target_style", {})
