@@ -15,6 +15,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bids_synth.modalities import AIR_HU
+
 
 def _set_threads(n: int) -> None:
     """ITK reads its thread count from the environment when a filter is created."""
@@ -136,7 +138,7 @@ class RegisterToReference(SimpleInterface):
                 "moving": self.inputs.moving,
                 "fixed_mask": self.inputs.fixed_mask or None,
                 "transform": self.inputs.transform,
-                "background": -1024.0 if self.inputs.modality == "CT" else 0.0,
+                "background": AIR_HU if self.inputs.modality == "CT" else 0.0,
                 "seed": self.inputs.random_seed,
                 "workdir": runtime.cwd,
                 "out_matrix": matrix,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bids_synth.modalities import CT_HU_RANGE
 from bids_synth.simulate.tissues import Tissue
 
 # Per tissue: (mean HU, between-subject sd of the mean, within-subject smooth-variation sd).
@@ -32,7 +33,7 @@ HU_DISTRIBUTIONS = {
     Tissue.DEEP_GM: (37.0, 2.5, 1.5),
     Tissue.LESION: (22.0, 3.0, 2.0),
 }
-HU_MIN, HU_MAX = -1024.0, 3071.0
+HU_MIN, HU_MAX = CT_HU_RANGE
 
 
 def draw_tissue_hu(rng: np.random.Generator) -> np.ndarray:
