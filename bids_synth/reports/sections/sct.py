@@ -74,10 +74,9 @@ def _qc(hu: np.ndarray, head: Volume | None, brain: Volume | None) -> list[tuple
         scores.append(("mean HU in brain", f"{hu[brain.data > 0.5].mean():.1f}"))
     bone = hu >= BONE_HU if head is None else (hu >= BONE_HU) & (head.data > 0.5)
     scores.append(("mean HU in bone", f"{hu[bone].mean():.0f}" if bone.any() else "no bone"))
-    outside = np.mean((hu < SCORING_HU_RANGE[0]) | (hu > SCORING_HU_RANGE[1]))
-    scores.append(
-        (f"voxels outside [{SCORING_HU_RANGE[0]:.0f}, {SCORING_HU_RANGE[1]:.0f}] HU", f"{100 * outside:.2f} %")
-    )
+    low, high = SCORING_HU_RANGE
+    outside = np.mean((hu < low) | (hu > high))
+    scores.append((f"voxels outside [{low:.0f}, {high:.0f}] HU", f"{100 * outside:.2f} %"))
     return scores
 
 
