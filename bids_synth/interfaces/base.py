@@ -78,6 +78,17 @@ def set_itk_threads(n: int) -> None:
         os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(n)
 
 
+def single_threaded_image(module: str, kwargs: dict, runtime, name: str):
+    """The float32 image that ``module`` writes as ``name`` in the node folder when run by
+    :func:`run_single_threaded` with ``kwargs`` and ``out_file``."""
+    import nibabel as nib
+    import numpy as np
+
+    out_file = os.path.join(runtime.cwd, name)
+    run_single_threaded(module, {**kwargs, "out_file": out_file})
+    return np.asanyarray(nib.load(out_file).dataobj, dtype=np.float32)
+
+
 def run_single_threaded(module: str, kwargs: dict) -> None:
     """``python -m module '<kwargs as JSON>'`` with one ITK thread; RuntimeError on failure."""
     env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from nipype.interfaces.base import File, traits
@@ -12,9 +11,9 @@ from bids_synth.interfaces.base import (
     TorchInputSpec,
     TorchInterface,
     device_fields,
-    run_single_threaded,
     save_nifti,
     set_itk_threads,
+    single_threaded_image,
 )
 
 METHODS = ("model", "self", "nlm")
@@ -83,19 +82,12 @@ class Denoise(TorchInterface):
 
     def _nlm(self, runtime):
         """Non-local means in a fresh process with one ITK thread (bitwise reproducible)."""
-        import nibabel as nib
-        import numpy as np
-
-        out_file = os.path.join(runtime.cwd, "nlm.nii")
-        run_single_threaded(
+        return single_threaded_image(
             "bids_synth.synthesis.denoising",
-            {
-                "in_file": self.inputs.in_file,
-                "mask_file": self.inputs.head_mask,
-                "out_file": out_file,
-            },
+            {"in_file": self.inputs.in_file, "mask_file": self.inputs.head_mask},
+            runtime,
+            "nlm.nii",
         )
-        return np.asanyarray(nib.load(out_file).dataobj, dtype=np.float32)
 
     def _model(self, data, mask, affine):
         from bids_synth.models import Bundle

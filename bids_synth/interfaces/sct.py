@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from nipype.interfaces.base import (
@@ -20,9 +19,9 @@ from bids_synth.interfaces.base import (
     TorchInputSpec,
     TorchInterface,
     device_fields,
-    run_single_threaded,
     save_nifti,
     set_itk_threads,
+    single_threaded_image,
 )
 
 METHODS = ("model", "bulk", "atlas")
@@ -128,21 +127,17 @@ class SyntheticCT(TorchInterface):
 
     def _propagate_atlases(self, runtime):
         """Atlas HU on the T1w grid, registered in a fresh single-threaded process."""
-        import nibabel as nib
-        import numpy as np
-
-        out_file = os.path.join(runtime.cwd, "atlas_hu.nii.gz")
-        run_single_threaded(
+        return single_threaded_image(
             "bids_synth.synthesis.sct_atlas",
             {
                 "t1w": self.inputs.t1w,
                 "head_mask": self.inputs.head_mask,
                 "atlases": [list(p) for p in zip(self.inputs.atlas_t1w, self.inputs.atlas_ct)],
                 "seed": self.inputs.seed,
-                "out_file": out_file,
             },
+            runtime,
+            "atlas_hu.nii.gz",
         )
-        return np.asanyarray(nib.load(out_file).dataobj, dtype=np.float32)
 
     def _predict(self):
         """HU predicted by the bundle, and the device really used."""
