@@ -3,7 +3,7 @@
 Plain constants, no imports: every layer (the torch-only core included) takes them from here.
 """
 
-#: MR contrasts (BIDS suffixes), in the order outputs are listed
+#: the MR contrasts (BIDS suffixes) bids-synth reads, writes or scores
 MR_SUFFIXES = ("T1w", "T2w", "FLAIR", "PD", "PDw", "T2starw")
 #: the MR contrasts a session is read for and the tasks process (T1w first: the reference grid);
 #: PDw and T2starw only ever arrive as a translation bundle's target

@@ -71,7 +71,7 @@ def task_options(task: Task, args: argparse.Namespace) -> dict:
     }
 
 
-def option_actions(task: Task) -> dict[str, argparse.Action]:
+def _option_actions(task: Task) -> dict[str, argparse.Action]:
     """The command-line options of ``task`` by key (their dest without the ``<name>_`` prefix)."""
     parser = argparse.ArgumentParser(add_help=False)
     if task.add_arguments:
@@ -93,7 +93,7 @@ def check_task_options(given, *, source: str) -> None:
             raise UsageError(f"{source}: unknown task {where} (known: {', '.join(tasks)})")
         if not isinstance(options, dict):
             raise UsageError(f"{source}: {where} must be a table of options")
-        actions = option_actions(tasks[name])
+        actions = _option_actions(tasks[name])
         for key, value in options.items():
             if key not in actions:
                 raise UsageError(
