@@ -77,7 +77,7 @@ def draw_cohort(subjects: int, sites: int, spacing: float, cache: Path) -> dict:
 
 def learned(bundle, timings: list):
     """The bundle applied as the pipeline does (inside the head's bounding box, 0 outside it)."""
-    from bids_synth.synthesis.bundle_inference import predict_mr_in_head
+    from bids_synth.models.prediction import predict_mr_in_head
 
     def apply(image, labels, affine):
         start = time.perf_counter()
@@ -201,7 +201,7 @@ def plot_histograms(images: dict, cohort: dict, held_out: list[int], path: Path)
 
 def harmonization_bundle(ref: str | None, target: int):
     """The learned bundle for T1w → site ``target`` (``ref`` or the installed/shipped one)."""
-    from bids_synth.synthesis.harmonization_bundles import choose_bundle, harmonization_bundles
+    from bids_synth.models.selection import choose_bundle, harmonization_bundles
 
     bundle = choose_bundle(harmonization_bundles(f"site{target}", ref), "T1w", ["T1w"])
     if bundle is None:

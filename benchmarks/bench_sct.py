@@ -58,7 +58,7 @@ def synthesize(t1w, head, brain, atlases, bundle, affine=None) -> dict[str, np.n
     if atlases:
         out["atlas"] = sct_methods.atlas_ct(t1w, head, atlases).numpy()
     if bundle is not None:
-        from bids_synth.synthesis.bundle_inference import predict_on_grid
+        from bids_synth.models.prediction import predict_on_grid
 
         started = time.perf_counter()
         out["model"], _ = predict_on_grid(

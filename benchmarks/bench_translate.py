@@ -44,8 +44,8 @@ def main(argv=None) -> int:
     import torch
 
     from bids_synth.models import find_bundle
+    from bids_synth.models.prediction import predict_on_grid
     from bids_synth.simulate import simulate_subject
-    from bids_synth.synthesis.bundle_inference import predict_on_grid
 
     torch.set_num_threads(1)
     bundle = find_bundle(args.bundle)

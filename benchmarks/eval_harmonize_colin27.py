@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from bids_synth.models import Bundle
+from bids_synth.models.prediction import predict_mr_in_head
 from bids_synth.simulate.anatomy import draw_anatomy
 from bids_synth.simulate.scanner import ScannerStyle
 from bids_synth.simulate.subject import acquire
-from bids_synth.synthesis.bundle_inference import predict_mr_in_head
 
 
 def main() -> None:

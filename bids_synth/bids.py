@@ -28,6 +28,7 @@ from bids_synth.errors import (
     NothingToProcessError,
     UsageError,
 )
+from bids_synth.modalities import SESSION_MR_SUFFIXES
 
 LOG = logging.getLogger(__name__)
 
@@ -73,9 +74,8 @@ def _build(entities: dict, patterns: tuple[str, ...]) -> str:
     return path
 
 
-MR_SUFFIXES = ("T2w", "FLAIR", "PD")
 CT_SUFFIXES = ("CT", "ct")
-FILTER_KEYS = ("t1w", "t2w", "flair", "pd", "ct")
+FILTER_KEYS = tuple(suffix.lower() for suffix in (*SESSION_MR_SUFFIXES, "CT"))
 _LABEL = re.compile(r"^[A-Za-z0-9]+$")
 
 
@@ -278,7 +278,7 @@ def collect_sessions(
             if not t1w_runs:
                 continue
             others = {}
-            for suffix in (*MR_SUFFIXES, "CT"):
+            for suffix in (*SESSION_MR_SUFFIXES[1:], "CT"):  # besides the T1w
                 suffixes = CT_SUFFIXES if suffix == "CT" else (suffix,)
                 images = choose_runs(_images(layout, query, suffixes, filters.get(suffix.lower())))
                 if images:

@@ -17,8 +17,9 @@ from importlib import resources
 from pathlib import Path
 
 from bids_synth import __version__
-from bids_synth.derivatives import CODE_URL, MR_DERIVATIVE_SUFFIXES
+from bids_synth.derivatives import CODE_URL
 from bids_synth.fileio import atomic_write_text
+from bids_synth.modalities import MR_SUFFIXES
 
 #: what each synthesis step did to its images, with its citations, by (kind, Method)
 TASK_STEPS = {
@@ -91,7 +92,7 @@ def _kind(entities: dict) -> str:
     if entities["suffix"] == "xfm":
         return "xfm"
     if entities.get("desc") == "synthetic":
-        return "translate" if entities["suffix"] in MR_DERIVATIVE_SUFFIXES else "sct"
+        return "translate" if entities["suffix"] in MR_SUFFIXES else "sct"
     return entities.get("desc", "")
 
 

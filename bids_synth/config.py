@@ -17,9 +17,6 @@ import tomllib
 
 from bids_synth.errors import UsageError
 
-#: the synthesis tasks of bids-synth (those wired in so far: ``workflows.synthesis``)
-TASKS = ("sct", "translate", "denoise", "superres", "harmonize")
-
 
 @dataclass
 class Execution:

@@ -23,6 +23,7 @@ from bids_synth.fileio import (
     publish,
     remove_stale_temporaries,
 )
+from bids_synth.modalities import MR_SUFFIXES
 
 CODE_URL = "https://github.com/bids-synth/bids-synth"
 BIDS_VERSION = "1.10.0"
@@ -60,10 +61,6 @@ preprocessed and synthesized anatomical images of the dataset in dataset_descrip
 """
 
 
-#: MR suffixes of anatomical derivatives, whose sidecars must say whether they are skull-stripped
-MR_DERIVATIVE_SUFFIXES = ("T1w", "T2w", "FLAIR", "PD", "PDw", "T2starw")
-
-
 def sidecar(
     *, sources: list[str], raw_root: str, entities: dict, reference: str, extra: dict | None = None
 ) -> dict:
@@ -74,7 +71,7 @@ def sidecar(
     output of bids-synth is skull-stripped (masks are written beside the images instead).
     """
     required = {}
-    if entities.get("suffix") in MR_DERIVATIVE_SUFFIXES:
+    if entities.get("suffix") in MR_SUFFIXES:  # BIDS: MR sidecars say whether skull-stripped
         required["SkullStripped"] = False
     if entities.get("space") == "T1w":
         required["SpatialReference"] = bids_uri(reference, raw_root)

@@ -45,18 +45,16 @@ from bids.layout import Query
 from scipy import ndimage
 
 from bids_synth import metrics
-from bids_synth.config import TASKS
 from bids_synth.errors import InputDatasetError, InvalidImageError, UsageError
 from bids_synth.fileio import atomic_write_json, atomic_write_text, load_image
+from bids_synth.modalities import AIR_HU, MR_SUFFIXES
 from bids_synth.resampling import resample_onto
 
 LOG = logging.getLogger("bids_synth.evaluation")
 
-MR_SUFFIXES = ("T1w", "T2w", "FLAIR", "PD", "PDw", "T2starw")
 GROUND_TRUTH_DIR = Path("derivatives") / "ground-truth"
 GROUND_TRUTH_DESC = "clean"
 CT_BODY_THRESHOLD_HU = -500.0
-AIR_HU = -1024.0
 ID_COLUMNS = (
     "subject",
     "session",
@@ -99,7 +97,7 @@ def evaluate_derivatives(
 
     Predictions without a reference, or whose images cannot be read, are skipped with a warning.
     """
-    tasks = list(tasks or TASKS)
+    tasks = list(tasks or RULES)
     if unknown := sorted(set(tasks) - set(RULES)):
         raise UsageError(f"unknown evaluation task(s) {unknown}; choose from {list(RULES)}")
     derivatives = _layout(derivatives_dir, "derivatives", derivative=True)
@@ -157,7 +155,7 @@ def write_evaluation(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]
                 if key not in ID_COLUMNS
             },
         }
-        for task in TASKS
+        for task in RULES
         if (task_rows := [row for row in rows if row["task"] == task])
     }
     return tsv, atomic_write_json(out_dir / SUMMARY_NAME, summary)

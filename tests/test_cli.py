@@ -132,3 +132,37 @@ def test_group_level_without_participant_run(tmp_path, capsys, bids_dir):
     code, errors = run(capsys, bids_dir, tmp_path / "out", "group", "-w", tmp_path / "work")
     assert code == 4  # nothing to process yet
     assert "run the participant level first" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("[sct]\nmetod = 'bulk'", "unknown option workflow.task_options.sct.metod (known: method,"),
+        ("[sct]\nmethod = 'bone'", 'sct.method = "bone": must be one of model, bulk, atlas'),
+        ("[sct]\nkvp = '120'", 'sct.kvp = "120": must be an integer (--sct-kvp)'),
+        ("[sct]\natlas_seeds = 1", "sct.atlas_seeds = 1: must be a list (--sct-atlas-seeds)"),
+        ("[sct]\natlas_seeds = [1.5]", "each value must be an integer"),
+        ("[harmonize]\ntarget = 0", "harmonize.target = 0: must be a string (--harmonize-target)"),
+        ("[denoize]\nmethod = 'nlm'", "unknown task workflow.task_options.denoize (known: denoise,"),
+    ],
+)
+def test_task_options_of_a_config_file_are_checked(tmp_path, capsys, bids_dir, options, message):
+    toml = tmp_path / "run.toml"
+    toml.write_text(options.replace("[", "[workflow.task_options.", 1))
+    code, errors = run(capsys, bids_dir, tmp_path / "out", "participant", "--config-file", toml,
+                       "-w", tmp_path / "work")  # fmt: skip
+    assert code == 2
+    assert len(errors) == 1 and message in errors[0], errors
+
+
+def test_task_options_of_a_config_file_merge_under_the_command_line(tmp_path, bids_dir):
+    toml = tmp_path / "run.toml"
+    toml.write_text(
+        "[workflow.task_options.sct]\nmethod = 'atlas'\natlas_seeds = [1, 2]\natlas_spacing = 2\n"
+    )
+    args = build_parser().parse_args(
+        [str(bids_dir), str(tmp_path / "out"), "participant", "--config-file", str(toml),
+         "--sct-method", "bulk", "-w", str(tmp_path / "work")]
+    )  # fmt: skip
+    options = build_config(args).workflow.task_options["sct"]
+    assert options == {"method": "bulk", "atlas_seeds": [1, 2], "atlas_spacing": 2}

@@ -402,7 +402,7 @@ def _installed(monkeypatch, tmp_path, harmonizers, *names):
 def test_harmonization_bundles_are_chosen_by_target_and_contrasts(tmp_path, monkeypatch,
                                                                    harmonizers):  # fmt: skip
     from bids_synth.errors import ModelBundleError
-    from bids_synth.synthesis.harmonization_bundles import (
+    from bids_synth.models.selection import (
         bundle_target,
         choose_bundle,
         harmonization_bundles,
@@ -498,7 +498,7 @@ def test_the_participant_pass_finds_the_group_reference_in_the_output_dataset(tm
 
 
 def test_head_box_grows_the_bounding_box_by_the_margin_within_the_grid():
-    from bids_synth.synthesis.bundle_inference import head_box
+    from bids_synth.models.prediction import head_box
 
     head = np.zeros((20, 30, 40), bool)
     head[2:10, 12:15, 30:39] = True

@@ -249,9 +249,9 @@ def test_the_default_method_is_the_model_only_when_it_passed_the_real_scan_check
 
 
 def test_shipped_model_predicts_bone_and_brain():
+    from bids_synth.models.prediction import predict_on_grid
+    from bids_synth.models.selection import find_task_bundle
     from bids_synth.simulate import simulate_subject
-    from bids_synth.synthesis.bundle_inference import predict_on_grid
-    from bids_synth.synthesis.bundles import find_task_bundle
 
     bundle = find_task_bundle("sct", "T1w", "CT")
     # a 1 mm slab through the whole head (skull on both sides), at the model's own grid

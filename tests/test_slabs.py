@@ -116,8 +116,8 @@ def test_slab_bundle_round_trips_and_predicts_on_any_grid(tmp_path):
 
     from bids_synth.models import Bundle
     from bids_synth.models.bundle import save_bundle
+    from bids_synth.models.prediction import predict_on_grid
     from bids_synth.nn.factory import build_network
-    from bids_synth.synthesis.bundle_inference import predict_on_grid
 
     torch.manual_seed(0)
     kwargs = {"in_channels": 3, "out_channels": 1, "channels": [4, 8], "dims": 2}

@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 from bids_synth.cli import guarded, setup_logging
-from bids_synth.config import TASKS
 from bids_synth.errors import NothingToProcessError
-from bids_synth.evaluation import evaluate_derivatives, write_evaluation
+from bids_synth.evaluation import RULES, evaluate_derivatives, write_evaluation
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,10 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tasks",
         nargs="+",
-        choices=TASKS,
-        default=list(TASKS),
+        choices=list(RULES),
+        default=list(RULES),
         metavar="TASK",
-        help=f"tasks to evaluate, among {' '.join(TASKS)} (default: all)",
+        help=f"tasks to evaluate, among {' '.join(RULES)} (default: all)",
     )
     parser.add_argument(
         "--out",

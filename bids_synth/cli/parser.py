@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from bids_synth import __version__
-from bids_synth.config import TASKS
 
 
 def _positive_int(value: str) -> int:
@@ -25,7 +24,9 @@ def _positive_float(value: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from bids_synth.cli import SUBCOMMANDS
+    from bids_synth.workflows.synthesis import registered_tasks
 
+    task_names = tuple(registered_tasks())
     commands = "\n".join(f"  {name:<16} {help_}" for name, (_, help_) in SUBCOMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="bids-synth",
@@ -70,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tasks = parser.add_argument_group("Synthesis")
     tasks.add_argument(
-        "--tasks", nargs="+", choices=TASKS, metavar="TASK",
-        help=f"synthesis tasks to run after preprocessing ({', '.join(TASKS)}); "
+        "--tasks", nargs="+", choices=task_names, metavar="TASK",
+        help=f"synthesis tasks to run after preprocessing ({', '.join(task_names)}); "
         "none: preprocessing derivatives only",
     )  # fmt: skip
     tasks.add_argument(
@@ -87,8 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--random-seed", type=int, metavar="N",
         help="seed of every random step; same inputs and seed give identical CPU outputs",
     )  # fmt: skip
-
-    from bids_synth.workflows.synthesis import registered_tasks
 
     for task in registered_tasks().values():
         if task.add_arguments:

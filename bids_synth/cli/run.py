@@ -104,10 +104,12 @@ def check_device(config: Config) -> None:
 
 
 def read_task_options(config: Config, args) -> None:
-    """Check the chosen tasks exist and merge each task's command-line options."""
-    from bids_synth.workflows.synthesis import registered_tasks, task_options
+    """Check the chosen tasks exist and the configuration's task options, and merge each task's
+    command-line options."""
+    from bids_synth.workflows.synthesis import check_task_options, registered_tasks, task_options
 
     tasks = registered_tasks()
+    check_task_options(config.workflow.task_options, source="configuration")
     unavailable = sorted(set(config.workflow.tasks) - set(tasks))
     if unavailable:
         raise UsageError(

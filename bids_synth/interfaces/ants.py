@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
@@ -15,11 +12,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-
-def _set_threads(n: int) -> None:
-    """ITK reads its thread count from the environment when a filter is created."""
-    if n > 0:
-        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(n)
+from bids_synth.interfaces.base import run_single_threaded, set_itk_threads
+from bids_synth.modalities import AIR_HU
 
 
 class _HeadMaskInputSpec(BaseInterfaceInputSpec):
@@ -89,7 +83,7 @@ class N4BiasCorrection(SimpleInterface):
     output_spec = _N4OutputSpec
 
     def _run_interface(self, runtime):
-        _set_threads(self.inputs.num_threads)
+        set_itk_threads(self.inputs.num_threads)
         import ants
 
         image = ants.image_read(self.inputs.in_file)
@@ -129,14 +123,14 @@ class RegisterToReference(SimpleInterface):
     def _run_interface(self, runtime):
         matrix = os.path.join(runtime.cwd, "moving_to_fixed.mat")
         out_file = os.path.join(runtime.cwd, "registered.nii")
-        _run_single_threaded(
+        run_single_threaded(
             "bids_synth.preproc.registration",
             {
                 "fixed": self.inputs.fixed,
                 "moving": self.inputs.moving,
                 "fixed_mask": self.inputs.fixed_mask or None,
                 "transform": self.inputs.transform,
-                "background": -1024.0 if self.inputs.modality == "CT" else 0.0,
+                "background": AIR_HU if self.inputs.modality == "CT" else 0.0,
                 "seed": self.inputs.random_seed,
                 "workdir": runtime.cwd,
                 "out_matrix": matrix,
@@ -146,22 +140,6 @@ class RegisterToReference(SimpleInterface):
         self._results["out_matrix"] = matrix
         self._results["out_file"] = out_file
         return runtime
-
-
-def _run_single_threaded(module: str, kwargs: dict) -> None:
-    """``python -m module '<kwargs as JSON>'`` with one ITK thread; RuntimeError on failure."""
-    env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", module, json.dumps(kwargs)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode:
-        lines = [line.strip() for line in (proc.stderr or "").splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit status {proc.returncode}"
-        raise RuntimeError(f"{module} failed: {reason}")
 
 
 def _write(image, runtime, name: str) -> str:

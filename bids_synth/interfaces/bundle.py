@@ -3,39 +3,32 @@ harmonization)."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    InputMultiObject,
-    SimpleInterface,
-    TraitedSpec,
-    traits,
+from nipype.interfaces.base import File, InputMultiObject, traits
+
+from bids_synth.interfaces.base import (
+    MetadataOutputSpec,
+    TorchInputSpec,
+    TorchInterface,
+    device_fields,
+    save_nifti,
 )
 
 
-class _BundleMRInputSpec(BaseInterfaceInputSpec):
+class _BundleMRInputSpec(TorchInputSpec):
     sources = InputMultiObject(
         File(exists=True), mandatory=True, desc="images on the T1w grid, in the bundle's order"
     )
     head_mask = File(exists=True, mandatory=True, desc="head mask of the T1w (outside: 0)")
     bundle = traits.Str(mandatory=True, desc="model bundle folder")
-    seed = traits.Int(0, usedefault=True, desc="torch seed")
-    use_gpu = traits.Bool(False, usedefault=True, nohash=True, desc="runs on a GPU (scheduler)")
-    device = traits.Str("cpu", usedefault=True, nohash=True, desc="torch device")
-    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads")
 
 
-class _BundleMROutputSpec(TraitedSpec):
+class _BundleMROutputSpec(MetadataOutputSpec):
     out_file = File(exists=True, desc="predicted image on the T1w grid")
-    out_metadata = File(exists=True, desc="sidecar fields known after the run (JSON)")
-    metadata = traits.Dict(desc="the same fields as a dictionary")
 
 
-class BundleMRPrediction(SimpleInterface):
+class BundleMRPrediction(TorchInterface):
     """Run an MR-output bundle on a session's images (float32, ≥ 0, 0 outside the head)."""
 
     input_spec = _BundleMRInputSpec
@@ -44,15 +37,12 @@ class BundleMRPrediction(SimpleInterface):
     def _run_interface(self, runtime):
         import nibabel as nib
         import numpy as np
-        import torch
 
-        from bids_synth.interfaces.sct import device_fields
         from bids_synth.models import Bundle
-        from bids_synth.synthesis.bundle_inference import predict_mr_in_head
+        from bids_synth.models.prediction import predict_mr_in_head
 
+        self._start_torch()
         started = time.perf_counter()
-        torch.manual_seed(self.inputs.seed)
-        torch.set_num_threads(max(self.inputs.num_threads, 1))
         reference = nib.load(self.inputs.sources[0])
         channels = [
             np.asanyarray(nib.load(p).dataobj, dtype=np.float32) for p in self.inputs.sources
@@ -64,13 +54,8 @@ class BundleMRPrediction(SimpleInterface):
         )
         metadata = device_fields(info)
         metadata["RuntimeSeconds"] = round(time.perf_counter() - started, 2)
-        image = nib.Nifti1Image(predicted, reference.affine)
-        image.set_qform(reference.affine, code=1)
-        image.set_sform(reference.affine, code=1)
-        self._results["out_file"] = os.path.join(runtime.cwd, "predicted.nii.gz")
-        nib.save(image, self._results["out_file"])
-        self._results["out_metadata"] = os.path.join(runtime.cwd, "metadata.json")
-        with open(self._results["out_metadata"], "w") as handle:
-            json.dump(metadata, handle, indent=2)
-        self._results["metadata"] = metadata
+        self._results["out_file"] = save_nifti(
+            predicted, reference.affine, runtime, "predicted.nii.gz"
+        )
+        self._record(runtime, metadata)
         return runtime

@@ -11,6 +11,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bids_synth.interfaces.base import save_nifti
+
 
 class _HarmonizeInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="image on the T1w grid")
@@ -31,8 +33,6 @@ class HarmonizeIntensity(SimpleInterface):
     output_spec = _HarmonizeOutputSpec
 
     def _run_interface(self, runtime):
-        import os
-
         import nibabel as nib
         import numpy as np
 
@@ -51,9 +51,7 @@ class HarmonizeIntensity(SimpleInterface):
             )
         else:
             out = harmonization.zscore(data, mask)
-        harmonized = nib.Nifti1Image(out.astype(np.float32), image.affine, image.header)
-        harmonized.set_data_dtype(np.float32)
-        path = os.path.join(runtime.cwd, "harmonized.nii.gz")
-        nib.save(harmonized, path)
-        self._results["out_file"] = path
+        self._results["out_file"] = save_nifti(
+            out.astype(np.float32), image.affine, runtime, "harmonized.nii.gz", image.header
+        )
         return runtime

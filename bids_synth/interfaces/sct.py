@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 from nipype.interfaces.base import (
@@ -14,6 +12,16 @@ from nipype.interfaces.base import (
     SimpleInterface,
     TraitedSpec,
     traits,
+)
+
+from bids_synth.interfaces.base import (
+    MetadataOutputSpec,
+    TorchInputSpec,
+    TorchInterface,
+    device_fields,
+    save_nifti,
+    set_itk_threads,
+    single_threaded_image,
 )
 
 METHODS = ("model", "bulk", "atlas")
@@ -47,7 +55,7 @@ class HeadModelAtlas(SimpleInterface):
         return runtime
 
 
-class _SyntheticCTInputSpec(BaseInterfaceInputSpec):
+class _SyntheticCTInputSpec(TorchInputSpec):
     t1w = File(exists=True, mandatory=True, desc="bias-corrected T1w")
     t2w = File(exists=True, desc="T2w on the T1w grid (second channel of a two-channel bundle)")
     head_mask = File(exists=True, mandatory=True, desc="head mask of the T1w")
@@ -60,29 +68,22 @@ class _SyntheticCTInputSpec(BaseInterfaceInputSpec):
         15.0, usedefault=True, desc="bulk: dark voxels this near the brain are bone"
     )
     kvp = traits.Int(120, usedefault=True, desc="tube voltage assumed by the μ-map conversion")
-    seed = traits.Int(0, usedefault=True, desc="random seed (registration sampling, torch)")
-    use_gpu = traits.Bool(False, usedefault=True, nohash=True, desc="runs on a GPU (scheduler)")
-    device = traits.Str("cpu", usedefault=True, nohash=True, desc="torch device for the model")
-    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads (torch, ITK)")
 
 
-class _SyntheticCTOutputSpec(TraitedSpec):
+class _SyntheticCTOutputSpec(MetadataOutputSpec):
     out_ct = File(exists=True, desc="synthetic CT in HU on the T1w grid")
     out_mask = File(exists=True, desc="head mask used (outside: air)")
     out_mumap = File(exists=True, desc="511 keV attenuation map (cm⁻¹)")
-    out_metadata = File(exists=True, desc="sidecar fields known after the run (JSON)")
-    metadata = traits.Dict(desc="the same fields as a dictionary")
 
 
-class SyntheticCT(SimpleInterface):
+class SyntheticCT(TorchInterface):
     """MR → synthetic CT (HU), its head mask and μ-map, with QC values for the sidecar."""
 
     input_spec = _SyntheticCTInputSpec
     output_spec = _SyntheticCTOutputSpec
 
     def _run_interface(self, runtime):
-        if self.inputs.num_threads > 0:
-            os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(self.inputs.num_threads)
+        set_itk_threads(self.inputs.num_threads)
         import ants
         import nibabel as nib
         import numpy as np
@@ -113,50 +114,40 @@ class SyntheticCT(SimpleInterface):
         if warnings:
             metadata["Warnings"] = "; ".join(warnings)
         metadata["RuntimeSeconds"] = round(time.perf_counter() - started, 2)
-        self._results["out_ct"] = _save(
-            np.rint(hu).astype(np.int16), reference, runtime, "sct.nii.gz"
+        affine = reference.affine
+        self._results["out_ct"] = save_nifti(
+            np.rint(hu).astype(np.int16), affine, runtime, "sct.nii.gz"
         )
-        self._results["out_mask"] = _save(
-            head_data.astype(np.uint8), reference, runtime, "mask.nii.gz"
+        self._results["out_mask"] = save_nifti(
+            head_data.astype(np.uint8), affine, runtime, "mask.nii.gz"
         )
-        self._results["out_mumap"] = _save(mumap, reference, runtime, "mumap.nii.gz")
-        self._results["out_metadata"] = os.path.join(runtime.cwd, "metadata.json")
-        with open(self._results["out_metadata"], "w") as handle:
-            json.dump(metadata, handle, indent=2)
-        self._results["metadata"] = metadata
+        self._results["out_mumap"] = save_nifti(mumap, affine, runtime, "mumap.nii.gz")
+        self._record(runtime, metadata)
         return runtime
 
     def _propagate_atlases(self, runtime):
         """Atlas HU on the T1w grid, registered in a fresh single-threaded process."""
-        import nibabel as nib
-        import numpy as np
-
-        from bids_synth.interfaces.ants import _run_single_threaded
-
-        out_file = os.path.join(runtime.cwd, "atlas_hu.nii.gz")
-        _run_single_threaded(
+        return single_threaded_image(
             "bids_synth.synthesis.sct_atlas",
             {
                 "t1w": self.inputs.t1w,
                 "head_mask": self.inputs.head_mask,
                 "atlases": [list(p) for p in zip(self.inputs.atlas_t1w, self.inputs.atlas_ct)],
                 "seed": self.inputs.seed,
-                "out_file": out_file,
             },
+            runtime,
+            "atlas_hu.nii.gz",
         )
-        return np.asanyarray(nib.load(out_file).dataobj, dtype=np.float32)
 
     def _predict(self):
         """HU predicted by the bundle, and the device really used."""
         import nibabel as nib
         import numpy as np
-        import torch
 
         from bids_synth.models import Bundle
-        from bids_synth.synthesis.bundle_inference import predict_on_grid
+        from bids_synth.models.prediction import predict_on_grid
 
-        torch.manual_seed(self.inputs.seed)
-        torch.set_num_threads(max(self.inputs.num_threads, 1))
+        self._start_torch()
         bundle = Bundle.read(self.inputs.bundle)
         image = nib.load(self.inputs.t1w)
         channels = [np.asanyarray(image.dataobj, dtype=np.float32)]
@@ -169,24 +160,5 @@ class SyntheticCT(SimpleInterface):
         return hu, device_fields(info)
 
 
-def device_fields(info: dict) -> dict:
-    """Sidecar fields from predict_volume's info: the device really used and any fallback."""
-    fields = {"Device": info["device"]}
-    if info["fallbacks"]:
-        fields["Warnings"] = "; ".join(info["fallbacks"])
-    return fields
-
-
 def _as_list(value) -> list[str]:
     return [] if not value else [value] if isinstance(value, str) else list(value)
-
-
-def _save(data, reference, runtime, name: str) -> str:
-    import nibabel as nib
-
-    image = nib.Nifti1Image(data, reference.affine)
-    image.set_qform(reference.affine, code=1)
-    image.set_sform(reference.affine, code=1)
-    path = os.path.join(runtime.cwd, name)
-    nib.save(image, path)
-    return path

@@ -14,7 +14,6 @@ module                 contents
 
 from bids_synth.metrics.ct import (
     HU_DATA_RANGE,
-    HU_RANGE,
     ct_mae,
     ct_metrics,
     ct_ms_ssim,
@@ -38,7 +37,6 @@ from bids_synth.metrics.sharpness import edge_mask, gradient_magnitude, mean_edg
 
 __all__ = [
     "HU_DATA_RANGE",
-    "HU_RANGE",
     "MS_SSIM_WINDOW",
     "as_mask",
     "background_noise_sigma",

@@ -8,11 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from bids_synth.metrics.image import as_mask, ms_ssim, psnr, ssim
+from bids_synth.modalities import SCORING_HU_RANGE
 
-HU_RANGE = (-1024.0, 3000.0)
-"""Population intensity range for PSNR and SSIM; data range R = 3000 − (−1024) = 4024 HU."""
-
-HU_DATA_RANGE = HU_RANGE[1] - HU_RANGE[0]
+#: data range R of PSNR and SSIM: 3000 − (−1024) = 4024 HU
+HU_DATA_RANGE = SCORING_HU_RANGE[1] - SCORING_HU_RANGE[0]
 
 
 def ct_mae(ct, sct, mask=None) -> float:
@@ -27,7 +26,8 @@ def ct_psnr(ct, sct, mask=None) -> float:
 
     PSNR = 10·log10(R² / MSE), MSE = Σ(clip(x) − clip(y))²·m / Σm; ``math.inf`` when equal.
     """
-    return psnr(np.clip(ct, *HU_RANGE), np.clip(sct, *HU_RANGE), mask, data_range=HU_DATA_RANGE)
+    low, high = SCORING_HU_RANGE
+    return psnr(np.clip(ct, low, high), np.clip(sct, low, high), mask, data_range=HU_DATA_RANGE)
 
 
 def ct_ssim(ct, sct, mask=None) -> float:
@@ -55,7 +55,8 @@ def ct_metrics(ct, sct, mask=None) -> dict[str, float]:
 
 
 def _shifted(ct, sct) -> tuple[np.ndarray, np.ndarray]:
-    """Both images clipped to HU_RANGE and shifted by +1024 HU so that air is 0."""
+    """Both images clipped to SCORING_HU_RANGE and shifted by +1024 HU so that air is 0."""
     return tuple(
-        np.clip(np.asarray(a, dtype=np.float64), *HU_RANGE) - HU_RANGE[0] for a in (ct, sct)
+        np.clip(np.asarray(a, dtype=np.float64), *SCORING_HU_RANGE) - SCORING_HU_RANGE[0]
+        for a in (ct, sct)
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bids_synth.modalities import CT_HU_RANGE
 from bids_synth.simulate.tissues import Tissue
 
 # Per tissue: (mean HU, between-subject sd of the mean, within-subject smooth-variation sd).
@@ -32,7 +33,6 @@ HU_DISTRIBUTIONS = {
     Tissue.DEEP_GM: (37.0, 2.5, 1.5),
     Tissue.LESION: (22.0, 3.0, 2.0),
 }
-HU_MIN, HU_MAX = -1024.0, 3071.0
 
 
 def draw_tissue_hu(rng: np.random.Generator) -> np.ndarray:
@@ -53,7 +53,7 @@ def clean_ct(fractions: torch.Tensor, tissue_hu: np.ndarray, texture: torch.Tens
     sd = torch.as_tensor(within_tissue_sd(), dtype=torch.float32, device=fractions.device)
     mean = torch.einsum("t...,t->...", fractions, hu)
     variation = torch.einsum("t...,t->...", fractions, sd) * texture
-    return (mean + variation).clamp(HU_MIN, HU_MAX)
+    return (mean + variation).clamp(*CT_HU_RANGE)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import numpy as np
 
 from bids_synth import __version__
 from bids_synth.errors import OutputError, UsageError
+from bids_synth.modalities import CT_HU_RANGE
 from bids_synth.progress import progress
 
 LOG = logging.getLogger("bids_synth.simulate")
@@ -227,7 +228,7 @@ def _write_session(out: Path, anatomy, subject: str, session: str | None, site: 
         pose = _head_movement(seed, subject, session, contrast) if contrast != "T1w" else np.eye(4)
         poses[contrast] = _pose_json(pose)
         raw = {**base, "suffix": contrast, "extension": ".nii.gz"}
-        low, high = (-1024, 3071) if contrast == "CT" else (0, np.iinfo(np.int16).max)
+        low, high = CT_HU_RANGE if contrast == "CT" else (0, np.iinfo(np.int16).max)
         data = np.clip(np.rint(image.cpu().numpy()), low, high).astype(np.int16)
         _save(data, pose @ affine, out / _anat_path(raw))
         atomic_write_json(out / _anat_path({**raw, "extension": ".json"}),

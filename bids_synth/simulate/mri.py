@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from bids_synth.modalities import SESSION_MR_SUFFIXES
 from bids_synth.simulate.tissues import Tissue
 
 # Tissue (T1 ms, T2 ms, T2* ms, PD). 1.5 T brain values from BrainWeb; 3 T T1 from the literature
@@ -53,7 +54,9 @@ _PROPERTIES = {
     },
 }
 FIELD_STRENGTHS = tuple(_PROPERTIES)
-CONTRASTS_MR = ("T1w", "T2w", "PD", "FLAIR")
+#: the MR contrasts of a session, FLAIR last: the order of a scanner style's random draws, which
+#: every simulated dataset depends on
+CONTRASTS_MR = tuple(sorted(SESSION_MR_SUFFIXES, key=lambda suffix: suffix == "FLAIR"))
 
 
 def tissue_properties(field_strength: float, jitter: np.ndarray | None = None) -> np.ndarray:

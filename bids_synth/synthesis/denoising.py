@@ -132,9 +132,9 @@ def model_denoise(
     image: np.ndarray, mask: np.ndarray, bundle, affine: np.ndarray, *, device: str = "cpu"
 ) -> tuple[np.ndarray, dict]:
     """Apply a denoising bundle on its declared grid (RAS, its spacing, its normalisation: see
-    :func:`~bids_synth.synthesis.bundle_inference.predict_on_grid`) and bring the result back onto
+    :func:`~bids_synth.models.prediction.predict_on_grid`) and bring the result back onto
     the image's grid; outside ``mask`` the image is kept."""
-    from bids_synth.synthesis.bundle_inference import predict_on_grid
+    from bids_synth.models.prediction import predict_on_grid
 
     denoised, info = predict_on_grid(
         bundle, [image.astype(np.float32)], affine, device=device, mask=mask > 0

@@ -9,12 +9,12 @@ import nibabel as nib
 import numpy as np
 
 from bids_synth.derivatives import dataset_lock
+from bids_synth.modalities import SESSION_MR_SUFFIXES
 from bids_synth.synthesis.harmonization import image_landmarks, learn_nyul, masked_values
 from bids_synth.synthesis.harmonization_reference import reference_path, write_reference
 
 LOG = logging.getLogger("bids_synth")
 
-MR_SUFFIXES = ("T1w", "T2w", "FLAIR", "PD")
 MASK = "desc-brain_mask"
 
 
@@ -29,7 +29,7 @@ def cohort_images(output_dir: str | Path, participant_labels=()) -> dict[str, li
     layout = BIDSLayout(str(output_dir), validate=False, config=["bids", "derivatives"])
     subjects = [label.removeprefix("sub-") for label in participant_labels] or Query.ANY
     found: dict[str, list[dict]] = {}
-    for suffix in MR_SUFFIXES:
+    for suffix in SESSION_MR_SUFFIXES:
         space = Query.NONE if suffix == "T1w" else "T1w"
         images = layout.get(subject=subjects, suffix=suffix, desc="preproc", space=space,
                             extension=[".nii", ".nii.gz"])  # fmt: skip

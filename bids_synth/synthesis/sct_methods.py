@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from bids_synth.simulate.ct import HU_DISTRIBUTIONS, HU_MAX, HU_MIN
+from bids_synth.modalities import CT_HU_RANGE, SCORING_HU_RANGE
+from bids_synth.simulate.ct import HU_DISTRIBUTIONS
 from bids_synth.simulate.tissues import Tissue
 
-QC_RANGE_HU = (-1024.0, 3000.0)  # SynthRAD's clipping range
 BONE_QC_HU = 300.0  # voxels at or above this HU count as bone in the QC
 BRAIN_CORE_EROSION_VOXELS = 3
 BRAIN_CORE_BONE_LIMIT = 0.005  # bone-range share of the brain core above which sct warns
@@ -156,7 +156,7 @@ def atlas_ct(
 
 def clip_hu(hu: np.ndarray) -> np.ndarray:
     """HU clipped to the CT range a scanner writes (−1024 … 3071)."""
-    return np.clip(hu, HU_MIN, HU_MAX).astype(np.float32)
+    return np.clip(hu, *CT_HU_RANGE).astype(np.float32)
 
 
 def brain_core(brain: np.ndarray, erosion: int = BRAIN_CORE_EROSION_VOXELS) -> np.ndarray:
@@ -171,7 +171,7 @@ def ct_qc(hu: np.ndarray, head: np.ndarray, brain: np.ndarray) -> dict:
     [−1024, 3000], and the anatomical check: the share of bone-range voxels in the brain core
     (above :data:`BRAIN_CORE_BONE_LIMIT` it adds a ``Warnings`` entry)."""
     bone = (hu >= BONE_QC_HU) & head
-    outside = (hu < QC_RANGE_HU[0]) | (hu > QC_RANGE_HU[1])
+    outside = (hu < SCORING_HU_RANGE[0]) | (hu > SCORING_HU_RANGE[1])
     core = brain_core(brain)
     core_bone = float((hu[core] >= BONE_QC_HU).mean()) if core.any() else None
     qc = {
@@ -181,7 +181,7 @@ def ct_qc(hu: np.ndarray, head: np.ndarray, brain: np.ndarray) -> dict:
         "BoneThresholdHU": BONE_QC_HU,
         "BoneFractionBrainCore": None if core_bone is None else round(core_bone, 6),
         "FractionOutsideRange": round(float(outside.mean()), 6),
-        "QCRangeHU": list(QC_RANGE_HU),
+        "QCRangeHU": list(SCORING_HU_RANGE),
     }
     if core_bone is not None and core_bone > BRAIN_CORE_BONE_LIMIT:
         qc["Warnings"] = [

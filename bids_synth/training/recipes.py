@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bids_synth.simulate.ct import HU_MAX, HU_MIN
+from bids_synth.modalities import CT_HU_RANGE
 from bids_synth.simulate.normalisation import CT_SCALE_HU
 from bids_synth.simulate.randomise import PERCENTILE_NORMALISATION, Randomisation
 
@@ -256,7 +256,7 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
         "output": {
             "suffix": recipe.target,
             "units": "HU",
-            "range": [HU_MIN, HU_MAX],
+            "range": list(CT_HU_RANGE),
             "normalization": {"method": "scale", "offset": 0.0, "scale": CT_SCALE_HU},
         },
         "training": {

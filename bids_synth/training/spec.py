@@ -144,7 +144,7 @@ class TrainingSpec:
     def contracts(self) -> tuple[dict, dict]:
         """The bundle's input and output contracts (suffixes, channels, grid, normalisation, units),
         normalised as the generative head model normalises, for every data source."""
-        from bids_synth.simulate.ct import HU_MAX, HU_MIN
+        from bids_synth.modalities import CT_HU_RANGE
         from bids_synth.simulate.normalisation import CT_SCALE_HU, MR_PERCENTILE
 
         inputs = {
@@ -169,7 +169,7 @@ class TrainingSpec:
             output = {
                 "suffix": target,
                 "units": "HU",
-                "range": [HU_MIN, HU_MAX],
+                "range": list(CT_HU_RANGE),
                 "normalization": {"method": "scale", "offset": 0.0, "scale": CT_SCALE_HU},
             }
         else:

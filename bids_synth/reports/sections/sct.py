@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bids_synth.metrics import HU_RANGE, ct_mae, ct_psnr
+from bids_synth.metrics import ct_mae, ct_psnr
+from bids_synth.modalities import SCORING_HU_RANGE
 from bids_synth.reports import rows
 from bids_synth.reports.html import Html, figure, join
 from bids_synth.reports.mosaics import mosaic
@@ -52,7 +53,7 @@ def _block(files: SessionFiles, output: Derivative) -> Html:
         scores.append(("bone-range voxels in the brain core", f"{100 * core_bone:.2f} %"))
     real_path = files.find("CT", space=space, desc="preproc")
     if real_path is not None:
-        real = files.volume(real_path).on_grid_of(sct, fill=HU_RANGE[0])
+        real = files.volume(real_path).on_grid_of(sct, fill=SCORING_HU_RANGE[0])
         scores += _agreement(real, sct, head)
         figures.append(figure(
             mosaic([rows.image("real CT\n(aligned)", real, window=rows.BONE_WINDOW, colorbar="HU"),
@@ -73,10 +74,9 @@ def _qc(hu: np.ndarray, head: Volume | None, brain: Volume | None) -> list[tuple
         scores.append(("mean HU in brain", f"{hu[brain.data > 0.5].mean():.1f}"))
     bone = hu >= BONE_HU if head is None else (hu >= BONE_HU) & (head.data > 0.5)
     scores.append(("mean HU in bone", f"{hu[bone].mean():.0f}" if bone.any() else "no bone"))
-    outside = np.mean((hu < HU_RANGE[0]) | (hu > HU_RANGE[1]))
-    scores.append(
-        (f"voxels outside [{HU_RANGE[0]:.0f}, {HU_RANGE[1]:.0f}] HU", f"{100 * outside:.2f} %")
-    )
+    low, high = SCORING_HU_RANGE
+    outside = np.mean((hu < low) | (hu > high))
+    scores.append((f"voxels outside [{low:.0f}, {high:.0f}] HU", f"{100 * outside:.2f} %"))
     return scores
 
 

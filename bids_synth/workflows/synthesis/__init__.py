@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 
 from nipype.pipeline import engine as pe
+
+from bids_synth.errors import UsageError
 
 #: what a session offers to the tasks: preprocessing outputs and the raw images
 #: (``<suffix>_registered``: aligned to the T1w grid; ``<suffix>_raw``: as acquired)
@@ -66,3 +69,54 @@ def task_options(task: Task, args: argparse.Namespace) -> dict:
         for key, value in vars(args).items()
         if key.startswith(prefix) and value is not None
     }
+
+
+def _option_actions(task: Task) -> dict[str, argparse.Action]:
+    """The command-line options of ``task`` by key (their dest without the ``<name>_`` prefix)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    if task.add_arguments:
+        task.add_arguments(parser.add_argument_group(task.name))
+    prefix = f"{task.name}_"
+    return {a.dest[len(prefix) :]: a for a in parser._actions if a.dest.startswith(prefix)}
+
+
+def check_task_options(given, *, source: str) -> None:
+    """Refuse, with one :class:`UsageError` line, task options (``workflow.task_options`` of a
+    configuration file) that the command line could not have given: an unknown task or key, a
+    value of the wrong type or outside the option's choices."""
+    tasks = registered_tasks()
+    if not isinstance(given, dict):
+        raise UsageError(f"{source}: workflow.task_options must be a table of tables")
+    for name, options in given.items():
+        where = f"workflow.task_options.{name}"
+        if name not in tasks:
+            raise UsageError(f"{source}: unknown task {where} (known: {', '.join(tasks)})")
+        if not isinstance(options, dict):
+            raise UsageError(f"{source}: {where} must be a table of options")
+        actions = _option_actions(tasks[name])
+        for key, value in options.items():
+            if key not in actions:
+                raise UsageError(
+                    f"{source}: unknown option {where}.{key} (known: {', '.join(actions)})"
+                )
+            if problem := _bad_value(actions[key], value):
+                flag = actions[key].option_strings[0]
+                raise UsageError(
+                    f"{source}: {where}.{key} = {json.dumps(value)}: {problem} ({flag})"
+                )
+
+
+def _bad_value(action: argparse.Action, value) -> str | None:
+    """Why the command line could not give ``value`` to ``action``; None when it could."""
+    several = action.nargs in ("+", "*")
+    if several != isinstance(value, list):
+        return "must be a list" if several else "must be a single value"
+    kind, wanted = {int: (int, "an integer"), float: ((int, float), "a number")}.get(
+        action.type, (str, "a string")
+    )
+    for item in value if several else [value]:
+        if isinstance(item, bool) or not isinstance(item, kind):
+            return f"each value must be {wanted}" if several else f"must be {wanted}"
+        if action.choices and item not in action.choices:
+            return f"must be one of {', '.join(map(str, action.choices))}"
+    return None

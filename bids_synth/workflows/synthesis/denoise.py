@@ -16,12 +16,12 @@ import logging
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from bids_synth.interfaces.denoise import METHODS, Denoise
+from bids_synth.modalities import SESSION_MR_SUFFIXES
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
 LOG = logging.getLogger("bids_synth")
 
-METHODS = ("model", "self", "nlm")
-MR_SUFFIXES = ("T1w", "T2w", "FLAIR", "PD")
 DEFAULT_BUNDLE = "denoise-red"
 
 
@@ -49,7 +49,6 @@ def add_arguments(group) -> None:
 
 
 def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | None:
-    from bids_synth.interfaces.denoise import Denoise
     from bids_synth.models import find_bundle
     from bids_synth.nn.devices import uses_gpu
 
@@ -58,7 +57,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
     if method == "model":
         bundle = find_bundle(options.get("model") or DEFAULT_BUNDLE)  # one-line error if absent
         bundle.verify()
-    suffixes = [s for s in MR_SUFFIXES if s == "T1w" or s in unit.others]
+    suffixes = [s for s in SESSION_MR_SUFFIXES if s == "T1w" or s in unit.others]
     workflow = pe.Workflow(name=name)
     fields = ["head_mask", *(_input_field(s) for s in suffixes)]
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
@@ -107,7 +106,7 @@ def _input_field(suffix: str) -> str:
 
 def _parameters(method: str, bundle, options: dict) -> dict:
     """Sidecar fields known before the run: model identity or the method's settings."""
-    from bids_synth.synthesis.bundles import model_fields
+    from bids_synth.models.selection import model_fields
     from bids_synth.synthesis.denoising import NOISE_ESTIMATOR, SELF_DEFAULTS
 
     fields = {"NoiseEstimator": NOISE_ESTIMATOR, "Mask": "head"}

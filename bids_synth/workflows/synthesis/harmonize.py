@@ -20,8 +20,9 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bids_synth.errors import UsageError
+from bids_synth.modalities import SESSION_MR_SUFFIXES
 from bids_synth.synthesis.harmonization import WHITESTRIPE_WIDTH
-from bids_synth.synthesis.harmonization_cohort import MASK, MR_SUFFIXES
+from bids_synth.synthesis.harmonization_cohort import MASK
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
 LOG = logging.getLogger("bids_synth")
@@ -75,7 +76,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
     if reference is None and method == "nyul":  # explicit: a rerun never switches method
         reference = _group_reference(options.get("output_dir"))
     method = method or ("nyul" if reference else "whitestripe")
-    suffixes = [s for s in MR_SUFFIXES if s == "T1w" or s in unit.others]
+    suffixes = [s for s in SESSION_MR_SUFFIXES if s == "T1w" or s in unit.others]
     if method == "learned":
         return _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name)
     references = {}
@@ -144,9 +145,8 @@ def _group_reference(output_dir) -> Path | None:
 def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
     """One :class:`BundleMRPrediction` node per contrast that a bundle for the target writes."""
     from bids_synth.interfaces.bundle import BundleMRPrediction
+    from bids_synth.models.selection import choose_bundle, contract, harmonization_bundles
     from bids_synth.nn.devices import uses_gpu
-    from bids_synth.synthesis.bundles import contract
-    from bids_synth.synthesis.harmonization_bundles import choose_bundle, harmonization_bundles
 
     bundles = harmonization_bundles(options.get("target"), options.get("model"))
     chosen = {s: choose_bundle(bundles, s, suffixes) for s in suffixes}
@@ -160,7 +160,7 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
         return None
     for bundle in {b.path: b for b in chosen.values()}.values():
         bundle.verify()
-    needed = sorted({c for b in chosen.values() for c in contract(b)[0]}, key=MR_SUFFIXES.index)
+    needed = sorted({c for b in chosen.values() for c in contract(b)[0]}, key=SESSION_MR_SUFFIXES.index)
     fields = ["head_mask", *(_input_field(c) for c in needed)]
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
@@ -206,7 +206,7 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
 
 def _learned_metadata(bundle) -> dict:
     """Sidecar of a learned harmonization: method, target site, units, model identity."""
-    from bids_synth.synthesis.bundles import contract, model_fields
+    from bids_synth.models.selection import contract, model_fields
 
     target = bundle.meta["harmonization"]
     style = target.get("target_style", {})

@@ -15,7 +15,7 @@ from nipype.pipeline import engine as pe
 
 from bids_synth.errors import ModelBundleError, UsageError
 from bids_synth.interfaces.sct import METHODS, HeadModelAtlas, SyntheticCT
-from bids_synth.synthesis.bundles import contract, find_task_bundle, model_fields
+from bids_synth.models.selection import contract, find_task_bundle, model_fields
 from bids_synth.synthesis.sct_methods import BONE_SHELL_MM, BULK_HU
 from bids_synth.workflows.synthesis import Task, TaskBranch
 

@@ -17,12 +17,12 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bids_synth.bids import read_sidecar
+from bids_synth.interfaces.superres import METHODS, SuperResolution
+from bids_synth.modalities import SESSION_MR_SUFFIXES
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
 LOG = logging.getLogger("bids_synth")
 
-METHODS = ("self", "bspline")
-MR_SUFFIXES = ("T1w", "T2w", "FLAIR", "PD")
 
 
 def add_arguments(group) -> None:
@@ -52,13 +52,12 @@ def _slice_thickness(path: str) -> float | None:
 def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | None:
     import nibabel as nib
 
-    from bids_synth.interfaces.superres import SuperResolution
     from bids_synth.nn.devices import uses_gpu
     from bids_synth.synthesis.superresolution import ANISOTROPY_THRESHOLD, anisotropy, voxel_sizes
 
     method = options.get("method") or "self"
     chosen = {}
-    for suffix in (s for s in MR_SUFFIXES if s in unit.all_inputs):
+    for suffix in (s for s in SESSION_MR_SUFFIXES if s in unit.all_inputs):
         path = unit.all_inputs[suffix]
         ratio = anisotropy(voxel_sizes(nib.load(path).affine))
         if ratio > ANISOTROPY_THRESHOLD:

@@ -16,8 +16,12 @@ from nipype.pipeline import engine as pe
 
 from bids_synth.errors import UsageError
 from bids_synth.interfaces.bundle import BundleMRPrediction
-from bids_synth.models import list_bundles
-from bids_synth.synthesis.bundles import contract, find_task_bundle, model_fields
+from bids_synth.models.selection import (
+    contract,
+    find_task_bundle,
+    installed_pairs,
+    model_fields,
+)
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
 LOG = logging.getLogger("bids_synth.translate")
@@ -43,18 +47,6 @@ def parse_pairs(values) -> list[tuple[str, str]]:
     return pairs
 
 
-def installed_pairs() -> dict:
-    """(source, target) → newest bundle, for every installed or shipped translate bundle."""
-    pairs = {}
-    for bundle in list_bundles():
-        suffixes, target = contract(bundle)
-        if bundle.task == "translate" and suffixes and target:
-            pairs.setdefault(
-                (suffixes[0], target), find_task_bundle("translate", suffixes[0], target)
-            )
-    return pairs
-
-
 def _provider(suffix: str, unit) -> str | None:
     if suffix == "T1w":
         return "t1w_preproc"
@@ -68,7 +60,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name):
         pairs = parse_pairs(options["pairs"])
         bundles = {pair: find_task_bundle("translate", *pair) for pair in pairs}  # exit 7 if none
     else:
-        bundles = installed_pairs()
+        bundles = installed_pairs("translate")
         if not bundles:
             LOG.warning(
                 "translate: skipping %s: no translate bundle installed and no --translate "

@@ -1,4 +1,8 @@
-"""Run a model bundle on images of a participant's T1w grid (orientation and spacing handled)."""
+"""Predict with a model bundle on its declared grid: RAS, its spacing, its normalisation.
+
+Every learned task (sct, translate, denoise model, learned harmonization) runs its bundle through
+:func:`predict_on_grid`; torch is imported only when a prediction is made.
+"""
 
 from __future__ import annotations
 
@@ -46,10 +50,10 @@ def predict_on_grid(
 
     The volumes are reoriented to RAS, resampled (linear) to the contract's spacing when it
     differs by more than 10 %, normalised as the contract declares (statistics inside ``mask``,
-    the head mask, as in training, when given), predicted with :func:`predict_volume` (3D bundles) or :func:`predict_volume_slabs` (2.5D
-    bundles, ``inference.mode`` ``slabs``) (only in the
-    mask's bounding box when given: air costs no windows; outside it the prediction's minimum) and
-    mapped back. Returns the prediction and predict_volume's info.
+    the head mask, as in training, when given), predicted with :func:`predict_volume` (3D
+    bundles) or :func:`predict_volume_slabs` (2.5D bundles, ``inference.mode`` ``slabs``), only
+    in the mask's bounding box when given (air costs no windows; outside it the prediction's
+    minimum), and mapped back. Returns the prediction and predict_volume's info.
     """
     from nibabel import orientations as ornt
     from scipy.ndimage import zoom
