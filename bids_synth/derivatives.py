@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import glob
+import json
 import os
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from bids_synth.fileio import (
     atomic_write_text,
     copy_beside,
     descriptions_tsv,
+    file_sha256,
     publish,
     remove_stale_temporaries,
 )
@@ -62,10 +65,17 @@ preprocessed and synthesized anatomical images of the dataset in dataset_descrip
 
 
 def sidecar(
-    *, sources: list[str], raw_root: str, entities: dict, reference: str, extra: dict | None = None
+    *,
+    sources: list[str],
+    digests: dict[str, str],
+    raw_root: str,
+    entities: dict,
+    reference: str,
+    extra: dict | None = None,
 ) -> dict:
-    """Sidecar content: ``Sources`` as BIDS URIs, the software, the fields BIDS requires for
-    ``entities`` and any extra fields.
+    """Sidecar content: ``Sources`` as BIDS URIs with their sha256 (``SourcesSha256``, from
+    ``digests``: path -> sha256), the software, the fields BIDS requires for ``entities`` and
+    any extra fields.
 
     ``reference`` is the raw T1w whose grid ``space-T1w`` names (its ``SpatialReference``); no
     output of bids-synth is skull-stripped (masks are written beside the images instead).
@@ -77,6 +87,7 @@ def sidecar(
         required["SpatialReference"] = bids_uri(reference, raw_root)
     return {
         "Sources": [bids_uri(path, raw_root) for path in sources],
+        "SourcesSha256": {bids_uri(path, raw_root): digests[path] for path in sources},
         "SoftwareName": "bids-synth",
         "SoftwareVersion": __version__,
         **required,
@@ -110,14 +121,28 @@ def stage_json(meta: dict, entities: dict, folder: str) -> tuple[str, str]:
     return str(staged), relative
 
 
-def commit(pairs: list[tuple[str, str]], output_dir: str, record: str) -> list[str]:
-    """Publish staged files as ``output_dir/relative``, all or none, then write ``record``.
+def commit(
+    pairs: list[tuple[str, str]],
+    output_dir: str,
+    record: str,
+    *,
+    raw_root: str,
+    inputs: dict[str, str],
+) -> list[str]:
+    """Publish staged files as ``output_dir/relative``, all or none, remove the derivatives they
+    make stale, then write ``record`` (``outputs``, ``inputs``, ``removed``); return ``outputs``.
 
     Every file is first copied beside its destination (where a full disk fails, and the copies
     are removed again), then all are renamed into place; temporary files of an earlier commit
-    that was killed are removed first.
+    that was killed are removed first. ``inputs`` maps the BIDS URI of each input of the
+    participant/session to its sha256: earlier derivatives in the same folders that are not
+    rewritten now and were made from another version of an input (:func:`stale_derivatives`)
+    are removed once the new files are in place, before the record is written (a commit killed
+    in between leaves them to the next one).
     """
     targets = [(staged, Path(output_dir) / relative) for staged, relative in pairs]
+    relatives = sorted(relative for _, relative in pairs)
+    stale = stale_derivatives(output_dir, relatives, raw_root=raw_root, inputs=inputs)
     copies = []
     try:
         for staged, target in targets:
@@ -130,9 +155,68 @@ def commit(pairs: list[tuple[str, str]], output_dir: str, record: str) -> list[s
         raise
     for tmp, target in copies:
         publish(tmp, target)
-    relatives = sorted(relative for _, relative in pairs)
-    atomic_write_json(record, {"status": "success", "outputs": relatives})
+    removed = []
+    for path in stale:  # the sidecar last: it is what marks the files as stale
+        for file in [*sorted(set(_files_of(path)) - {path}), path]:
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+            removed.append(file.relative_to(output_dir).as_posix())
+    atomic_write_json(
+        record,
+        {"status": "success", "outputs": relatives, "inputs": inputs, "removed": removed},
+    )
     return relatives
+
+
+def stale_derivatives(
+    output_dir: str, keep: list[str], *, raw_root: str, inputs: dict[str, str]
+) -> list[Path]:
+    """Sidecars in the folders of ``keep`` (paths relative to ``output_dir``), not in ``keep``,
+    of derivatives made from another version of an input than ``inputs`` (URI -> sha256).
+
+    A source counts as changed when its content differs, when another file is now the input of
+    its suffix (e.g. a new ``run-1`` T1w), or when it is gone from the raw dataset. Sidecars
+    without ``SourcesSha256`` (other software, older versions) are never stale.
+    """
+    suffixes = {_suffix(uri) for uri in inputs}
+    others: dict[str, str | None] = {}  # sha256 of sources that are not inputs now
+
+    def changed(uri: str, sha256: str) -> bool:
+        if uri in inputs:
+            return inputs[uri] != sha256
+        if _suffix(uri) in suffixes:
+            return True  # another file of that suffix is the input now
+        if uri not in others:
+            path = Path(raw_root) / uri.split(":", 2)[-1]
+            others[uri] = file_sha256(path) if path.is_file() else None
+        return others[uri] != sha256
+
+    stale = []
+    for folder in sorted({Path(output_dir, relative).parent for relative in keep}):
+        for path in sorted(folder.glob("*.json")):
+            if path.relative_to(output_dir).as_posix() in keep:
+                continue
+            try:
+                content = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # not a sidecar of bids-synth
+            made_from = content.get("SourcesSha256") if isinstance(content, dict) else None
+            if isinstance(made_from, dict) and any(
+                changed(uri, sha256) for uri, sha256 in made_from.items()
+            ):
+                stale.append(path)
+    return stale
+
+
+def _suffix(uri: str) -> str:
+    """The BIDS suffix of a file URI (``...sub-01_run-1_T1w.nii.gz`` -> ``T1w``)."""
+    return uri.rsplit("/", 1)[-1].split(".", 1)[0].rsplit("_", 1)[-1]
+
+
+def _files_of(sidecar_path: Path) -> list[Path]:
+    """The sidecar and the files it describes (same name, other extension)."""
+    stem = sidecar_path.name.removesuffix(".json")
+    return list(sidecar_path.parent.glob(f"{glob.escape(stem)}.*"))
 
 
 @contextlib.contextmanager

@@ -7,15 +7,19 @@ import errno
 import getpass
 import logging
 import math
+import multiprocessing
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from nipype import config as nipype_config
 from nipype import logging as nipype_logging
+from nipype.pipeline.plugins.multiproc import process_initializer
 from nipype.utils.filemanip import loadpkl
 
 from bids_synth.bids import SessionInputs
@@ -36,7 +40,8 @@ SLURM_GRAPH_POLL_S = 1.0
 
 
 def configure_nipype(config: Config) -> None:
-    """Crash files inside the work folder, content hashing for safe resumes, fast polling."""
+    """Crash files inside the work folder, content hashing for safe resumes, fast polling;
+    nipype's log on stderr at -v (INFO) and -vv (DEBUG)."""
     execution = config.execution
     work_dir = Path(execution.work_dir)
     nipype_config.update_config({
@@ -58,7 +63,7 @@ def configure_nipype(config: Config) -> None:
     nipype_config.set("logging", "interface_level", level)
     nipype_config.set("logging", "utils_level", level)
     nipype_logging.update_logging(nipype_config)
-    logging.getLogger("nipype").propagate = False
+    route_nipype_log()
     # worker processes start fresh (forkserver) and read their log levels from this file
     config_dir = work_dir / "nipype"
     atomic_write_text(
@@ -67,6 +72,23 @@ def configure_nipype(config: Config) -> None:
         + "".join(f"{k}_level = {level}\n" for k in ("workflow", "interface", "utils")),
     )
     os.environ["NIPYPE_CONFIG_DIR"] = str(config_dir)
+
+
+def route_nipype_log() -> None:
+    """nipype's log to stderr in bids-synth's format, instead of to stdout in nipype's."""
+    from bids_synth.cli import LOG_DATEFMT, LOG_FORMAT
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
+    nipype_logger = logging.getLogger("nipype")
+    nipype_logger.handlers = [handler]
+    nipype_logger.propagate = False
+
+
+def _start_worker(cwd: str) -> None:
+    """A MultiProc worker: nipype's own set-up, and its log as in the main process."""
+    process_initializer(cwd)
+    route_nipype_log()
 
 
 def plugin_settings(config: Config) -> tuple[str, dict]:
@@ -106,6 +128,14 @@ def run_workflow(workflow, config: Config) -> None:
 
     with _environment(environment):
         runner = getattr(nipype_plugins, f"{plugin}Plugin")(plugin_args=plugin_args)
+        if plugin == "MultiProc":  # its workers' initializer, not nipype's: see _start_worker
+            runner.pool.shutdown()  # no worker started yet
+            runner.pool = ProcessPoolExecutor(
+                max_workers=runner.processors,
+                initializer=_start_worker,
+                initargs=(os.getcwd(),),
+                mp_context=multiprocessing.get_context(plugin_args["mp_context"]),
+            )
         try:
             workflow.run(plugin=runner)
         except RuntimeError as exc:

@@ -12,6 +12,7 @@ import csv
 import errno
 import glob
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -84,6 +85,15 @@ def remove_stale_temporaries(path: str | os.PathLike) -> None:
     path = Path(path)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         _remove_quietly(str(stale))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def links_into(root: str | os.PathLike, target: str | os.PathLike) -> list[Path]:

@@ -107,6 +107,8 @@ def process_units(
         outcome.runtime_s = unit_runtime(Path(execution.work_dir), unit)
         if record.exists():
             outcome.mark_success(record)
+            if outcome.removed:
+                LOG.warning("%s: %s", unit.name, removed_message(outcome.removed))
         else:
             outcome.status = "failed"
             outcome.message = failures.get(unit.name, "processing did not finish (see the log)")
@@ -119,6 +121,16 @@ def process_units(
     for subject in sorted({unit.subject for unit in valid}):
         write_subject_report(execution.output_dir, subject)
     return exit_code(outcomes)
+
+
+def removed_message(removed: list[str]) -> str:
+    """One line naming the stale derivatives a commit removed (files of the record's
+    ``removed``, one name per image or transform with its sidecar)."""
+    names = list(dict.fromkeys(Path(path).name.split(".", 1)[0] for path in removed))
+    return (
+        f"removed {len(names)} derivative(s) of an earlier run made from inputs that have "
+        f"changed since (with their sidecars): {', '.join(names)}"
+    )
 
 
 def failed_task(message: str, tasks) -> str | None:

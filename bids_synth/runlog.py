@@ -26,6 +26,7 @@ class UnitOutcome:
     message: str = ""
     failed_task: str | None = None  # the synthesis task whose failure stopped the publication
     outputs: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # stale derivatives of earlier runs
     runtime_s: float | None = None
 
     @classmethod
@@ -44,8 +45,9 @@ class UnitOutcome:
         return self.participant_id + (f"_{self.session_id}" if self.session_id else "")
 
     def mark_success(self, record: Path) -> None:
+        content = json.loads(record.read_text())
         self.status = "success"
-        self.outputs = json.loads(record.read_text())["outputs"]
+        self.outputs, self.removed = content["outputs"], content["removed"]
 
 
 def write_run_log(output_dir: str, run_id: str, outcomes: list[UnitOutcome], *, started: float):

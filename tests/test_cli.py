@@ -166,3 +166,22 @@ def test_task_options_of_a_config_file_merge_under_the_command_line(tmp_path, bi
     )  # fmt: skip
     options = build_config(args).workflow.task_options["sct"]
     assert options == {"method": "bulk", "atlas_seeds": [1, 2], "atlas_spacing": 2}
+
+
+def test_vv_shows_the_nipype_log_on_stderr_in_the_package_format(tmp_path):
+    """Of the main process (the engine) and of the MultiProc workers (the nodes); none on
+    stdout, where nipype's own handler would write."""
+    import re
+
+    bids = write_bids(tmp_path / "bids", {"sub-01": ["T1w"]})
+    done = subprocess.run(
+        [sys.executable, "-m", "bids_synth", bids, tmp_path / "out", "participant",
+         "-w", tmp_path / "work", "--nprocs", "1", "--omp-nthreads", "1", "-vv"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "nipype" not in done.stdout
+    lines = done.stderr.splitlines()
+    stamp = r"^\d\d:\d\d:\d\d nipype\.workflow"
+    assert any(re.match(rf"{stamp} DEBUG: ", line) for line in lines)
+    assert any(re.match(rf'{stamp} INFO: \[Node\] Executing "n4" ', line) for line in lines)

@@ -13,6 +13,7 @@ import pytest
 from helpers import write_bids
 
 from bids_synth.errors import OutputError
+from bids_synth.fileio import file_sha256
 from bids_synth.validation import validator_executable
 from bids_synth.worklock import LOCK_FILE, work_folder_lock
 
@@ -315,3 +316,97 @@ def test_a_file_size_limit_is_an_output_problem():
     crash = "node anat_wf.n4 failed: OSError: [Errno 27] File too large (crash file: c.txt)"
     assert failed_with(crash, OutputError)
     assert not failed_with("node n4 failed: ValueError: bad (crash file: c.txt)", OutputError)
+
+
+# --- stale derivatives after the inputs changed -----------------------------------------------
+
+
+def test_a_commit_removes_the_derivatives_of_changed_inputs_only(tmp_path):
+    """Stale: made from another content, another file of the input's suffix, a removed image.
+    Kept: rewritten now, made from an unchanged image this run does not use, no digests."""
+    from bids_synth import derivatives
+
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    anat = out / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    for name in ("sub-01_T1w", "sub-01_run-1_T2w", "sub-01_run-2_T2w", "sub-01_PD"):
+        (raw / "sub-01" / "anat").mkdir(parents=True, exist_ok=True)
+        (raw / "sub-01" / "anat" / f"{name}.nii.gz").write_bytes(name.encode())
+    sha = {name: file_sha256(raw / "sub-01" / "anat" / f"{name}.nii.gz")
+           for name in ("sub-01_T1w", "sub-01_run-1_T2w", "sub-01_run-2_T2w", "sub-01_PD")}  # fmt: skip
+
+    def uri(name):
+        return f"bids:raw:sub-01/anat/{name}.nii.gz"
+
+    def earlier(name, made_from, extension=".nii.gz"):
+        (anat / f"{name}{extension}").write_bytes(b"old")
+        sidecar = {"Sources": list(made_from)}
+        if made_from:
+            sidecar["SourcesSha256"] = {uri(source): digest for source, digest in made_from.items()}
+        (anat / f"{name}.json").write_text(json.dumps(sidecar))
+
+    earlier("sub-01_desc-synthetic_CT", {"sub-01_T1w": "0" * 64})  # the T1w changed since
+    earlier("sub-01_desc-synthetic_T2w", {"sub-01_run-2_T2w": sha["sub-01_run-2_T2w"]})  # run-1 now
+    earlier("sub-01_desc-synthetic_FLAIR", {"sub-01_FLAIR": "1" * 64})  # FLAIR gone
+    earlier("sub-01_from-PD_to-T1w_mode-image_xfm",
+            {"sub-01_PD": sha["sub-01_PD"], "sub-01_T1w": sha["sub-01_T1w"]}, ".mat")  # fmt: skip
+    earlier("sub-01_desc-denoised_T1w", {})  # no digests: not known to be stale
+    earlier("sub-01_desc-preproc_T1w", {"sub-01_T1w": "0" * 64})  # rewritten now
+    (anat / "notes.json").write_text("[1, 2]")  # not a sidecar of bids-synth
+
+    staged = []
+    for name in ("sub-01_desc-preproc_T1w.nii.gz", "sub-01_desc-preproc_T1w.json"):
+        (tmp_path / name).write_text("new")
+        staged.append((str(tmp_path / name), f"sub-01/anat/{name}"))
+    inputs = {uri("sub-01_T1w"): sha["sub-01_T1w"], uri("sub-01_run-1_T2w"): "2" * 64}
+    record = out / "sub-01" / "log" / "run" / "sub-01_status.json"
+    derivatives.commit(staged, str(out), str(record), raw_root=str(raw), inputs=inputs)
+
+    stale = ["sub-01_desc-synthetic_CT.nii.gz", "sub-01_desc-synthetic_FLAIR.nii.gz",
+             "sub-01_desc-synthetic_T2w.nii.gz"]  # fmt: skip
+    expected = [f"sub-01/anat/{n}" for s in stale for n in (s, s.replace(".nii.gz", ".json"))]
+    assert json.loads(record.read_text())["removed"] == expected
+    assert json.loads(record.read_text())["inputs"] == inputs
+    assert sorted(path.name for path in anat.iterdir()) == [
+        "notes.json",
+        "sub-01_desc-denoised_T1w.json", "sub-01_desc-denoised_T1w.nii.gz",
+        "sub-01_desc-preproc_T1w.json", "sub-01_desc-preproc_T1w.nii.gz",
+        "sub-01_from-PD_to-T1w_mode-image_xfm.json", "sub-01_from-PD_to-T1w_mode-image_xfm.mat",
+    ]  # fmt: skip
+    assert (anat / "sub-01_desc-preproc_T1w.nii.gz").read_text() == "new"
+
+
+def test_a_rerun_after_the_inputs_changed_removes_the_stale_derivatives(tmp_path):
+    """A synthetic CT of the old T1w must not stay beside the preprocessed new T1w; with the
+    inputs unchanged, the outputs of tasks not rerun are kept."""
+    import nibabel as nib
+
+    bids = write_bids(tmp_path / "bids", {"sub-01": ["T1w"]})
+    out, work = tmp_path / "out", tmp_path / "work"
+    first = cli(bids, out, "participant", "-w", work, *RUN, "--tasks", "sct", "--sct-method", "bulk")
+    assert first.returncode == 0, first.stderr
+    anat = out / "sub-01" / "anat"
+    synthetic = sorted(path.name for path in anat.glob("*synthetic*"))
+    assert len(synthetic) == 6  # CT, μ-map, body mask, their sidecars
+    sidecar = json.loads((anat / "sub-01_space-T1w_desc-synthetic_CT.json").read_text())
+    t1w = bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    assert sidecar["SourcesSha256"] == {
+        "bids:raw:sub-01/anat/sub-01_T1w.nii.gz": file_sha256(t1w)
+    }
+
+    same = cli(bids, out, "participant", "-w", work, *RUN)  # no task: sct's outputs stay
+    assert same.returncode == 0 and "removed" not in same.stderr, same.stderr
+    assert sorted(path.name for path in anat.glob("*synthetic*")) == synthetic
+
+    image = nib.load(t1w)
+    nib.save(nib.Nifti1Image(image.get_fdata() * 1.1, image.affine), t1w)  # a new T1w
+    changed = cli(bids, out, "participant", "-w", work, *RUN)
+    assert changed.returncode == 0, changed.stderr
+    (line,) = [line for line in changed.stderr.splitlines() if " WARNING: " in line]
+    assert "sub-01: removed 3 derivative(s) of an earlier run made from inputs that have " in line
+    assert "sub-01_space-T1w_desc-synthetic_CT, sub-01_space-T1w_desc-synthetic_mumap" in line
+    assert not list(anat.glob("*synthetic*"))
+    assert len(list(anat.glob("*.nii.gz"))) == 3  # preprocessed T1w and masks, of the new T1w
+    (log,) = sorted((out / "logs").glob("*.json"))[-1:]
+    (unit,) = json.loads(log.read_text())["units"]
+    assert sorted(unit["removed"]) == sorted(f"sub-01/anat/{name}" for name in synthetic)

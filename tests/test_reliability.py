@@ -426,14 +426,15 @@ def test_commit_is_all_or_nothing_when_the_disk_fills_up(tmp_path, monkeypatch):
     monkeypatch.setattr(fileio.shutil, "copyfileobj", fill_up)
     record = out / "sub-01" / "log" / "run" / "status.json"
     with pytest.raises(OutputError, match="no space left on device"):
-        derivatives.commit(staged, str(out), str(record))
+        derivatives.commit(staged, str(out), str(record), raw_root="", inputs={})
     assert not any((out / "sub-01" / "anat").iterdir())  # all or nothing
     assert not record.exists()
 
     monkeypatch.undo()  # space again; a temporary file of a killed commit is cleaned up
     stale = out / "sub-01" / "anat" / ".sub-01_file0.nii.gz.x1y2z3.tmp"
     stale.write_bytes(b"partial")
-    assert derivatives.commit(staged, str(out), str(record)) == sorted(r for _, r in staged)
+    published = derivatives.commit(staged, str(out), str(record), raw_root="", inputs={})
+    assert published == sorted(r for _, r in staged)
     assert len(list((out / "sub-01" / "anat").iterdir())) == 5 and not temporaries(out)
 
 

@@ -26,6 +26,9 @@ SUBCOMMANDS = {
 }
 
 LOG = logging.getLogger("bids_synth")
+#: the format of every log line on stderr, nipype's too (:func:`bids_synth.execution.route_nipype_log`)
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+LOG_DATEFMT = "%H:%M:%S"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,9 +67,5 @@ def guarded(func):
 
 def setup_logging(verbosity: int = 0) -> None:
     """bids-synth's progress to stderr (debug with -vv); other libraries' warnings only."""
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
     LOG.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)

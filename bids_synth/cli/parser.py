@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop at the first failing node instead of finishing the others",
     )
     perf.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output (-v: info, -vv: debug)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log output (-v: Nipype's log too, -vv: debug)",
     )
     return parser

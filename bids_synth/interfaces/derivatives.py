@@ -4,6 +4,8 @@ A :class:`DerivativesDataSink` writes one output (image or transform) and its JS
 its own node folder under the derivative name; :class:`CommitDerivatives` runs once all the sinks
 of a participant/session have succeeded and copies every staged file atomically into the output
 dataset. A participant whose processing fails therefore leaves no partial set of derivatives.
+Each sidecar records the sha256 of its sources, so that a later commit can tell which earlier
+derivatives were made from inputs that have changed since.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="file to publish")
     entities = traits.Dict(mandatory=True, desc="BIDS entities of the output (suffix, desc, ...)")
     source_files = traits.List(traits.Str, desc="input files this output derives from")
+    source_digests = traits.Dict(traits.Str, traits.Str, desc="sha256 of each source file")
     raw_root = traits.Str(mandatory=True, desc="root of the raw dataset (for Sources URIs)")
     reference = traits.Str(mandatory=True, desc="raw T1w whose grid space-T1w names")
     metadata = traits.Dict(desc="sidecar fields known when the workflow is built (method, ...)")
@@ -47,6 +50,7 @@ class DerivativesDataSink(SimpleInterface):
         staged = [stage_image(self.inputs.in_file, entities, runtime.cwd, self.inputs.data_dtype)]
         meta = sidecar(
             sources=self.inputs.source_files,
+            digests=self.inputs.source_digests,
             raw_root=self.inputs.raw_root,
             entities=entities,
             reference=self.inputs.reference,
@@ -61,6 +65,10 @@ class _CommitInputSpec(BaseInterfaceInputSpec):
     staged = traits.List(mandatory=True, desc="(staged file, relative path) pairs of all sinks")
     output_dir = traits.Str(mandatory=True, desc="root of the derivatives dataset")
     record = traits.Str(mandatory=True, desc="path of the run record to write after the commit")
+    raw_root = traits.Str(mandatory=True, desc="root of the raw dataset (for Sources URIs)")
+    inputs = traits.Dict(
+        traits.Str, traits.Str, mandatory=True, desc="BIDS URI -> sha256 of each input"
+    )
 
 
 class _CommitOutputSpec(TraitedSpec):
@@ -68,7 +76,8 @@ class _CommitOutputSpec(TraitedSpec):
 
 
 class CommitDerivatives(SimpleInterface):
-    """Copy every staged derivative into the output dataset atomically, then write the record."""
+    """Copy every staged derivative into the output dataset atomically, remove the derivatives
+    of earlier runs made from inputs that have changed since, then write the record."""
 
     input_spec = _CommitInputSpec
     output_spec = _CommitOutputSpec
@@ -77,6 +86,10 @@ class CommitDerivatives(SimpleInterface):
         from bids_synth.derivatives import commit
 
         self._results["out_files"] = commit(
-            self.inputs.staged, self.inputs.output_dir, self.inputs.record
+            self.inputs.staged,
+            self.inputs.output_dir,
+            self.inputs.record,
+            raw_root=self.inputs.raw_root,
+            inputs=self.inputs.inputs,
         )
         return runtime

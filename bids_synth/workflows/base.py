@@ -12,6 +12,7 @@ from nipype.pipeline import engine as pe
 from bids_synth.bids import SessionInputs
 from bids_synth.config import Config
 from bids_synth.derivatives import DESCRIPTIONS
+from bids_synth.fileio import file_sha256
 from bids_synth.workflows.outputs import init_derivatives_wf
 from bids_synth.workflows.preproc import init_anat_preproc_wf, init_coreg_wf
 from bids_synth.workflows.synthesis import registered_tasks
@@ -168,6 +169,7 @@ def init_session_wf(
         reference=unit.t1w,
         output_dir=output_dir,
         record=record,
+        digests={path: file_sha256(path) for path in unit.all_inputs.values()},
         run_metadata=tuple(run_metadata),
     )
     for field in [*outputs, *(f"{field}_metadata" for field in run_metadata)]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from bids_synth.bids import bids_uri
 from bids_synth.interfaces.derivatives import CommitDerivatives, DerivativesDataSink
 
 
@@ -16,6 +17,7 @@ def init_derivatives_wf(
     reference: str,
     output_dir: str,
     record: str,
+    digests: dict[str, str],
     run_metadata: tuple[str, ...] = (),
     name: str = "derivatives_wf",
 ) -> pe.Workflow:
@@ -25,7 +27,8 @@ def init_derivatives_wf(
     besides subject/session), ``sources`` (input files), optional ``metadata`` and ``dtype``.
     Fields named in ``run_metadata`` also get an inputnode field ``<field>_metadata``: a dict
     merged into the sidecar once the step that made the output has run. ``reference`` is the
-    raw T1w whose grid ``space-T1w`` outputs are on.
+    raw T1w whose grid ``space-T1w`` outputs are on; ``digests`` maps each input file of the
+    participant/session to its sha256.
     """
     workflow = pe.Workflow(name=name)
     fields = sorted(outputs)
@@ -33,7 +36,12 @@ def init_derivatives_wf(
     inputnode = pe.Node(niu.IdentityInterface(fields=fields + metadata_fields), name="inputnode")
     merge = pe.Node(niu.Merge(len(fields)), name="merge_staged", run_without_submitting=True)
     commit = pe.Node(
-        CommitDerivatives(output_dir=output_dir, record=record),
+        CommitDerivatives(
+            output_dir=output_dir,
+            record=record,
+            raw_root=raw_root,
+            inputs={bids_uri(path, raw_root): sha256 for path, sha256 in digests.items()},
+        ),
         name="commit",
         overwrite=True,  # re-publish on every run, so deleted outputs come back
     )
@@ -43,6 +51,7 @@ def init_derivatives_wf(
             DerivativesDataSink(
                 entities={**entities, "datatype": "anat", **spec["entities"]},
                 source_files=list(spec["sources"]),
+                source_digests={path: digests[path] for path in spec["sources"]},
                 raw_root=raw_root,
                 reference=reference,
                 metadata=spec.get("metadata", {}),
