@@ -150,22 +150,34 @@ def run_workflow(workflow, config: Config) -> None:
 
 
 def stop_child_processes(grace_s: float = 5.0) -> None:
-    """SIGTERM every descendant of this process (nipype workers and their children), then
-    SIGKILL those still there after ``grace_s`` seconds."""
+    """Stop every descendant of this process (nipype workers and their children): freeze them
+    all first (SIGSTOP until a scan finds no new one, so that none can start a child that would
+    escape to init when its parent ends), then SIGTERM them, and SIGKILL those still there after
+    ``grace_s`` seconds."""
     handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        pids = _descendants(os.getpid())
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 0.0)):
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, sig)
+        frozen: list[int] = []
+        while new := [pid for pid in _descendants(os.getpid()) if pid not in frozen]:
+            _signal_all(new, signal.SIGSTOP)
+            frozen += new
+        _signal_all(frozen, signal.SIGTERM)
+        _signal_all(frozen, signal.SIGCONT)
+        for sig, wait_s in ((signal.SIGKILL, grace_s), (None, 1.0)):
             deadline = time.monotonic() + wait_s
-            while pids and time.monotonic() < deadline:
-                pids = [pid for pid in pids if _alive(pid)]
+            while frozen and time.monotonic() < deadline:
+                frozen = [pid for pid in frozen if _alive(pid)]
                 time.sleep(0.05)
+            if sig is not None:
+                _signal_all(frozen, sig)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 def _descendants(root: int) -> list[int]:
