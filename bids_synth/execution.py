@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -26,6 +25,7 @@ from bids_synth.bids import SessionInputs
 from bids_synth.config import Config
 from bids_synth.errors import OutputError
 from bids_synth.fileio import atomic_write_text, output_error
+from bids_synth.logs import route_nipype_log
 
 LOG = logging.getLogger("bids_synth")
 _CRASH_NODE = re.compile(r"^Node: (\S+)", re.MULTILINE)
@@ -72,17 +72,6 @@ def configure_nipype(config: Config) -> None:
         + "".join(f"{k}_level = {level}\n" for k in ("workflow", "interface", "utils")),
     )
     os.environ["NIPYPE_CONFIG_DIR"] = str(config_dir)
-
-
-def route_nipype_log() -> None:
-    """nipype's log to stderr in bids-synth's format, instead of to stdout in nipype's."""
-    from bids_synth.cli import LOG_DATEFMT, LOG_FORMAT
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
-    nipype_logger = logging.getLogger("nipype")
-    nipype_logger.handlers = [handler]
-    nipype_logger.propagate = False
 
 
 def _start_worker(cwd: str) -> None:

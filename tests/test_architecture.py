@@ -9,7 +9,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "bids_synth"
 
 #: the pure core: runs on a machine with torch, numpy and safetensors only
-CORE = {"nn", "simulate", "errors", "fileio", "progress", "modalities", "refdata"}
+CORE = {"nn", "simulate", "errors", "fileio", "progress", "modalities", "refdata", "logs"}
 #: science rooms: no workflow engine, no BIDS layout
 SCIENCE = {"preproc", "synthesis", "metrics", "models", "training", "resampling"}
 PIPELINE_PACKAGES = {"nipype", "bids", "ants"}

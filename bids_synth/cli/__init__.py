@@ -15,6 +15,7 @@ import sys
 import threading
 
 from bids_synth.errors import BidsSynthError, Interrupted, raise_interrupted
+from bids_synth.logs import LOG_DATEFMT, LOG_FORMAT
 
 SUBCOMMANDS = {
     "demo": ("bids_synth.cli.demo", "make a small phantom BIDS dataset and run both levels on it"),
@@ -26,9 +27,6 @@ SUBCOMMANDS = {
 }
 
 LOG = logging.getLogger("bids_synth")
-#: the format of every log line on stderr, nipype's too (:func:`bids_synth.execution.route_nipype_log`)
-LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
-LOG_DATEFMT = "%H:%M:%S"
 
 
 def main(argv: list[str] | None = None) -> int:

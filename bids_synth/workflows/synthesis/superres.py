@@ -59,9 +59,10 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
     chosen = {}
     for suffix in (s for s in SESSION_MR_SUFFIXES if s in unit.all_inputs):
         path = unit.all_inputs[suffix]
-        ratio = anisotropy(voxel_sizes(nib.load(path).affine))
+        sizes = voxel_sizes(nib.load(path).affine)
+        ratio = anisotropy(sizes)
         if ratio > ANISOTROPY_THRESHOLD:
-            chosen[suffix] = path
+            chosen[suffix] = (path, float(min(sizes)))
         else:
             LOG.info("superres: %s: %s skipped, near isotropic (thickest/thinnest %.2f ≤ %g)",
                      unit.name, suffix, ratio, ANISOTROPY_THRESHOLD)  # fmt: skip
@@ -78,7 +79,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
         name="outputnode",
     )
     outputs = {}
-    for suffix, path in chosen.items():
+    for suffix, (path, spacing) in chosen.items():
         thickness = _slice_thickness(path)
         node = pe.Node(
             SuperResolution(
@@ -100,7 +101,12 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
         outputs[suffix.lower()] = {
             "entities": {"res": "iso", "desc": "superres", "suffix": suffix},
             "sources": [path],
-            "metadata": {"Method": method, **({"SliceThickness": thickness} if thickness else {})},
+            "metadata": {
+                "Method": method,
+                # BIDS: the res entity's label is described in the sidecar
+                "Resolution": {"iso": f"isotropic {spacing:g} mm (the input's in-plane spacing)"},
+                **({"SliceThickness": thickness} if thickness else {}),
+            },
         }
     LOG.info("superres: %s: %s with method %s", unit.name, ", ".join(chosen), method)
     return TaskBranch(workflow, {field: field for field in fields}, outputs)
