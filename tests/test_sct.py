@@ -254,14 +254,14 @@ def test_shipped_model_predicts_bone_and_brain():
     from bids_synth.simulate import simulate_subject
 
     bundle = find_task_bundle("sct", "T1w", "CT")
-    # a 1 mm slab through the whole head (skull on both sides), at the model's own grid
-    draw = simulate_subject(43, spacing=1.0, shape=(180, 48, 48), contrasts=("T1w", "CT"))
+    # a whole head at 2 mm (a 2.5D model needs whole slices), resampled to the model's 1 mm grid
+    draw = simulate_subject(43, spacing=2.0, contrasts=("T1w", "CT"))
     head = draw.head_mask.numpy() > 0
     truth = draw.clean["CT"].numpy()
     hu, info = predict_on_grid(bundle, [draw.images["T1w"].numpy()], draw.affine, device="cpu",
                                mask=head)  # fmt: skip
     assert hu.shape == truth.shape and info["device"] == "cpu"
     water = np.abs(truth[head]).mean()
-    assert np.abs(hu - truth)[head].mean() < 0.8 * water  # clearly better than a water-only CT
-    assert hu[head & (truth > 600)].mean() > 300  # bone (underestimated: see its model card)
-    assert abs(np.median(hu[head & (np.abs(truth - 35) < 15)]) - 35) < 60  # brain
+    assert np.abs(hu - truth)[head].mean() < 0.7 * water  # clearly better than a water-only CT
+    assert hu[head & (truth > 600)].mean() > 400  # bone (underestimated: see its model card)
+    assert abs(np.median(hu[head & (np.abs(truth - 35) < 15)]) - 35) < 20  # brain

@@ -234,6 +234,7 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
     from bids_synth.models.bundle import save_bundle
     from bids_synth.models.card import render_model_card
     from bids_synth.nn.checkpoint import load_checkpoint
+    from bids_synth.nn.history import plot_history
 
     trainer = build_trainer(recipe)
     latest = load_checkpoint(workdir / "checkpoints", trainer)
@@ -297,4 +298,5 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
         folder, trainer.generator, meta=meta, card=render_model_card(meta, history)
     )
     shutil.copyfile(workdir / "history.csv", folder / "training_log.csv")
+    plot_history(folder / "training_curves.png", history)
     return bundle
