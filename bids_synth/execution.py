@@ -146,7 +146,9 @@ def stop_child_processes(grace_s: float = 5.0) -> None:
     handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         frozen: list[int] = []
-        while new := [pid for pid in _descendants(os.getpid()) if pid not in frozen]:
+        while new := [
+            pid for pid in _descendants(os.getpid()) if pid not in frozen and not _tracker(pid)
+        ]:
             _signal_all(new, signal.SIGSTOP)
             frozen += new
         _signal_all(frozen, signal.SIGTERM)
@@ -161,6 +163,14 @@ def stop_child_processes(grace_s: float = 5.0) -> None:
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+def _tracker(pid: int) -> bool:
+    """Whether ``pid`` is multiprocessing's resource tracker: it ignores SIGTERM, writes nothing
+    of ours and ends with this process; killed, it would be relaunched at exit to outlive us."""
+    with contextlib.suppress(OSError):
+        return b"multiprocessing.resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
 
 
 def _signal_all(pids: list[int], sig: int) -> None:

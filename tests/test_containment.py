@@ -32,14 +32,16 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def session_processes(sid: int) -> list[int]:
-    """Live processes of session ``sid`` (zombies aside)."""
+    """Live processes of session ``sid``: zombies aside, and those already exiting (their memory,
+    and with it their command line, released: they can write nothing more)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            running = bool((stat.parent / "cmdline").read_bytes())
         except OSError:
             continue
-        if int(fields[3]) == sid and fields[0] != "Z":
+        if int(fields[3]) == sid and fields[0] != "Z" and running:
             found.append(int(stat.parent.name))
     return found
 
