@@ -206,3 +206,75 @@ def test_recipe_trains_resumes_from_a_seed_checkpoint_and_exports(tmp_path):
             epochs=3,
             seed_checkpoint=seed,
         )
+
+
+def test_denoising_pairs_share_one_normalisation_and_differ_by_the_noise():
+    from bids_synth.simulate.randomise import CleanImage, randomised_denoising_pair
+
+    head = _shell_head()
+    quiet = Randomisation(noise_range=(0.0, 0.0), thick_share=0.0)
+    noisy, clean = randomised_denoising_pair(
+        head, np.random.default_rng(1), torch.Generator().manual_seed(1), quiet
+    )
+    assert torch.allclose(noisy, clean)  # no noise: the pair is one image
+    loud = Randomisation(noise_range=(0.1, 0.1), rician_share=0.0)
+    real = CleanImage(np.where(head.head, 1.0 + head.labels, 0.0).astype(np.float32), head.head, 1.0)
+    for source in (head, real):
+        noisy, clean = randomised_denoising_pair(
+            source, np.random.default_rng(2), torch.Generator().manual_seed(2), loud
+        )
+        residual = (noisy - clean)[torch.from_numpy(head.head)]
+        assert 0.05 < float(residual.std()) < 0.3 and abs(float(residual.mean())) < 0.02
+    band = real.band(2, 10, 20)
+    assert band.image.shape == band.head.shape == (40, 40, 10)
+
+
+def test_denoising_slab_batches_have_clean_targets_and_black_padding():
+    heads = [_shell_head()]
+    source = RandomisedSlabs(heads, heads, slices=3, size=48, batch_size=2, seed=5, target="clean")
+    batch = next(iter(source.epoch_batches(0, 1)))
+    assert torch.all(batch["target"][:, :, 0, 0] == 0)  # padding and affine borders are black
+    assert float(batch["target"].max()) > 0.5
+    with pytest.raises(ValueError, match="slab target"):
+        RandomisedSlabs(heads, heads, target="mr")
+
+
+def test_identity_unet_starts_as_the_identity_of_its_centre_slice():
+    from bids_synth.nn.factory import build_network
+
+    net = build_network(
+        "unet", in_channels=5, out_channels=1, channels=(4, 8), dims=2, identity_channel=2
+    )
+    x = torch.rand(2, 5, 16, 16)
+    assert torch.equal(net(x), x[:, 2:3])
+    with pytest.raises(ValueError, match="identity_channel"):
+        build_network("unet", in_channels=3, channels=(4, 8), dims=2, identity_channel=3)
+
+
+def test_denoise_recipe_trains_and_exports_an_input_scale_bundle(tmp_path):
+    import dataclasses
+
+    from bids_synth.training.recipes import RECIPES, export_bundle, run_recipe
+
+    recipe = dataclasses.replace(
+        RECIPES["denoise-slab"],
+        train_heads=(("phantom", 1),),
+        validation_heads=(("phantom", 2),),
+        clean_images=(),
+        slices=3,
+        size=48,
+        batch_size=2,
+        channels=(4, 8),
+        steps_per_epoch=2,
+    )
+    (tmp_path / "heads").mkdir()
+    for seed in (1, 2):
+        _shell_head().save(tmp_path / "heads" / f"head-phantom-{seed}-1mm.npz")
+    run_recipe(recipe, tmp_path, epochs=1)
+    meta = export_bundle(recipe, tmp_path, tmp_path / "bundle").meta
+    assert meta["input"]["channels"] == 1 and meta["input"]["suffixes"][0] == "T1w"
+    assert meta["output"]["normalization"] == {"method": "input"}
+    assert meta["architecture"]["kwargs"]["identity_channel"] == 1
+    assert "sct" not in meta["training"]["data"]["description"]
+    sct = RECIPES["sct-t1w-slab"].run_settings()
+    assert "identity" not in sct and "clean_images" not in sct  # older checkpoints still resume

@@ -25,6 +25,7 @@ Batch = dict[str, torch.Tensor]
 #: a new contrast every step at a quarter of the cost of re-randomising the whole head.
 BAND, BAND_MARGIN = 32, 6
 _TRAIN_STREAM, _VALIDATION_STREAM = 0, 1
+TARGETS = ("ct", "clean")
 
 
 def slab_stack(
@@ -46,11 +47,15 @@ class RandomisedSlabs:
     """Training source of 2.5D batches from contrast-randomised label heads (see module docstring).
 
     Each batch re-randomises a band of :data:`BAND` slices of one head along a random axis (a new
-    contrast, bias, resolution and noise), then takes ``batch_size`` slabs in it, crops or pads them to ``size`` × ``size`` around the
-    head, applies one random in-plane affine (rotation ±``rotation_deg``, scaling ±``scaling``)
-    and flips left/right with probability ½. ``source`` is ``(B, slices, S, S)``, ``target`` the
-    centre slices of the head's CT in HU / ``ct_scale`` and ``mask`` the head. Batches of epoch
-    ``e`` depend only on ``(seed, e)``; validation batches come from ``validation_heads``.
+    contrast, bias, resolution and noise), then takes ``batch_size`` slabs in it, crops or pads
+    them to ``size`` × ``size`` around the head, applies one random in-plane affine (rotation
+    ±``rotation_deg``, scaling ±``scaling``) and flips left/right with probability ½.
+    ``source`` is ``(B, slices, S, S)`` and ``mask`` the head. ``target`` is the centre slices of
+    the head's CT in HU / ``ct_scale`` (``target="ct"``) or of the noise-free image
+    (``target="clean"``: a denoiser's pairs, :func:`~bids_synth.simulate.randomise.
+    randomised_denoising_pair`; heads may then be real :class:`~bids_synth.simulate.randomise.
+    CleanImage` too). Batches of epoch ``e`` depend only on ``(seed, e)``; validation batches
+    come from ``validation_heads``.
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class RandomisedSlabs:
         seed: int = 0,
         randomisation=None,
         ct_scale: float = 1000.0,
+        target: str = "ct",
         rotation_deg: float = 12.0,
         scaling: float = 0.12,
     ):
@@ -71,10 +77,15 @@ class RandomisedSlabs:
 
         if slices < 1 or slices % 2 == 0:
             raise ValueError(f"a slab is an odd number of slices, got {slices}")
+        if target not in TARGETS:
+            raise ValueError(f"slab target {target!r}: one of {TARGETS}")
         self.heads, self.validation_heads = list(heads), list(validation_heads)
         self.slices, self.size, self.batch_size, self.seed = slices, size, batch_size, seed
         self.randomisation = randomisation or Randomisation()
         self.ct_scale, self.rotation_deg, self.scaling = ct_scale, rotation_deg, scaling
+        self.target = target
+        # the target's value outside the head (padding, affine borders): air or black
+        self.background = -1000.0 / ct_scale if target == "ct" else 0.0
 
     def epoch_batches(self, epoch: int, steps: int) -> Iterator[Batch]:
         rng = np.random.default_rng([self.seed, _TRAIN_STREAM, epoch])
@@ -92,19 +103,13 @@ class RandomisedSlabs:
     def _batch(
         self, heads, rng: np.random.Generator, generator: torch.Generator, *, augment: bool = True
     ) -> Batch:
-        from bids_synth.simulate.randomise import randomised_mr
-
         head = heads[int(rng.integers(len(heads)))]
         axis = int(rng.integers(3))
         extent = np.nonzero(head.head.any(axis=tuple(a for a in range(3) if a != axis)))[0]
         margin = self.slices // 2 + BAND_MARGIN
         start = int(rng.integers(extent[0], max(extent[-1] - BAND, extent[0]) + 1))
-        low, high = max(start - margin, 0), min(start + BAND + margin, head.labels.shape[axis])
-        band = head.band(axis, low, high)
-        image = randomised_mr(band, rng, generator, self.randomisation)
-        ct = torch.from_numpy(np.ascontiguousarray(band.ct)).float() / self.ct_scale
-        mask = torch.from_numpy(np.ascontiguousarray(band.head)).float()
-        volume = torch.stack([image, ct, mask])
+        low, high = max(start - margin, 0), min(start + BAND + margin, head.head.shape[axis])
+        volume = self._volume(head.band(axis, low, high), rng, generator)
         if augment and rng.random() < 0.5:
             volume = volume.flip(1)  # left/right (RAS x)
         centres = rng.integers(start - low, start - low + BAND, self.batch_size).clip(
@@ -122,6 +127,18 @@ class RandomisedSlabs:
             "mask": (batch[:, self.slices + 1 :] > 0.5).float(),
         }
 
+    def _volume(self, band, rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
+        """(source, target, mask) of a band of a head, stacked: ``(3, X, Y, Z)``."""
+        from bids_synth.simulate.randomise import randomised_denoising_pair, randomised_mr
+
+        mask = torch.from_numpy(np.ascontiguousarray(band.head)).float()
+        if self.target == "clean":
+            noisy, clean = randomised_denoising_pair(band, rng, generator, self.randomisation)
+            return torch.stack([noisy, clean, mask])
+        image = randomised_mr(band, rng, generator, self.randomisation)
+        ct = torch.from_numpy(np.ascontiguousarray(band.ct)).float() / self.ct_scale
+        return torch.stack([image, ct, mask])
+
     def _crop(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Crop or pad the in-plane axes to ``size`` (random offset where the slice is larger;
         padding: 0 input, air target, no mask)."""
@@ -138,7 +155,7 @@ class RandomisedSlabs:
                 pad[(3 - dim) * 2 + 1] = self.size - n - before
                 padded = F.pad(out, pad)
                 padded[:, self.slices].masked_fill_(
-                    _outside(padded.shape, dim, before, n), -1000.0 / self.ct_scale
+                    _outside(padded.shape, dim, before, n), self.background
                 )
                 out = padded
         return out
@@ -155,9 +172,9 @@ class RandomisedSlabs:
         grid = F.affine_grid(
             theta.expand(batch.shape[0], 2, 3), list(batch.shape), align_corners=False
         )
-        air = -1000.0 / self.ct_scale
+        air = self.background
         shifted = batch.clone()
-        shifted[:, self.slices] -= air  # air → 0 so that zero padding is air
+        shifted[:, self.slices] -= air  # background → 0 so that zero padding is background
         warped = F.grid_sample(
             shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )

@@ -15,7 +15,9 @@ class UNet(nn.Module):
     """U-Net with strided-convolution downsampling and transposed-convolution upsampling.
 
     ``channels`` gives the width of each level (its length is the depth); ``residual=True`` uses
-    residual units (the residual U-Net). Spatial sizes must be multiples of ``2 ** (depth - 1)``.
+    residual units (the residual U-Net). ``identity_channel`` adds that input channel to the
+    output (global residual learning: the network predicts a correction, e.g. a denoiser the
+    negative noise). Spatial sizes must be multiples of ``2 ** (depth - 1)``.
     """
 
     def __init__(
@@ -27,8 +29,12 @@ class UNet(nn.Module):
         norm: str = "instance",
         residual: bool = False,
         dims: int = 3,
+        identity_channel: int | None = None,
     ):
         super().__init__()
+        if identity_channel is not None and not 0 <= identity_channel < in_channels:
+            raise ValueError(f"identity_channel {identity_channel} is not an input channel")
+        self.identity_channel = identity_channel
         block = ResBlock if residual else ConvBlock
         widths = list(channels)
         self.dims = dims
@@ -41,6 +47,9 @@ class UNet(nn.Module):
         )
         self.merge = nn.ModuleList(block(dims, 2 * c, c, norm_kind=norm) for c in widths[-2::-1])
         self.head = conv(dims, widths[0], out_channels, kernel=1)
+        if identity_channel is not None:  # starts as the identity
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         self.multiple = 2 ** (len(widths) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,12 +58,17 @@ class UNet(nn.Module):
                 f"U-Net input size {tuple(x.shape[2:])} is not a multiple of {self.multiple}"
             )
         skips = []
+        y = x
         for block in self.down:
-            x = block(x)
-            skips.append(x)
+            y = block(y)
+            skips.append(y)
         for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1])):
-            x = merge(torch.cat([up(x), skip], dim=1))
-        return self.head(x)
+            y = merge(torch.cat([up(y), skip], dim=1))
+        y = self.head(y)
+        if self.identity_channel is None:
+            return y
+        channel = self.identity_channel
+        return y.float() + x[:, channel : channel + 1].float()  # the sum in full precision
 
 
 class SlabNet(nn.Module):

@@ -91,6 +91,38 @@ class LabelHead:
             return cls(data["labels"], data["ct"], data["physics"], float(data["spacing_mm"]))
 
 
+@dataclass
+class CleanImage:
+    """A real, nearly noise-free image (a template or an averaged scan) and its head mask: the
+    texture a denoiser learns from beside the randomised label heads."""
+
+    image: np.ndarray  # (X, Y, Z) float32
+    head: np.ndarray  # (X, Y, Z) bool
+    spacing_mm: float
+
+    def band(self, axis: int, start: int, stop: int) -> CleanImage:
+        cut = tuple(slice(start, stop) if a == axis else slice(None) for a in range(3))
+        return CleanImage(self.image[cut], self.head[cut], self.spacing_mm)
+
+
+def load_clean_image(path: Path) -> CleanImage:
+    """A reference image reoriented to RAS, cropped to its head (intensity above 10 % of its
+    99th percentile, holes filled), with the crop's margin."""
+    import nibabel as nib
+    from scipy import ndimage
+
+    image = nib.as_closest_canonical(nib.load(path))
+    data = np.asanyarray(image.dataobj, dtype=np.float32)
+    head = data > 0.1 * np.percentile(data[data > 0], 99)
+    head = ndimage.binary_fill_holes(ndimage.binary_closing(head, iterations=2))
+    found = np.argwhere(head)
+    low = np.maximum(found.min(0) - HEAD_MARGIN_VOXELS, 0)
+    high = np.minimum(found.max(0) + 1 + HEAD_MARGIN_VOXELS, head.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+    spacing = float(np.mean(image.header.get_zooms()[:3]))
+    return CleanImage(np.ascontiguousarray(data[box]), np.ascontiguousarray(head[box]), spacing)
+
+
 def simulate_label_head(
     seed: int, *, label_source: str, spacing: float = 1.0, physics_contrasts=("T1w", "T1w", "T2w")
 ) -> LabelHead:
@@ -159,13 +191,11 @@ def _thick_slices(image: torch.Tensor, axis: int, factor: float) -> torch.Tensor
     return F.interpolate(low, size=size, mode="trilinear", align_corners=True)[0, 0]
 
 
-def randomised_mr(
-    head: LabelHead,
-    rng: np.random.Generator,
-    generator: torch.Generator,
-    params: Randomisation = Randomisation(),
+def _clean_contrast(
+    head: LabelHead, rng: np.random.Generator, generator: torch.Generator, params: Randomisation
 ) -> torch.Tensor:
-    """One contrast-randomised, degraded and normalised MR image of ``head`` (float32 tensor)."""
+    """A noise-free image of ``head``: a physics image or a Gaussian-mixture contrast, with a
+    partial-volume blur, a bias field and thick slices or a mild blur (scanner-like units)."""
     labels = torch.from_numpy(np.ascontiguousarray(head.labels)).long()
     mask = labels != Tissue.BACKGROUND
     if rng.random() < params.physics_share:
@@ -194,15 +224,72 @@ def randomised_mr(
         image = _thick_slices(image, int(rng.integers(3)), thickness)
     else:
         image = gaussian_blur(image, (float(rng.uniform(0.0, 0.5)),) * 3)
+    return image
+
+
+def _with_noise(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    params: Randomisation,
+) -> torch.Tensor:
+    """``image`` with Rician or Gaussian noise of σ ``U(noise_range)`` × its 99th head percentile."""
     sigma = float(rng.uniform(*params.noise_range)) * float(torch.quantile(image[mask][::97], 0.99))
     real = image + sigma * torch.randn(image.shape, generator=generator)
     if rng.random() < params.rician_share:
         imaginary = sigma * torch.randn(image.shape, generator=generator)
-        image = torch.sqrt(real * real + imaginary * imaginary)
-    else:
-        image = real.clamp_min(0)
+        return torch.sqrt(real * real + imaginary * imaginary)
+    return real.clamp_min(0)
+
+
+def _percentile_map(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(offset, scale) of :data:`PERCENTILE_NORMALISATION` inside ``mask``."""
     sample = image[mask][::37]
     low, high = torch.quantile(sample, 0.005), torch.quantile(sample, 0.995)
-    image = (image - low) / (high - low).clamp_min(1e-6)
+    return low, (high - low).clamp_min(1e-6)
+
+
+def randomised_mr(
+    head: LabelHead,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    params: Randomisation = Randomisation(),
+) -> torch.Tensor:
+    """One contrast-randomised, degraded and normalised MR image of ``head`` (float32 tensor)."""
+    mask = torch.from_numpy(np.ascontiguousarray(head.head))
+    image = _with_noise(_clean_contrast(head, rng, generator, params), mask, rng, generator, params)
+    low, scale = _percentile_map(image, mask)
+    image = (image - low) / scale
     gamma = float(np.exp(rng.normal(0, params.gamma_sd)))
     return image.clamp_min(0).pow(gamma)
+
+
+def randomised_denoising_pair(
+    head: LabelHead | CleanImage,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    params: Randomisation = Randomisation(),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noisy, clean) float32 images of ``head``: a clean image (for a :class:`LabelHead` a
+    randomised contrast, for a :class:`CleanImage` the real image under a random bias field),
+    a gamma, then noise; both normalised with the noisy image's percentile map, as inference
+    normalises (the clean one is the target of a denoiser)."""
+    mask = torch.from_numpy(np.ascontiguousarray(head.head))
+    if isinstance(head, CleanImage):
+        clean = torch.from_numpy(np.ascontiguousarray(head.image)).float()
+        clean = clean / torch.quantile(clean[mask][::97], 0.99).clamp_min(1e-6)
+        clean = clean * _bias_field(
+            clean.shape,
+            head.spacing_mm,
+            params.bias_correlation_mm,
+            float(rng.uniform(0, params.bias_sd)),
+            generator,
+        )
+    else:
+        clean = _clean_contrast(head, rng, generator, params)
+        clean = clean / torch.quantile(clean[mask][::97], 0.99).clamp_min(1e-6)
+    clean = clean.clamp_min(0).pow(float(np.exp(rng.normal(0, params.gamma_sd))))
+    noisy = _with_noise(clean, mask, rng, generator, params)
+    low, scale = _percentile_map(noisy, mask)
+    return (noisy - low) / scale, (clean - low) / scale

@@ -23,9 +23,21 @@ from bids_synth.simulate.randomise import PERCENTILE_NORMALISATION, Randomisatio
 LOG = logging.getLogger("bids_synth.training")
 
 
+#: recipe settings recorded in a run's settings only when they differ from these values, so that
+#: a setting added later does not orphan the checkpoints of recipes that leave it alone
+_RECORDED_WHEN_SET = {"clean_images": (), "clean_image_copies": 1, "identity": False, "content": "l1"}
+
+
 @dataclass(frozen=True)
 class SlabRecipe:
-    """A 2.5D model: label heads, contrast randomisation, network and optimisation settings."""
+    """A 2.5D model: label heads, contrast randomisation, network and optimisation settings.
+
+    ``task`` ``sct`` learns the CT (HU) of the heads from one channel per suffix; ``denoise`` learns
+    the noise-free image from a noisy one of any of ``suffixes`` (one channel), on the label heads
+    and on ``clean_images`` (real, nearly noise-free reference images, each ``clean_image_copies``
+    times in the pool). ``identity`` adds the centre input slice to the output (residual learning);
+    ``content`` is the loss (``l1`` or ``l2``).
+    """
 
     id: str
     version: str
@@ -45,25 +57,47 @@ class SlabRecipe:
     amp: str = "bf16"
     spacing_mm: float = 1.0
     randomisation: Randomisation = field(default_factory=Randomisation)
+    clean_images: tuple[str, ...] = ()
+    clean_image_copies: int = 1
+    identity: bool = False
+    content: str = "l1"
+
+    @property
+    def input_channels(self) -> int:
+        """Channels per slice: one per suffix, but one for a denoiser (its suffixes are
+        alternatives)."""
+        return 1 if self.task == "denoise" else len(self.suffixes)
+
+    @property
+    def slab_target(self) -> str:
+        return "clean" if self.task == "denoise" else "ct"
+
+    @property
+    def output_scale(self) -> float:
+        """Model output units → reported units (HU for sct, the normalised input scale else)."""
+        return CT_SCALE_HU if self.slab_target == "ct" else 1.0
 
     def run_settings(self) -> dict:
         """What defines the trajectory (a checkpoint of other settings is not resumed)."""
         settings = asdict(self)
         for key in ("version", "epochs"):
             settings.pop(key)
+        for key, neutral in _RECORDED_WHEN_SET.items():
+            if settings[key] == neutral:
+                settings.pop(key)
         return json.loads(json.dumps(settings))
 
     def architecture(self) -> dict:
-        return {
-            "name": "unet",
-            "kwargs": {
-                "in_channels": self.slices * len(self.suffixes),
-                "out_channels": 1,
-                "channels": list(self.channels),
-                "norm": "instance",
-                "dims": 2,
-            },
+        kwargs = {
+            "in_channels": self.slices * self.input_channels,
+            "out_channels": 1,
+            "channels": list(self.channels),
+            "norm": "instance",
+            "dims": 2,
         }
+        if self.identity:
+            kwargs["identity_channel"] = self.slices // 2
+        return {"name": "unet", "kwargs": kwargs}
 
 
 def _heads(sources: dict[str, int], first_seed: int) -> tuple[tuple[str, int], ...]:
@@ -84,6 +118,30 @@ RECIPES = {
         train_heads=_heads({"mni2009a": 6, "tpm": 6, "phantom": 6}, 100),
         validation_heads=(("phantom", 9001), ("tpm", 9002)),
     ),
+    "denoise-slab": SlabRecipe(
+        id="denoise-slab",
+        version="2.0.0",
+        task="denoise",
+        suffixes=("T1w", "T2w", "FLAIR", "PD"),
+        target="T1w",
+        train_heads=_heads({"mni2009a": 6, "tpm": 6, "phantom": 6}, 100),
+        validation_heads=(("phantom", 9001), ("tpm", 9002)),
+        size=128,
+        batch_size=6,
+        channels=(32, 64, 128, 256),
+        lr=3e-4,
+        randomisation=Randomisation(
+            physics_share=0.4, thick_share=0.15, noise_range=(0.0, 0.12), rician_share=0.7
+        ),
+        clean_images=(
+            "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+            "spm/avg152T1.nii.gz",
+            "spm/avg152T2.nii.gz",
+            "spm/avg152PD.nii.gz",
+        ),
+        clean_image_copies=3,
+        identity=True,
+    ),
 }
 
 
@@ -102,19 +160,23 @@ def build_trainer(recipe: SlabRecipe, device: str = "cpu"):
         device=torch.device(device),
         amp=recipe.amp,
         seed=recipe.seed,
+        content=recipe.content,
         ssim_weight=0.0,
     )
 
 
 def data_source(recipe: SlabRecipe, workdir: Path):
     from bids_synth.nn.slabs import RandomisedSlabs
-    from bids_synth.simulate.randomise import load_or_simulate_heads
+    from bids_synth.refdata import reference_file
+    from bids_synth.simulate.randomise import load_clean_image, load_or_simulate_heads
 
     pool = workdir / "heads"
+    clean = [load_clean_image(reference_file(name)) for name in recipe.clean_images]
     return RandomisedSlabs(
         load_or_simulate_heads(
             pool, list(recipe.train_heads), spacing=recipe.spacing_mm, log=LOG.info
-        ),
+        )
+        + clean * recipe.clean_image_copies,
         load_or_simulate_heads(
             pool, list(recipe.validation_heads), spacing=recipe.spacing_mm, log=LOG.info
         ),
@@ -124,6 +186,7 @@ def data_source(recipe: SlabRecipe, workdir: Path):
         seed=recipe.seed,
         randomisation=recipe.randomisation,
         ct_scale=CT_SCALE_HU,
+        target=recipe.slab_target,
     )
 
 
@@ -202,7 +265,7 @@ def run_recipe(
         run=recipe.run_settings(),
         resume=True,
         validation_draws=16,
-        output_scale=CT_SCALE_HU,
+        output_scale=recipe.output_scale,
     )
     LOG.info(
         "trained for %.0f s on %d thread(s)", time.perf_counter() - started, torch.get_num_threads()
@@ -224,6 +287,45 @@ def training_summary(recipe: SlabRecipe, history: list[dict], threads: int = 1) 
     }
 
 
+def _output_contract(recipe: SlabRecipe) -> dict:
+    if recipe.slab_target == "ct":
+        return {
+            "suffix": recipe.target,
+            "units": "HU",
+            "range": list(CT_HU_RANGE),
+            "normalization": {"method": "scale", "offset": 0.0, "scale": CT_SCALE_HU},
+        }
+    return {
+        "suffix": recipe.target,
+        "units": "a.u. (input scale)",
+        "range": None,
+        "normalization": {"method": "input"},
+    }
+
+
+def _data_description(recipe: SlabRecipe) -> str:
+    sources = ", ".join(sorted({source for source, _ in recipe.train_heads}))
+    noise = recipe.randomisation.noise_range
+    text = (
+        f"{len(recipe.train_heads)} label heads from the bids-synth head model ({sources} "
+        "anatomies, random affine and nonlinear deformation), re-randomised for every batch: "
+        "Gaussian-mixture contrasts per tissue "
+        f"({recipe.randomisation.physics_share:.0%} physics-based T1w/T2w), bias field, thick "
+        "slices, gamma"
+    )
+    if recipe.slab_target == "ct":
+        return (
+            f"{text}, Rician/Gaussian noise, in-plane affine, flips; slabs of {recipe.slices} "
+            "slices along all three axes → CT (HU)"
+        )
+    return (
+        f"{text}; and the real reference images {', '.join(recipe.clean_images)} under a random "
+        f"bias field and gamma; Rician/Gaussian noise of σ {noise[0]:.0%}–{noise[1]:.0%} of the "
+        f"99th head percentile, in-plane affine, flips; slabs of {recipe.slices} noisy slices "
+        "along all three axes → the noise-free centre slice"
+    )
+
+
 def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: int = 1):
     """A model bundle from the latest checkpoint in ``workdir``, with card and training log."""
     import shutil
@@ -240,7 +342,6 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
     latest = load_checkpoint(workdir / "checkpoints", trainer)
     history = latest["history"]
     summary = training_summary(recipe, history, threads)
-    sources = sorted({source for source, _ in recipe.train_heads})
     meta = {
         "id": recipe.id,
         "version": recipe.version,
@@ -251,19 +352,15 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
         "inference": {"mode": "slabs", "slices": recipe.slices, "axes": [0, 1, 2], "amp": recipe.amp},
         "input": {
             "suffixes": list(recipe.suffixes),
-            "channels": len(recipe.suffixes),
+            "channels": recipe.input_channels,
             "spacing_mm": [recipe.spacing_mm] * 3,
             "orientation": "RAS",
             "normalization": PERCENTILE_NORMALISATION,
         },
-        "output": {
-            "suffix": recipe.target,
-            "units": "HU",
-            "range": list(CT_HU_RANGE),
-            "normalization": {"method": "scale", "offset": 0.0, "scale": CT_SCALE_HU},
-        },
+        "output": _output_contract(recipe),
         "training": {
             "mode": "regression",
+            "loss": recipe.content,
             "recipe": recipe.id,
             "seed": recipe.seed,
             "steps": summary["steps"],
@@ -278,14 +375,7 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
             "lr": recipe.lr,
             "data": {
                 "kind": "simulated",
-                "description": (
-                    f"{len(recipe.train_heads)} label heads from the bids-synth head model "
-                    f"({', '.join(sources)} anatomies, random affine and nonlinear deformation), "
-                    "re-randomised for every batch: Gaussian-mixture contrasts per tissue "
-                    f"({recipe.randomisation.physics_share:.0%} physics-based T1w/T2w), bias "
-                    "field, thick slices, Rician/Gaussian noise, gamma, in-plane affine, flips; "
-                    f"slabs of {recipe.slices} slices along all three axes → CT (HU)"
-                ),
+                "description": _data_description(recipe),
                 "randomisation": recipe.randomisation.to_json(),
                 "validation": ", ".join(f"{s} seed {n}" for s, n in recipe.validation_heads),
             },
