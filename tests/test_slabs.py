@@ -32,7 +32,7 @@ def _shell_head(size: int = 40) -> LabelHead:
     }
     ct = np.vectorize(hu.get)(labels).astype(np.float16)
     physics = np.stack([labels * 0.1, 1.0 - labels * 0.05]).astype(np.float16)
-    return LabelHead(labels, ct, physics, 1.0)
+    return LabelHead(labels, ct, physics, 1.0, physics_names=("T1w", "T2w"))
 
 
 def _draw(head, seed, params=None):
@@ -278,3 +278,36 @@ def test_denoise_recipe_trains_and_exports_an_input_scale_bundle(tmp_path):
     assert "sct" not in meta["training"]["data"]["description"]
     sct = RECIPES["sct-t1w-slab"].run_settings()
     assert "identity" not in sct and "clean_images" not in sct  # older checkpoints still resume
+
+
+def test_translation_heads_round_trip_and_draw_inputs_of_the_input_contrast_only(tmp_path):
+    head = _shell_head()
+    head.physics[1] = 0.0  # the T2w physics image must never be drawn as an input
+    head.targets = {"T2w": (head.labels * 0.2).astype(np.float16)}
+    head.save(tmp_path / "head.npz")
+    loaded = LabelHead.load(tmp_path / "head.npz")
+    assert loaded.physics_names == ("T1w", "T2w") and np.array_equal(
+        loaded.targets["T2w"], head.targets["T2w"]
+    )
+    t1w_only = Randomisation(physics_share=1.0, physics_inputs=("T1w",), noise_range=(0, 0))
+    draws = [_draw(loaded, seed, t1w_only) for seed in range(8)]
+    assert all(float(d.std()) > 0.05 for d in draws)
+    source = RandomisedSlabs(
+        [loaded], [loaded], slices=3, size=48, batch_size=2, seed=1, target="T2w",
+        randomisation=t1w_only,
+    )  # fmt: skip
+    batch = source.validation_batches(1)[0]
+    inside = batch["target"][batch["mask"] > 0]
+    assert float(inside.min()) > -0.1 and 0.5 < float(inside.max()) < 1.1  # head percentiles
+    with pytest.raises(ValueError, match="slab target"):
+        RandomisedSlabs([loaded], [loaded], target="T3w")
+
+
+def test_heads_cached_before_targets_existed_still_load(tmp_path):
+    head = _shell_head()
+    np.savez(
+        tmp_path / "old.npz", labels=head.labels, ct=head.ct, physics=head.physics[[0, 0, 1]],
+        spacing_mm=np.float32(1.0),
+    )  # fmt: skip
+    old = LabelHead.load(tmp_path / "old.npz")
+    assert old.physics_names == ("T1w", "T1w", "T2w") and old.targets == {}

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bids_synth.nn.devices import autocast
+from bids_synth.modalities import SESSION_MR_SUFFIXES
 
 Batch = dict[str, torch.Tensor]
 #: A batch re-randomises a band of BAND slices (plus margins for blur and slab context) of one head:
@@ -51,10 +52,11 @@ class RandomisedSlabs:
     them to ``size`` × ``size`` around the head, applies one random in-plane affine (rotation
     ±``rotation_deg``, scaling ±``scaling``) and flips left/right with probability ½.
     ``source`` is ``(B, slices, S, S)`` and ``mask`` the head. ``target`` is the centre slices of
-    the head's CT in HU / ``ct_scale`` (``target="ct"``) or of the noise-free image
+    the head's CT in HU / ``ct_scale`` (``target="ct"``), of the noise-free image
     (``target="clean"``: a denoiser's pairs, :func:`~bids_synth.simulate.randomise.
     randomised_denoising_pair`; heads may then be real :class:`~bids_synth.simulate.randomise.
-    CleanImage` too). Batches of epoch ``e`` depend only on ``(seed, e)``; validation batches
+    CleanImage` too) or of one of the heads' translation ``targets`` (an MR suffix), normalised
+    by its own head percentiles. Batches of epoch ``e`` depend only on ``(seed, e)``; validation batches
     come from ``validation_heads``.
     """
 
@@ -77,8 +79,8 @@ class RandomisedSlabs:
 
         if slices < 1 or slices % 2 == 0:
             raise ValueError(f"a slab is an odd number of slices, got {slices}")
-        if target not in TARGETS:
-            raise ValueError(f"slab target {target!r}: one of {TARGETS}")
+        if target not in TARGETS and target not in SESSION_MR_SUFFIXES:
+            raise ValueError(f"slab target {target!r}: one of {TARGETS} or an MR suffix")
         self.heads, self.validation_heads = list(heads), list(validation_heads)
         self.slices, self.size, self.batch_size, self.seed = slices, size, batch_size, seed
         self.randomisation = randomisation or Randomisation()
@@ -129,15 +131,25 @@ class RandomisedSlabs:
 
     def _volume(self, band, rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
         """(source, target, mask) of a band of a head, stacked: ``(3, X, Y, Z)``."""
-        from bids_synth.simulate.randomise import randomised_denoising_pair, randomised_mr
+        from bids_synth.simulate.randomise import (
+            percentile_normalised,
+            randomised_denoising_pair,
+            randomised_mr,
+        )
 
         mask = torch.from_numpy(np.ascontiguousarray(band.head)).float()
         if self.target == "clean":
             noisy, clean = randomised_denoising_pair(band, rng, generator, self.randomisation)
             return torch.stack([noisy, clean, mask])
         image = randomised_mr(band, rng, generator, self.randomisation)
-        ct = torch.from_numpy(np.ascontiguousarray(band.ct)).float() / self.ct_scale
-        return torch.stack([image, ct, mask])
+        if self.target == "ct":
+            target = torch.from_numpy(np.ascontiguousarray(band.ct)).float() / self.ct_scale
+        else:
+            target = percentile_normalised(
+                torch.from_numpy(np.ascontiguousarray(band.targets[self.target])).float(),
+                mask > 0,
+            )
+        return torch.stack([image, target, mask])
 
     def _crop(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Crop or pad the in-plane axes to ``size`` (random offset where the slice is larger;

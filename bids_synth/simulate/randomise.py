@@ -6,7 +6,8 @@ is simulated once (seconds) and then re-randomised for every batch (a fraction o
 network sees a new contrast at every step and has to learn anatomy rather than one scanner's
 intensities. :func:`randomised_mr` draws, per call:
 
-- with probability ``physics_share`` one of the head's physics MR images, else a Gaussian mixture:
+- with probability ``physics_share`` one of the head's physics MR images (of the contrasts
+  ``physics_inputs`` when set), else a Gaussian mixture:
   per tissue a mean ``U(mean_range)`` and a spread ``U(sd_range)`` (0–1 scale), background dark;
 - a small partial-volume blur, a smooth multiplicative bias field ``exp(N(0, U(0, bias_sd)))``;
 - with probability ``thick_share`` thick slices along a random axis (thickness ``U(thickness_mm)``,
@@ -19,7 +20,7 @@ intensities. :func:`randomised_mr` draws, per call:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ from bids_synth.simulate.tissues import N_TISSUES, Tissue
 #: Input normalisation of networks trained on these images (see :mod:`bids_synth.nn.intensity`).
 PERCENTILE_NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
 HEAD_MARGIN_VOXELS = 8
+#: the physics MR images of a label head, each in its own random scanner style
+PHYSICS_CONTRASTS = ("T1w", "T1w", "T2w")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Randomisation:
     """Ranges of the per-draw randomisation (see the module docstring)."""
 
     physics_share: float = 0.25
+    physics_inputs: tuple[str, ...] | None = None  # physics contrasts a draw may use (None: all)
     mean_range: tuple[float, float] = (0.0, 1.0)
     sd_range: tuple[float, float] = (0.0, 0.08)
     background_dark_share: float = 0.7
@@ -56,12 +60,16 @@ class Randomisation:
 
 @dataclass
 class LabelHead:
-    """One anatomy on a 1 mm-class grid, cropped to its head: labels, CT (HU), physics MR images."""
+    """One anatomy on a 1 mm-class grid, cropped to its head: labels, CT (HU), physics MR images
+    (network inputs, each in its own random scanner style) and, for translation, ``targets``:
+    MR contrasts in the reference scanner style (:meth:`ScannerStyle.for_site` 0)."""
 
     labels: np.ndarray  # (X, Y, Z) uint8 tissue labels
     ct: np.ndarray  # (X, Y, Z) float16 HU
     physics: np.ndarray  # (P, X, Y, Z) float16 clean physics MR images (scanner units)
     spacing_mm: float
+    physics_names: tuple[str, ...] = PHYSICS_CONTRASTS
+    targets: dict[str, np.ndarray] = field(default_factory=dict)  # suffix → (X, Y, Z) float16
 
     @property
     def head(self) -> np.ndarray:
@@ -71,7 +79,12 @@ class LabelHead:
         """The slices ``start:stop`` along ``axis`` (views, no copy)."""
         cut = tuple(slice(start, stop) if a == axis else slice(None) for a in range(3))
         return LabelHead(
-            self.labels[cut], self.ct[cut], self.physics[(slice(None), *cut)], self.spacing_mm
+            self.labels[cut],
+            self.ct[cut],
+            self.physics[(slice(None), *cut)],
+            self.spacing_mm,
+            self.physics_names,
+            {name: image[cut] for name, image in self.targets.items()},
         )
 
     def save(self, path: Path) -> None:
@@ -81,14 +94,28 @@ class LabelHead:
             labels=self.labels,
             ct=self.ct,
             physics=self.physics,
+            physics_names=np.array(self.physics_names),
             spacing_mm=np.float32(self.spacing_mm),
+            **{f"target_{name}": image for name, image in self.targets.items()},
         )
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> LabelHead:
         with np.load(path) as data:
-            return cls(data["labels"], data["ct"], data["physics"], float(data["spacing_mm"]))
+            names = data["physics_names"] if "physics_names" in data else PHYSICS_CONTRASTS
+            return cls(
+                data["labels"],
+                data["ct"],
+                data["physics"],
+                float(data["spacing_mm"]),
+                tuple(str(name) for name in names),
+                {
+                    key.removeprefix("target_"): data[key]
+                    for key in data.files
+                    if key.startswith("target_")
+                },
+            )
 
 
 @dataclass
@@ -124,11 +151,17 @@ def load_clean_image(path: Path) -> CleanImage:
 
 
 def simulate_label_head(
-    seed: int, *, label_source: str, spacing: float = 1.0, physics_contrasts=("T1w", "T1w", "T2w")
+    seed: int,
+    *,
+    label_source: str,
+    spacing: float = 1.0,
+    physics_contrasts: tuple[str, ...] = PHYSICS_CONTRASTS,
+    target_contrasts: tuple[str, ...] = (),
 ) -> LabelHead:
     """Draw one anatomy (random affine + nonlinear deformation of ``label_source``) and keep its
-    labels, CT and the clean physics images of ``physics_contrasts`` (each with its own random
-    scanner style), cropped to the head's bounding box."""
+    labels, CT, the clean physics images of ``physics_contrasts`` (each with its own random
+    scanner style) and of ``target_contrasts`` (the reference style), cropped to the head's
+    bounding box."""
     from bids_synth.simulate.anatomy import draw_anatomy
     from bids_synth.simulate.ct import clean_ct
     from bids_synth.simulate.scanner import ScannerStyle
@@ -140,6 +173,11 @@ def simulate_label_head(
     for index, contrast in enumerate(physics_contrasts):
         style = ScannerStyle.draw(seed * 31 + index)
         physics.append(acquire(anatomy, style, contrasts=(contrast,), noise=0.0).clean[contrast])
+    reference = ScannerStyle.for_site(0)
+    targets = {
+        contrast: acquire(anatomy, reference, contrasts=(contrast,), noise=0.0).clean[contrast]
+        for contrast in target_contrasts
+    }
     labels = anatomy.labels.cpu().numpy()
     found = np.argwhere(labels != Tissue.BACKGROUND)
     low = np.maximum(found.min(0) - HEAD_MARGIN_VOXELS, 0)
@@ -150,21 +188,32 @@ def simulate_label_head(
         ct=np.ascontiguousarray(ct.cpu().numpy()[box].astype(np.float16)),
         physics=np.stack([p.cpu().numpy()[box] for p in physics]).astype(np.float16),
         spacing_mm=float(spacing),
+        physics_names=tuple(physics_contrasts),
+        targets={k: v.cpu().numpy()[box].astype(np.float16) for k, v in targets.items()},
     )
 
 
 def load_or_simulate_heads(
-    folder: Path, specs: list[tuple[str, int]], *, spacing: float = 1.0, log=None
+    folder: Path,
+    specs: list[tuple[str, int]],
+    *,
+    spacing: float = 1.0,
+    target_contrasts: tuple[str, ...] = (),
+    log=None,
 ) -> list[LabelHead]:
-    """The heads ``(label_source, seed)`` of ``specs``, simulated once and cached in ``folder``."""
+    """The heads ``(label_source, seed)`` of ``specs`` (with ``target_contrasts``), simulated
+    once and cached in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
+    targets = "".join(f"+{name}" for name in sorted(target_contrasts))
     heads = []
     for source, seed in specs:
-        path = folder / f"head-{source}-{seed}-{spacing:g}mm.npz"
+        path = folder / f"head-{source}-{seed}-{spacing:g}mm{targets}.npz"
         if not path.exists():
             if log:
                 log(f"simulating head {source} seed {seed}")
-            simulate_label_head(seed, label_source=source, spacing=spacing).save(path)
+            simulate_label_head(
+                seed, label_source=source, spacing=spacing, target_contrasts=target_contrasts
+            ).save(path)
         heads.append(LabelHead.load(path))
     return heads
 
@@ -199,8 +248,13 @@ def _clean_contrast(
     labels = torch.from_numpy(np.ascontiguousarray(head.labels)).long()
     mask = labels != Tissue.BACKGROUND
     if rng.random() < params.physics_share:
+        usable = [
+            index
+            for index, name in enumerate(head.physics_names)
+            if params.physics_inputs is None or name in params.physics_inputs
+        ]
         image = torch.from_numpy(
-            np.ascontiguousarray(head.physics[int(rng.integers(len(head.physics)))])
+            np.ascontiguousarray(head.physics[usable[int(rng.integers(len(usable)))]])
         ).float()
         image = image / torch.quantile(image[mask][::97], 0.99).clamp_min(1e-6)
     else:
@@ -248,6 +302,12 @@ def _percentile_map(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tens
     sample = image[mask][::37]
     low, high = torch.quantile(sample, 0.005), torch.quantile(sample, 0.995)
     return low, (high - low).clamp_min(1e-6)
+
+
+def percentile_normalised(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``image`` under :data:`PERCENTILE_NORMALISATION` inside ``mask``."""
+    low, scale = _percentile_map(image, mask)
+    return (image - low) / scale
 
 
 def randomised_mr(

@@ -25,14 +25,21 @@ LOG = logging.getLogger("bids_synth.training")
 
 #: recipe settings recorded in a run's settings only when they differ from these values, so that
 #: a setting added later does not orphan the checkpoints of recipes that leave it alone
-_RECORDED_WHEN_SET = {"clean_images": (), "clean_image_copies": 1, "identity": False, "content": "l1"}
+_RECORDED_WHEN_SET = {
+    "clean_images": (),
+    "clean_image_copies": 1,
+    "identity": False,
+    "content": "l1",
+    "randomisation.physics_inputs": None,
+}
 
 
 @dataclass(frozen=True)
 class SlabRecipe:
     """A 2.5D model: label heads, contrast randomisation, network and optimisation settings.
 
-    ``task`` ``sct`` learns the CT (HU) of the heads from one channel per suffix; ``denoise`` learns
+    ``task`` ``sct`` learns the CT (HU) of the heads from one channel per suffix; ``translate`` the
+    heads' ``target`` MR contrast (reference scanner style) from their ``suffixes``; ``denoise``
     the noise-free image from a noisy one of any of ``suffixes`` (one channel), on the label heads
     and on ``clean_images`` (real, nearly noise-free reference images, each ``clean_image_copies``
     times in the pool). ``identity`` adds the centre input slice to the output (residual learning);
@@ -70,7 +77,13 @@ class SlabRecipe:
 
     @property
     def slab_target(self) -> str:
-        return "clean" if self.task == "denoise" else "ct"
+        """What :class:`~bids_synth.nn.slabs.RandomisedSlabs` draws as the target."""
+        return {"denoise": "clean", "sct": "ct"}.get(self.task, self.target)
+
+    @property
+    def target_contrasts(self) -> tuple[str, ...]:
+        """MR contrasts the label heads must carry in the reference style (translation)."""
+        return (self.target,) if self.task == "translate" else ()
 
     @property
     def output_scale(self) -> float:
@@ -82,9 +95,13 @@ class SlabRecipe:
         settings = asdict(self)
         for key in ("version", "epochs"):
             settings.pop(key)
-        for key, neutral in _RECORDED_WHEN_SET.items():
-            if settings[key] == neutral:
-                settings.pop(key)
+        for dotted, neutral in _RECORDED_WHEN_SET.items():
+            *parents, key = dotted.split(".")
+            holder = settings
+            for parent in parents:
+                holder = holder[parent]
+            if holder[key] == neutral:
+                holder.pop(key)
         return json.loads(json.dumps(settings))
 
     def architecture(self) -> dict:
@@ -118,6 +135,19 @@ RECIPES = {
         train_heads=_heads({"mni2009a": 6, "tpm": 6, "phantom": 6}, 100),
         validation_heads=(("phantom", 9001), ("tpm", 9002)),
     ),
+    **{
+        f"translate-t1w-{target.lower()}-slab": SlabRecipe(
+            id=f"translate-t1w-{target.lower()}-slab",
+            version="2.0.0",
+            task="translate",
+            suffixes=("T1w",),
+            target=target,
+            train_heads=_heads({"mni2009a": 6, "tpm": 6, "phantom": 6}, 100),
+            validation_heads=(("phantom", 9001), ("tpm", 9002)),
+            randomisation=Randomisation(physics_share=0.6, physics_inputs=("T1w",)),
+        )
+        for target in ("T2w", "FLAIR", "PD")
+    },
     "denoise-slab": SlabRecipe(
         id="denoise-slab",
         version="2.0.0",
@@ -172,14 +202,11 @@ def data_source(recipe: SlabRecipe, workdir: Path):
 
     pool = workdir / "heads"
     clean = [load_clean_image(reference_file(name)) for name in recipe.clean_images]
+    options = dict(spacing=recipe.spacing_mm, target_contrasts=recipe.target_contrasts, log=LOG.info)
     return RandomisedSlabs(
-        load_or_simulate_heads(
-            pool, list(recipe.train_heads), spacing=recipe.spacing_mm, log=LOG.info
-        )
+        load_or_simulate_heads(pool, list(recipe.train_heads), **options)
         + clean * recipe.clean_image_copies,
-        load_or_simulate_heads(
-            pool, list(recipe.validation_heads), spacing=recipe.spacing_mm, log=LOG.info
-        ),
+        load_or_simulate_heads(pool, list(recipe.validation_heads), **options),
         slices=recipe.slices,
         size=recipe.size,
         batch_size=recipe.batch_size,
@@ -317,6 +344,13 @@ def _data_description(recipe: SlabRecipe) -> str:
         return (
             f"{text}, Rician/Gaussian noise, in-plane affine, flips; slabs of {recipe.slices} "
             "slices along all three axes → CT (HU)"
+        )
+    if recipe.task == "translate":
+        return (
+            f"{text}, Rician/Gaussian noise, in-plane affine, flips; the physics-based images "
+            f"are {'/'.join(recipe.randomisation.physics_inputs or ('MR',))} only; slabs of "
+            f"{recipe.slices} slices along all three axes → the head's noise-free "
+            f"{recipe.target} in the reference scanner style (site 0), percentile-normalised"
         )
     return (
         f"{text}; and the real reference images {', '.join(recipe.clean_images)} under a random "
