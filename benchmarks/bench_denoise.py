@@ -1,16 +1,28 @@
-"""Denoising benchmark: model vs self (noise2self) vs NLM at 3/5/7/9 % Rician noise.
+"""Denoising benchmark: model, noise2self, NLM, and the peers BM4D and dipy, at 3–9 % Rician noise.
 
-Held-out simulated subjects (seeds 90001…, never used for training or tuning) drawn from the
-real-anatomy ``colin27`` label maps, which no shipped model saw (the default bundle trained on
-``tpm`` + ``phantom`` heads; needs the reference data). Each noise level is
-the head model's own acquisition with that σ (fraction of the reference tissue signal); the
-truth is the same acquisition without noise. PSNR/SSIM inside the head mask, run time per image.
-Prints a markdown table; ``--append`` adds it to BENCHMARKS.md.
+Two parts, each a markdown table of PSNR/SSIM inside the head and seconds per image:
+
+- held-out simulated heads (seeds 90001…, never used for training or tuning) drawn from the
+  real-anatomy ``colin27`` label maps, which no shipped model saw; each noise level is the head
+  model's own acquisition with that σ, the truth the same acquisition without noise
+  (``--real-only`` skips this slow part);
+- the real Colin27 T1 (1 mm, an average of 27 scans, nearly noise-free) with Rician noise added,
+  scored against the original, with a mosaic per level (and a zoom on the cerebellum and
+  occipital cortex) in ``benchmarks/results/``.
+
+Methods: ``model`` (a denoising bundle), ``self`` (noise2self), ``nlm`` (antspyx, Rician, its own
+σ estimate) from :mod:`bids_synth.synthesis.denoising`, and the peers ``bm4d`` (PyPI ``bm4d``,
+non-commercial licence: benchmark only, never a dependency) and ``dipy`` (``dipy.denoise.nlmeans``,
+classic, Rician; dipy ≥ 1.12), both given the true σ, imported only when asked for and skipped
+when not installed.
+Every method runs on one thread. ``--append`` adds the tables to BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import shlex
 import sys
 import time
@@ -25,76 +37,100 @@ from bids_synth.synthesis import denoising
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+#: peer method → the PyPI package it needs (never a dependency of bids-synth)
+PEERS = {"bm4d": "bm4d", "dipy": "dipy"}
 
-def denoise_all(noisy, mask, affine, args, seed, bundle) -> dict:
+#: centre (world mm, MNI) and edge (voxels) of the zoomed Colin27 mosaic: vermis, cerebellar folia,
+#: occipital cortex
+ZOOM_CENTRE_MM = (0.0, -75.0, -16.0)
+ZOOM_SIZE = 64
+
+
+def available(methods: list[str]) -> list[str]:
+    """``methods`` without the peers whose package is missing (one "skipped" line for each)."""
+    kept = []
+    for method in methods:
+        package = PEERS.get(method)
+        if package and importlib.util.find_spec(package) is None:
+            print(f"skipped: install {package} (for the {method} peer)")
+        else:
+            kept.append(method)
+    return kept
+
+
+def bm4d_denoise(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """BM4D (Gaussian model, ``np`` profile, both stages) with the given σ, run on the image
+    scaled to its head's 99.5th percentile; outside ``mask`` the image is kept."""
+    import bm4d
+
+    scale = denoising.head_scale(image, mask)
+    denoised = bm4d.bm4d(image / scale, sigma / scale) * scale
+    return np.where(mask, denoised, image).astype(np.float32)
+
+
+def dipy_denoise(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """dipy's classic non-local means (Rician, 3³ patches, 11³ search) with the given σ, one
+    thread, inside ``mask``; dipy 1.12's default ``blockwise`` method left simulated heads
+    noisier than its input."""
+    from dipy.denoise.nlmeans import nlmeans
+
+    denoised = nlmeans(image, sigma, mask=mask, rician=True, num_threads=1, method="classic")
+    return np.where(mask, denoised, image).astype(np.float32)
+
+
+def denoise(method: str, noisy, mask, affine, sigma: float, args, seed: int, bundle):
+    """``noisy`` denoised by ``method`` (σ: the true noise σ, used by the peers only)."""
+    if method == "model":
+        return denoising.model_denoise(noisy, mask, bundle, affine)[0]
+    if method == "self":
+        return denoising.self_supervised_denoise(noisy, mask, seed=seed, steps=args.self_steps)[0]
+    if method == "nlm":
+        return denoising.nlm_denoise(noisy, mask, np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+    if method == "bm4d":
+        return bm4d_denoise(noisy, mask, sigma)
+    if method == "dipy":
+        return dipy_denoise(noisy, mask, sigma)
+    raise ValueError(f"unknown method {method!r}")
+
+
+def denoise_all(noisy, mask, affine, sigma, args, seed, bundle) -> dict:
     """``{method: (denoised, seconds)}`` for the input and each of ``args.methods``."""
-    results = {"input": (noisy, 0.0)}
+    results = {"input": (noisy, None)}
     for method in args.methods:
         started = time.perf_counter()
-        if method == "model":
-            out, _ = denoising.model_denoise(noisy, mask, bundle, affine)
-        elif method == "self":
-            out, _ = denoising.self_supervised_denoise(
-                noisy, mask, seed=seed, steps=args.self_steps
-            )
-        else:
-            out = denoising.nlm_denoise(noisy, mask, (args.spacing,) * 3)
+        out = denoise(method, noisy, mask, affine, sigma, args, seed, bundle)
         results[method] = (out, time.perf_counter() - started)
     return results
 
 
-def colin27_with_noise(args, bundle, level: float = 5.0) -> str:
-    """The real Colin27 T1 with ``level`` % Rician noise added, through every method: PSNR/SSIM
-    against the original (itself an average of 27 scans, nearly noise-free) and a mosaic."""
-    import nibabel as nib
+def central_crop(shape, size: int | None) -> tuple[slice, ...]:
+    """Slices of the central ``size``³ sub-volume (the whole volume when ``size`` is None)."""
+    if size is None:
+        return tuple(slice(None) for _ in shape)
+    return tuple(slice(max((n - size) // 2, 0), max((n - size) // 2, 0) + size) for n in shape)
 
-    from bids_synth.refdata import reference_file
 
-    image = nib.load(reference_file("ch2.nii.gz"))
-    clean = np.asanyarray(image.dataobj, dtype=np.float32)
-    brain = np.asanyarray(nib.load(reference_file("ch2bet.nii.gz")).dataobj) > 0
-    head = clean > 0.1 * np.percentile(clean[brain], 50)
-    reference = float(np.median(clean[brain][clean[brain] > np.percentile(clean[brain], 75)]))
-    rng = np.random.default_rng(27)
-    sigma = level / 100 * reference
-    noisy = np.hypot(clean + rng.normal(0, sigma, clean.shape), rng.normal(0, sigma, clean.shape))
-    noisy = noisy.astype(np.float32)
-    results = denoise_all(noisy, head, image.affine,
-                          argparse.Namespace(**{**vars(args), "spacing": 1.0}), 27,
-                          bundle)  # fmt: skip
-    lines = [f"Real Colin27 T1 (1 mm) with {level:g} % Rician noise added; scored against the "
-             "original in the head:", "", "| method | PSNR (dB) | SSIM | seconds |",
-             "|---|---|---|---|"]  # fmt: skip
-    for method, (out, seconds) in results.items():
-        lines.append(f"| {method} | {psnr(clean, out, head):.2f} | {ssim(clean, out, head):.4f} | "
-                     f"{seconds:.1f} |")  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "denoise_colin27_mosaic.png"
-    mosaic({"original": clean, **{m: out for m, (out, _) in results.items()}}, path)
-    lines += ["", f"Mosaic: `benchmarks/results/{path.name}`."]
+def cropped_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """The affine of the sub-volume ``box`` of an image with ``affine``."""
+    shift = np.eye(4)
+    shift[:3, 3] = [s.start or 0 for s in box]
+    return affine @ shift
+
+
+def table(rows: dict) -> str:
+    """Markdown table of ``{(level, method): [(psnr, ssim, seconds), …]}``, means over images."""
+    lines = ["| noise | method | PSNR (dB) | SSIM | seconds / image |", "|---|---|---|---|---|"]
+    for (level, method), values in rows.items():
+        p, s = np.mean([v[:2] for v in values], axis=0)
+        seconds = "–" if values[0][2] is None else f"{np.mean([v[2] for v in values]):.1f}"
+        lines.append(f"| {level:g} % | {method} | {p:.2f} | {s:.4f} | {seconds} |")
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--subjects", type=int, default=1)
-    parser.add_argument("--spacing", type=float, default=2.0, help="simulation grid (mm)")
-    parser.add_argument("--levels", type=float, nargs="+", default=[3, 5, 7, 9], help="noise %%")
-    parser.add_argument("--methods", nargs="+", default=["model", "self", "nlm"])
-    parser.add_argument("--model", default="denoise-red", help="bundle for the model method")
-    parser.add_argument("--label-source", default="colin27", help="held-out anatomy")
-    parser.add_argument("--real", action="store_true", help="also the real Colin27 T1 + noise")
-    parser.add_argument("--self-steps", type=int, default=300)
-    parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+def simulated_heads(args, bundle) -> str | None:
+    """The table on held-out simulated heads (None when the label maps are unavailable)."""
     from bids_synth.simulate import simulate_subject
 
-    bundle = None
-    if "model" in args.methods:
-        from bids_synth.models import find_bundle
-
-        bundle = find_bundle(args.model)
     rows = {}
     for index in range(args.subjects):
         seed = 90001 + index
@@ -105,33 +141,143 @@ def main(argv=None) -> int:
                                         resolution=args.spacing)  # fmt: skip
             except (FileNotFoundError, OSError) as exc:
                 print(f"skipped: real-anatomy label maps unavailable ({exc})")
-                return 0
-            noisy = draw.acquired["T1w"][0].numpy().astype(np.float32)
-            truth = draw.noise_free["T1w"][0].numpy().astype(np.float32)
-            mask = draw.head_mask.numpy() > 0
-            results = denoise_all(noisy, mask, draw.acquired["T1w"][1], args, seed, bundle)
+                return None
+            noisy, affine = draw.acquired["T1w"]
+            box = central_crop(noisy.shape, args.crop)
+            noisy = noisy.numpy().astype(np.float32)[box]
+            truth = draw.noise_free["T1w"][0].numpy().astype(np.float32)[box]
+            mask = draw.head_mask.numpy()[box] > 0
+            sigma = draw.params["contrasts"]["T1w"]["noise_sigma"]
+            results = denoise_all(noisy, mask, cropped_affine(affine, box), sigma, args, seed,
+                                  bundle)  # fmt: skip
             for method, (out, seconds) in results.items():
                 rows.setdefault((level, method), []).append(
                     (psnr(truth, out, mask), ssim(truth, out, mask), seconds)
                 )
-            print(
-                f"subject {seed} {level:g} %: "
-                + ", ".join(f"{m} {rows[(level, m)][-1][0]:.2f} dB" for m in results),
-                flush=True,
-            )
-    lines = ["| noise | method | PSNR (dB) | SSIM | seconds / image |", "|---|---|---|---|---|"]
-    for (level, method), values in rows.items():
-        p, s, t = np.mean(values, axis=0)
-        lines.append(f"| {level:g} % | {method} | {p:.2f} | {s:.4f} | {t:.1f} |")
-    body = "\n".join(lines)
-    if args.real:
-        body += "\n\n" + colin27_with_noise(args, bundle)
+            print(f"subject {seed} {level:g} %: "
+                  + ", ".join(f"{m} {rows[(level, m)][-1][0]:.2f} dB" for m in results),
+                  flush=True)  # fmt: skip
+    where = f", central {args.crop}³ voxels" if args.crop else ""
+    header = (f"Held-out simulated `{args.label_source}` heads ({args.subjects}, "
+              f"{args.spacing:g} mm{where}): PSNR/SSIM in the head mask against the noise-free "
+              "acquisition, peak = its range in the head (max − min).")  # fmt: skip
+    return header + "\n\n" + table(rows)
+
+
+def load_colin27() -> dict:
+    """The Colin27 T1, its head mask, the PSNR/SSIM peak and the noise reference (full image)."""
+    import nibabel as nib
+
+    from bids_synth.refdata import reference_file
+
+    image = nib.load(reference_file("ch2.nii.gz"))
+    clean = np.asanyarray(image.dataobj, dtype=np.float32)
+    brain = np.asanyarray(nib.load(reference_file("ch2bet.nii.gz")).dataobj) > 0
+    head = clean > 0.1 * np.percentile(clean[brain], 50)
+    bright = clean[brain][clean[brain] > np.percentile(clean[brain], 75)]
+    return {
+        "clean": clean,
+        "head": head,
+        "affine": image.affine,
+        "peak": float(clean[head].max()),
+        "reference": float(np.median(bright)),
+    }
+
+
+def zoom_box(affine: np.ndarray, shape) -> tuple[slice, ...]:
+    """Voxel slices of the :data:`ZOOM_SIZE`³ box around :data:`ZOOM_CENTRE_MM`."""
+    centre = np.linalg.solve(affine, [*ZOOM_CENTRE_MM, 1.0])[:3].round().astype(int)
+    starts = [min(max(c - ZOOM_SIZE // 2, 0), n - ZOOM_SIZE) for c, n in zip(centre, shape)]
+    return tuple(slice(s, s + ZOOM_SIZE) for s in starts)
+
+
+def colin27_mosaics(images: dict, level: float, colin: dict, crop: int | None) -> list[str]:
+    """Mosaic of ``images`` at one noise level, and of the zoom box when not cropped; file names."""
+    suffix = f"_crop{crop}" if crop else ""
+    paths = [RESULTS / f"denoise_colin27_{level:g}pct{suffix}.png"]
+    mosaic(images, paths[0])
+    if crop is None:
+        box = zoom_box(colin["affine"], colin["clean"].shape)
+        paths.append(RESULTS / f"denoise_colin27_{level:g}pct_zoom.png")
+        mosaic({name: volume[box] for name, volume in images.items()}, paths[1])
+    return [path.name for path in paths]
+
+
+def colin27_with_noise(args, bundle) -> str:
+    """The real Colin27 T1 with each ``args.levels`` % of Rician noise through every method:
+    PSNR/SSIM against the original in the head, seconds, and a mosaic per level."""
+    colin = load_colin27()
+    box = central_crop(colin["clean"].shape, args.crop)
+    clean, head = colin["clean"][box], colin["head"][box]
+    affine = cropped_affine(colin["affine"], box)
+    draws = np.random.default_rng(27).normal(size=(2, *colin["clean"].shape))[(slice(None), *box)]
+    RESULTS.mkdir(exist_ok=True)
+    rows, pictures = {}, []
+    for level in args.levels:
+        sigma = level / 100 * colin["reference"]
+        noisy = np.hypot(clean + sigma * draws[0], sigma * draws[1]).astype(np.float32)
+        results = denoise_all(noisy, head, affine, sigma, args, 27, bundle)
+        for method, (out, seconds) in results.items():
+            rows[(level, method)] = [(psnr(clean, out, head, data_range=colin["peak"]),
+                                      ssim(clean, out, head, data_range=colin["peak"]),
+                                      seconds)]  # fmt: skip
+        print(
+            f"colin27 {level:g} %: "
+            + ", ".join(f"{m} {rows[(level, m)][0][0]:.2f} dB" for m in results),
+            flush=True,
+        )
+        images = {"original": clean, **{m: out for m, (out, _) in results.items()}}
+        pictures += colin27_mosaics(images, level, colin, args.crop)
+    shape = " × ".join(str(n) for n in colin["clean"].shape)
+    where = f"the central {args.crop}³ voxels" if args.crop else f"the whole {shape} image"
+    text = [
+        f"Real Colin27 T1 (1 mm), {where}, with Rician noise added: σ = level % of the median "
+        f"of the brightest quarter of the brain (`ch2bet`), {colin['reference']:g}. Scored "
+        "against the original in the head mask (Colin27 > 10 % of its brain median); PSNR and "
+        f"SSIM peak (data range) = the original's maximum in the whole head, {colin['peak']:g}. "
+        "BM4D and dipy (classic NLM) are given the true σ; NLM (antspyx) estimates its own; "
+        "the model is blind.",
+        "",
+        table(rows),
+        "",
+        "Mosaics: " + ", ".join(f"`benchmarks/results/{name}`" for name in pictures) + ".",
+    ]
+    return "\n".join(text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subjects", type=int, default=1)
+    parser.add_argument("--spacing", type=float, default=2.0, help="simulation grid (mm)")
+    parser.add_argument("--levels", type=float, nargs="+", default=[3, 5, 7, 9], help="noise %%")
+    parser.add_argument("--methods", nargs="+", default=["model", "self", "nlm", *PEERS],
+                        choices=["model", "self", "nlm", *PEERS])  # fmt: skip
+    parser.add_argument("--model", default="denoise-red",
+                        help="bundle folder or id[@version] for the model method")  # fmt: skip
+    parser.add_argument("--label-source", default="colin27", help="held-out anatomy")
+    parser.add_argument("--real-only", action="store_true", help="skip the simulated heads")
+    parser.add_argument("--crop", type=int, help="only the central N³ voxels (quick checks)")
+    parser.add_argument("--self-steps", type=int, default=300)
+    parser.add_argument("--append", action="store_true", help="append the tables to BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
+    torch.set_num_threads(1)
+    args.methods = available(args.methods)
+    bundle = None
+    if "model" in args.methods:
+        from bids_synth.models import find_bundle
+
+        bundle = find_bundle(args.model)
+    parts = [] if args.real_only else [simulated_heads(args, bundle)]
+    parts.append(colin27_with_noise(args, bundle))
+    body = "\n\n".join(part for part in parts if part)
     print(body)
     if args.append:
         from harness import append_section
 
-        append_section(f"Denoising (model vs self vs NLM, held-out {args.label_source} heads)",
-                       shlex.join(["python", *sys.argv]), body)  # fmt: skip
+        append_section(f"Denoising (model vs self, NLM, BM4D, dipy; held-out {args.label_source} "
+                       "heads and the real Colin27)", shlex.join(["python", *sys.argv]),
+                       body)  # fmt: skip
     return 0
 
 
