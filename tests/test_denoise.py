@@ -95,11 +95,10 @@ def test_an_oblique_fine_image_is_denoised_on_the_bundles_grid(tmp_path, monkeyp
 
 
 def test_shipped_denoiser_cleans_a_held_out_head_of_any_contrast():
-    from bids_synth.models import find_bundle
+    from bids_synth.models.selection import find_task_bundle
     from bids_synth.simulate import simulate_subject
-    from bids_synth.workflows.synthesis.denoise import DEFAULT_BUNDLE
 
-    bundle = find_bundle(DEFAULT_BUNDLE)
+    bundle = find_task_bundle("denoise", "T1w", "T1w")
     for contrast in ("T1w", "T2w"):
         draw = simulate_subject(41, spacing=1.0, shape=(48, 56, 48), contrasts=(contrast,),
                                 noise=0.05, resolution=1.0)  # fmt: skip
@@ -112,9 +111,11 @@ def test_shipped_denoiser_cleans_a_held_out_head_of_any_contrast():
 
 @pytest.mark.parametrize(
     ("options", "method"),
-    [({}, "nlm"), ({"method": "self"}, "self"), ({"method": "model", "model": "x"}, "model")],
+    [({}, None), ({"method": "self"}, "self"), ({"method": "model", "model": "x"}, "model")],
 )
-def test_every_method_is_selectable_and_nlm_is_the_default(monkeypatch, options, method):
+def test_every_method_is_selectable_and_the_default_follows_the_evidence(
+    monkeypatch, options, method
+):
     from types import SimpleNamespace
 
     from bids_synth.workflows.synthesis import denoise
@@ -122,7 +123,8 @@ def test_every_method_is_selectable_and_nlm_is_the_default(monkeypatch, options,
     bundle = SimpleNamespace(id="denoise-red-t1w", version="0.1.0", sha256="0" * 64, path="/b",
                              digest="1" * 64,
                              verify=lambda: None)  # fmt: skip
-    monkeypatch.setattr("bids_synth.models.find_bundle", lambda ref: bundle)
+    monkeypatch.setattr(denoise, "find_task_bundle", lambda *args: bundle)
+    method = method or denoise.default_method()
     unit = SimpleNamespace(name="sub-01", t1w="/raw/t1.nii.gz", others={"FLAIR": "/raw/f.nii.gz"},
                            all_inputs={"T1w": "/raw/t1.nii.gz", "FLAIR": "/raw/f.nii.gz"})  # fmt: skip
     branch = denoise.TASK.build(unit=unit, options=options, omp_nthreads=1, seed=0, device="cpu",

@@ -227,24 +227,27 @@ def test_sct_runs_in_the_app(tmp_path):
 
 
 @pytest.mark.parametrize("passed", [True, False])
+@pytest.mark.parametrize(("task", "target", "fallback"), [("sct", "CT", "bulk"), ("denoise", "T1w", "nlm")])
 def test_the_default_method_is_the_model_only_when_it_passed_the_real_scan_check(
-    tmp_path, monkeypatch, passed
+    tmp_path, monkeypatch, passed, task, target, fallback
 ):
+    import importlib
+
     from bids_synth.models.bundle import save_bundle
     from bids_synth.models.card import record_evaluation
     from bids_synth.nn.factory import build_network
-    from bids_synth.workflows.synthesis.sct import default_method
 
+    default_method = importlib.import_module(f"bids_synth.workflows.synthesis.{task}").default_method
     monkeypatch.setenv("BIDS_SYNTH_HOME", str(tmp_path))
     meta = {
-        "id": "sct-newest", "version": "99.0.0", "task": "sct",
+        "id": f"{task}-newest", "version": "99.0.0", "task": task,
         "architecture": {"name": "unet", "kwargs": {"channels": [4, 8]}},
-        "input": {"suffixes": ["T1w"]}, "output": {"suffix": "CT"},
+        "input": {"suffixes": ["T1w"]}, "output": {"suffix": target},
     }  # fmt: skip
-    folder = tmp_path / "models" / "sct-newest"
+    folder = tmp_path / "models" / f"{task}-newest"
     save_bundle(folder, build_network("unet", channels=[4, 8]), meta=meta)
     record_evaluation(folder, [], checks={"real_scans": {"passed": passed, "summary": "x"}})
-    assert default_method() == ("model" if passed else "bulk")
+    assert default_method() == ("model" if passed else fallback)
     assert ("passed" if passed else "failed") in (folder / "MODEL_CARD.md").read_text()
 
 

@@ -57,6 +57,18 @@ def find_task_bundle(task: str, source: str, target: str, ref: str | None = None
     return max(matches, key=lambda b: semver_key(b.version))
 
 
+def evidence_default(task: str, source: str, target: str, fallback: str) -> str:
+    """``model`` when the newest ``task`` bundle for ``source`` → ``target`` passed the real-scan
+    check its benchmark recorded (``checks.real_scans.passed`` in its bundle.json), else
+    ``fallback``: a task's default is the method that holds on real scans."""
+    try:
+        bundle = find_task_bundle(task, source, target)
+    except ModelBundleError:
+        return fallback
+    passed = bundle.meta.get("checks", {}).get("real_scans", {}).get("passed", False)
+    return "model" if passed else fallback
+
+
 def installed_pairs(task: str) -> dict:
     """(first source, target) → newest bundle, for every installed or shipped ``task`` bundle."""
     pairs = {}

@@ -1,13 +1,12 @@
 """Denoising of every MR image of a session: the T1w preproc and the registered T2w/FLAIR/PD.
 
-``--denoise-method model`` applies a RED-CNN bundle trained with ``bids-synth train --task
-denoise`` and installed with ``bids-synth models install`` (none is shipped yet: a 60-step CPU
-training did not denoise), ``self`` trains a small blind-spot (noise2self) U-Net on each image
-itself, ``nlm`` is antspyx non-local means with a Rician noise model. The default is ``nlm``: on
-held-out simulated heads from real-anatomy maps it is the only method that improves PSNR at every
-noise level (3–9 %) (BENCHMARKS.md). Outputs ``desc-denoised_<suffix>``
-(``space-T1w`` for the registered contrasts); the sidecar records the noise σ before and after.
-"""
+``--denoise-method model`` applies the newest denoise bundle (shipped, or trained with
+``bids-synth train --task denoise`` and installed with ``bids-synth models install``), ``self``
+trains a small blind-spot (noise2self) U-Net on each image itself, ``nlm`` is antspyx non-local
+means with a Rician noise model. The default is ``model`` once the newest bundle has passed the
+real-scan check of the denoising benchmark, else ``nlm`` (:func:`default_method`). Outputs
+``desc-denoised_<suffix>`` (``space-T1w`` for the registered contrasts); the sidecar records the
+noise σ before and after."""
 
 from __future__ import annotations
 
@@ -18,11 +17,19 @@ from nipype.pipeline import engine as pe
 
 from bids_synth.interfaces.denoise import METHODS, Denoise
 from bids_synth.modalities import SESSION_MR_SUFFIXES
+from bids_synth.models.selection import evidence_default, find_task_bundle
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
 LOG = logging.getLogger("bids_synth")
 
-DEFAULT_BUNDLE = "denoise-red"
+FALLBACK_METHOD = "nlm"
+
+
+def default_method() -> str:
+    """``model`` when the newest denoise bundle passed the real-scan check of
+    ``benchmarks/bench_denoise.py --record`` (beats NLM on the real Colin27 and never makes a
+    low-noise image worse), else ``nlm``."""
+    return evidence_default("denoise", "T1w", "T1w", FALLBACK_METHOD)
 
 
 def add_arguments(group) -> None:
@@ -30,14 +37,16 @@ def add_arguments(group) -> None:
         "--denoise-method",
         dest="denoise_method",
         choices=METHODS,
-        help="model: the trained RED-CNN bundle; self: per-image noise2self (no training data); "
-        "nlm: antspyx non-local means, Rician (default: nlm, the best measured so far)",
+        help="model: the newest trained denoise bundle; self: per-image noise2self (no training "
+        "data); nlm: antspyx non-local means, Rician (default: model once the newest bundle has "
+        "passed its real-scan check, else nlm)",
     )
     group.add_argument(
         "--denoise-model",
         dest="denoise_model",
         metavar="BUNDLE",
-        help=f"bundle for --denoise-method model: folder, id or id@version (default: {DEFAULT_BUNDLE})",
+        help="bundle for --denoise-method model: folder, id or id@version (default: the newest "
+        "denoise bundle)",
     )
     group.add_argument(
         "--denoise-self-steps",
@@ -49,13 +58,12 @@ def add_arguments(group) -> None:
 
 
 def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | None:
-    from bids_synth.models import find_bundle
     from bids_synth.nn.devices import uses_gpu
 
-    method = options.get("method") or "nlm"
+    method = options.get("method") or default_method()
     bundle = None
-    if method == "model":
-        bundle = find_bundle(options.get("model") or DEFAULT_BUNDLE)  # one-line error if absent
+    if method == "model":  # one-line error if absent
+        bundle = find_task_bundle("denoise", "T1w", "T1w", options.get("model"))
         bundle.verify()
     suffixes = [s for s in SESSION_MR_SUFFIXES if s == "T1w" or s in unit.others]
     workflow = pe.Workflow(name=name)

@@ -15,7 +15,12 @@ from nipype.pipeline import engine as pe
 
 from bids_synth.errors import ModelBundleError, UsageError
 from bids_synth.interfaces.sct import METHODS, HeadModelAtlas, SyntheticCT
-from bids_synth.models.selection import contract, find_task_bundle, model_fields
+from bids_synth.models.selection import (
+    contract,
+    evidence_default,
+    find_task_bundle,
+    model_fields,
+)
 from bids_synth.synthesis.sct_methods import BONE_SHELL_MM, BULK_HU
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
@@ -60,16 +65,9 @@ def add_arguments(group) -> None:
 
 
 def default_method() -> str:
-    """``model`` when the newest sct bundle passed the real-scan check of the sct benchmark
-    (``checks.real_scans.passed`` in its bundle.json, recorded by ``benchmarks/bench_sct.py
-    --record``: plausible brain and bone HU on real T1w scans), else ``bulk``: the default is the
-    method that holds on real scans."""
-    try:
-        bundle = find_task_bundle("sct", "T1w", "CT")
-    except ModelBundleError:
-        return FALLBACK_METHOD
-    passed = bundle.meta.get("checks", {}).get("real_scans", {}).get("passed", False)
-    return "model" if passed else FALLBACK_METHOD
+    """``model`` when the newest sct bundle passed the real-scan check of ``benchmarks/bench_sct.py
+    --record`` (plausible brain and bone HU on real T1w scans), else ``bulk``."""
+    return evidence_default("sct", "T1w", "CT", FALLBACK_METHOD)
 
 
 def build(*, unit, options, omp_nthreads, seed, device, name):
