@@ -84,8 +84,9 @@ def test_an_oblique_fine_image_is_denoised_on_the_bundles_grid(tmp_path, monkeyp
     seen = []
     original = inference.predict_volume
     monkeypatch.setattr(
-        inference, "predict_volume", lambda net, volume, **kw: seen.append(volume.shape)
-        or original(net, volume, **kw)
+        inference,
+        "predict_volume",
+        lambda net, volume, **kw: seen.append(volume.shape) or original(net, volume, **kw),
     )
     out, _ = denoising.model_denoise(noisy, mask, _red_bundle(tmp_path / "b"), affine)
     assert out.shape == noisy.shape  # back on the image's own grid
@@ -162,7 +163,9 @@ def test_the_app_writes_denoised_and_super_resolved_images(tmp_path):
     t2w_path = bids / "sub-01" / "anat" / "sub-01_T2w.nii.gz"
     t2w_raw = nib.load(t2w_path)
     thick = np.asanyarray(t2w_raw.dataobj).reshape(44, 52, 22, 2).mean(axis=3)
-    thick_affine = t2w_raw.affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 2, 0.5], [0, 0, 0, 1]])
+    thick_affine = t2w_raw.affine @ np.array(
+        [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 2, 0.5], [0, 0, 0, 1]]
+    )
     save(t2w_path, thick, thick_affine)
     out = tmp_path / "out"
     args = [str(bids), str(out), "participant", "-w", str(tmp_path / "work"), "--nprocs", "2",
@@ -187,7 +190,9 @@ def test_the_app_writes_denoised_and_super_resolved_images(tmp_path):
     np.testing.assert_allclose(iso.affine[:3, 3], t2w_raw.affine[:3, 3], atol=1e-4)
     assert not list(anat.glob("*desc-superres_T1w*"))  # isotropic: skipped
     sidecar = json.loads((anat / "sub-01_res-iso_desc-superres_T2w.json").read_text())
-    assert sidecar["ResolutionBefore"] == [3.0, 3.0, 6.0] and sidecar["ResolutionAfter"] == [3.0] * 3
+    assert (
+        sidecar["ResolutionBefore"] == [3.0, 3.0, 6.0] and sidecar["ResolutionAfter"] == [3.0] * 3
+    )
     assert sidecar["Method"] == "bspline" and sidecar["SliceAxis"] == 2
     descriptions = (out / "descriptions.tsv").read_text()
     assert "denoised" in descriptions and "superres" in descriptions

@@ -227,7 +227,9 @@ def test_sct_runs_in_the_app(tmp_path):
 
 
 @pytest.mark.parametrize("passed", [True, False])
-@pytest.mark.parametrize(("task", "target", "fallback"), [("sct", "CT", "bulk"), ("denoise", "T1w", "nlm")])
+@pytest.mark.parametrize(
+    ("task", "target", "fallback"), [("sct", "CT", "bulk"), ("denoise", "T1w", "nlm")]
+)
 def test_the_default_method_is_the_model_only_when_it_passed_the_real_scan_check(
     tmp_path, monkeypatch, passed, task, target, fallback
 ):
@@ -237,7 +239,9 @@ def test_the_default_method_is_the_model_only_when_it_passed_the_real_scan_check
     from bids_synth.models.card import record_evaluation
     from bids_synth.nn.factory import build_network
 
-    default_method = importlib.import_module(f"bids_synth.workflows.synthesis.{task}").default_method
+    default_method = importlib.import_module(
+        f"bids_synth.workflows.synthesis.{task}"
+    ).default_method
     monkeypatch.setenv("BIDS_SYNTH_HOME", str(tmp_path))
     meta = {
         "id": f"{task}-newest", "version": "99.0.0", "task": task,

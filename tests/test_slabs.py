@@ -218,7 +218,9 @@ def test_denoising_pairs_share_one_normalisation_and_differ_by_the_noise():
     )
     assert torch.allclose(noisy, clean)  # no noise: the pair is one image
     loud = Randomisation(noise_range=(0.1, 0.1), rician_share=0.0)
-    real = CleanImage(np.where(head.head, 1.0 + head.labels, 0.0).astype(np.float32), head.head, 1.0)
+    real = CleanImage(
+        np.where(head.head, 1.0 + head.labels, 0.0).astype(np.float32), head.head, 1.0
+    )
     for source in (head, real):
         noisy, clean = randomised_denoising_pair(
             source, np.random.default_rng(2), torch.Generator().manual_seed(2), loud

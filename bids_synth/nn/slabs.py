@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bids_synth.nn.devices import autocast
 from bids_synth.modalities import SESSION_MR_SUFFIXES
+from bids_synth.nn.devices import autocast
 
 Batch = dict[str, torch.Tensor]
 #: A batch re-randomises a band of BAND slices (plus margins for blur and slab context) of one head:

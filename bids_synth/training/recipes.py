@@ -202,7 +202,9 @@ def data_source(recipe: SlabRecipe, workdir: Path):
 
     pool = workdir / "heads"
     clean = [load_clean_image(reference_file(name)) for name in recipe.clean_images]
-    options = dict(spacing=recipe.spacing_mm, target_contrasts=recipe.target_contrasts, log=LOG.info)
+    options = dict(
+        spacing=recipe.spacing_mm, target_contrasts=recipe.target_contrasts, log=LOG.info
+    )
     return RandomisedSlabs(
         load_or_simulate_heads(pool, list(recipe.train_heads), **options)
         + clean * recipe.clean_image_copies,
@@ -383,7 +385,12 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
         "architecture": recipe.architecture(),
         # inference under the autocast the network trained under (bf16: 2.4× faster on a CPU,
         # mean difference to fp32 ~1 HU)
-        "inference": {"mode": "slabs", "slices": recipe.slices, "axes": [0, 1, 2], "amp": recipe.amp},
+        "inference": {
+            "mode": "slabs",
+            "slices": recipe.slices,
+            "axes": [0, 1, 2],
+            "amp": recipe.amp,
+        },
         "input": {
             "suffixes": list(recipe.suffixes),
             "channels": recipe.input_channels,

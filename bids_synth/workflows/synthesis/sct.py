@@ -13,7 +13,7 @@ import logging
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_synth.errors import ModelBundleError, UsageError
+from bids_synth.errors import UsageError
 from bids_synth.interfaces.sct import METHODS, HeadModelAtlas, SyntheticCT
 from bids_synth.models.selection import (
     contract,
