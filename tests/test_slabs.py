@@ -313,3 +313,34 @@ def test_heads_cached_before_targets_existed_still_load(tmp_path):
     )  # fmt: skip
     old = LabelHead.load(tmp_path / "old.npz")
     assert old.physics_names == ("T1w", "T1w", "T2w") and old.targets == {}
+
+
+@pytest.mark.parametrize("recipe_id", ["translate-t1w-t2w-slab", "harmonize-t1w-site0-slab"])
+def test_mr_target_recipes_train_on_reference_style_targets_and_export(tmp_path, recipe_id):
+    import dataclasses
+
+    from bids_synth.training.recipes import RECIPES, export_bundle, run_recipe
+
+    recipe = dataclasses.replace(
+        RECIPES[recipe_id],
+        train_heads=(("phantom", 1),),
+        validation_heads=(("phantom", 2),),
+        physics_contrasts=("T1w", "T2w"),
+        slices=3,
+        size=48,
+        batch_size=2,
+        channels=(4, 8),
+        steps_per_epoch=2,
+    )
+    (tmp_path / "heads").mkdir()
+    head = _shell_head()
+    head.targets = {recipe.target: (head.labels * 0.1).astype(np.float16)}
+    for seed in (1, 2):
+        head.save(tmp_path / "heads" / f"head-phantom-{seed}-1mm-T1w-T2w+{recipe.target}.npz")
+    run_recipe(recipe, tmp_path, epochs=1)
+    meta = export_bundle(recipe, tmp_path, tmp_path / "bundle").meta
+    assert meta["output"]["suffix"] == recipe.target and meta["input"]["suffixes"] == ["T1w"]
+    assert meta["output"]["normalization"] == {"method": "input"}
+    assert ("harmonization" in meta) == (recipe.task == "harmonize")
+    if recipe.task == "harmonize":
+        assert meta["harmonization"]["target"] == "site0"

@@ -198,13 +198,15 @@ def load_or_simulate_heads(
     specs: list[tuple[str, int]],
     *,
     spacing: float = 1.0,
+    physics_contrasts: tuple[str, ...] = PHYSICS_CONTRASTS,
     target_contrasts: tuple[str, ...] = (),
     log=None,
 ) -> list[LabelHead]:
-    """The heads ``(label_source, seed)`` of ``specs`` (with ``target_contrasts``), simulated
-    once and cached in ``folder``."""
+    """The heads ``(label_source, seed)`` of ``specs`` (with ``physics_contrasts`` and
+    ``target_contrasts``), simulated once and cached in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    targets = "".join(f"+{name}" for name in sorted(target_contrasts))
+    physics = "" if physics_contrasts == PHYSICS_CONTRASTS else "-" + "-".join(physics_contrasts)
+    targets = physics + "".join(f"+{name}" for name in sorted(target_contrasts))
     heads = []
     for source, seed in specs:
         path = folder / f"head-{source}-{seed}-{spacing:g}mm{targets}.npz"
@@ -212,7 +214,11 @@ def load_or_simulate_heads(
             if log:
                 log(f"simulating head {source} seed {seed}")
             simulate_label_head(
-                seed, label_source=source, spacing=spacing, target_contrasts=target_contrasts
+                seed,
+                label_source=source,
+                spacing=spacing,
+                physics_contrasts=physics_contrasts,
+                target_contrasts=target_contrasts,
             ).save(path)
         heads.append(LabelHead.load(path))
     return heads

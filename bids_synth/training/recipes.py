@@ -18,7 +18,11 @@ from pathlib import Path
 
 from bids_synth.modalities import CT_HU_RANGE
 from bids_synth.simulate.normalisation import CT_SCALE_HU
-from bids_synth.simulate.randomise import PERCENTILE_NORMALISATION, Randomisation
+from bids_synth.simulate.randomise import (
+    PERCENTILE_NORMALISATION,
+    PHYSICS_CONTRASTS,
+    Randomisation,
+)
 
 LOG = logging.getLogger("bids_synth.training")
 
@@ -26,6 +30,7 @@ LOG = logging.getLogger("bids_synth.training")
 #: recipe settings recorded in a run's settings only when they differ from these values, so that
 #: a setting added later does not orphan the checkpoints of recipes that leave it alone
 _RECORDED_WHEN_SET = {
+    "physics_contrasts": PHYSICS_CONTRASTS,
     "clean_images": (),
     "clean_image_copies": 1,
     "identity": False,
@@ -38,8 +43,9 @@ _RECORDED_WHEN_SET = {
 class SlabRecipe:
     """A 2.5D model: label heads, contrast randomisation, network and optimisation settings.
 
-    ``task`` ``sct`` learns the CT (HU) of the heads from one channel per suffix; ``translate`` the
-    heads' ``target`` MR contrast (reference scanner style) from their ``suffixes``; ``denoise``
+    ``task`` ``sct`` learns the CT (HU) of the heads from one channel per suffix; ``translate`` and
+    ``harmonize`` the heads' ``target`` MR contrast in the reference scanner style (site 0) from
+    their ``suffixes`` (physics images in ``physics_contrasts``, each in a random style); ``denoise``
     the noise-free image from a noisy one of any of ``suffixes`` (one channel), on the label heads
     and on ``clean_images`` (real, nearly noise-free reference images, each ``clean_image_copies``
     times in the pool). ``identity`` adds the centre input slice to the output (residual learning);
@@ -64,6 +70,7 @@ class SlabRecipe:
     amp: str = "bf16"
     spacing_mm: float = 1.0
     randomisation: Randomisation = field(default_factory=Randomisation)
+    physics_contrasts: tuple[str, ...] = PHYSICS_CONTRASTS
     clean_images: tuple[str, ...] = ()
     clean_image_copies: int = 1
     identity: bool = False
@@ -83,7 +90,7 @@ class SlabRecipe:
     @property
     def target_contrasts(self) -> tuple[str, ...]:
         """MR contrasts the label heads must carry in the reference style (translation)."""
-        return (self.target,) if self.task == "translate" else ()
+        return (self.target,) if self.task in ("translate", "harmonize") else ()
 
     @property
     def output_scale(self) -> float:
@@ -148,6 +155,17 @@ RECIPES = {
         )
         for target in ("T2w", "FLAIR", "PD")
     },
+    "harmonize-t1w-site0-slab": SlabRecipe(
+        id="harmonize-t1w-site0-slab",
+        version="2.0.0",
+        task="harmonize",
+        suffixes=("T1w",),
+        target="T1w",
+        train_heads=_heads({"mni2009a": 6, "tpm": 6, "phantom": 6}, 100),
+        validation_heads=(("phantom", 9001), ("tpm", 9002)),
+        physics_contrasts=("T1w",) * 4,
+        randomisation=Randomisation(physics_share=0.8, physics_inputs=("T1w",)),
+    ),
     "denoise-slab": SlabRecipe(
         id="denoise-slab",
         version="2.0.0",
@@ -203,7 +221,10 @@ def data_source(recipe: SlabRecipe, workdir: Path):
     pool = workdir / "heads"
     clean = [load_clean_image(reference_file(name)) for name in recipe.clean_images]
     options = dict(
-        spacing=recipe.spacing_mm, target_contrasts=recipe.target_contrasts, log=LOG.info
+        spacing=recipe.spacing_mm,
+        physics_contrasts=recipe.physics_contrasts,
+        target_contrasts=recipe.target_contrasts,
+        log=LOG.info,
     )
     return RandomisedSlabs(
         load_or_simulate_heads(pool, list(recipe.train_heads), **options)
@@ -347,7 +368,7 @@ def _data_description(recipe: SlabRecipe) -> str:
             f"{text}, Rician/Gaussian noise, in-plane affine, flips; slabs of {recipe.slices} "
             "slices along all three axes → CT (HU)"
         )
-    if recipe.task == "translate":
+    if recipe.task in ("translate", "harmonize"):
         return (
             f"{text}, Rician/Gaussian noise, in-plane affine, flips; the physics-based images "
             f"are {'/'.join(recipe.randomisation.physics_inputs or ('MR',))} only; slabs of "
@@ -425,6 +446,10 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
         },
         "software": {"bids_synth": __version__, "torch": torch.__version__},
     }
+    if recipe.task == "harmonize":
+        from bids_synth.training.run import site_harmonization_meta
+
+        meta["harmonization"] = site_harmonization_meta(0)
     bundle = save_bundle(
         folder, trainer.generator, meta=meta, card=render_model_card(meta, history)
     )

@@ -121,16 +121,21 @@ def bundle_meta(spec: TrainingSpec, *, inputs, output, kwargs, data_info, histor
 
 def harmonization_meta(spec: TrainingSpec) -> dict:
     """The bundle's ``harmonization`` entry: the target site and its scanner style."""
+    return site_harmonization_meta(spec.target_site, spec.source_site_numbers())
+
+
+def site_harmonization_meta(target_site: int, source_sites=(None,)) -> dict:
+    """A harmonization bundle's ``harmonization`` entry: site ``target_site`` and its scanner
+    style, the source styles (None: random)."""
     from bids_synth.simulate.scanner import ScannerStyle
 
-    style = ScannerStyle.for_site(spec.target_site)
+    style = ScannerStyle.for_site(target_site)
     return {
-        "target_site": spec.target_site,
+        "target_site": target_site,
         "target": style.name,
         "target_style": style.to_json(),
         "source_styles": [
-            "random" if s is None else ScannerStyle.for_site(s).name
-            for s in spec.source_site_numbers()
+            "random" if s is None else ScannerStyle.for_site(s).name for s in source_sites
         ],
         "target_image": "the noise-, bias- and PSF-free image of the target site on the simulation grid",
     }
