@@ -135,7 +135,7 @@ def _heads(sources: dict[str, int], first_seed: int) -> tuple[tuple[str, int], .
 RECIPES = {
     "sct-t1w-slab": SlabRecipe(
         id="sct-t1w-slab",
-        version="2.0.0",
+        version="2.1.0",
         task="sct",
         suffixes=("T1w",),
         target="CT",
