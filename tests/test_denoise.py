@@ -121,7 +121,7 @@ def test_every_method_is_selectable_and_the_default_follows_the_evidence(
 
     from bids_synth.workflows.synthesis import denoise
 
-    bundle = SimpleNamespace(id="denoise-red-t1w", version="0.1.0", sha256="0" * 64, path="/b",
+    bundle = SimpleNamespace(id="denoise-slab", version="0.1.0", sha256="0" * 64, path="/b",
                              digest="1" * 64,
                              verify=lambda: None)  # fmt: skip
     monkeypatch.setattr(denoise, "find_task_bundle", lambda *args: bundle)

@@ -183,7 +183,7 @@ def test_a_substituted_shipped_bundle_is_refused(tmp_path, monkeypatch):
     """A shipped bundle whose files changed (here its model card, beside valid weights) fails."""
     import shutil
 
-    original = find_bundle("denoise-red", [registry.SHIPPED])
+    original = find_bundle("denoise-slab", [registry.SHIPPED])
     shipped = tmp_path / "bundles"
     shutil.copytree(original.path, shipped / original.path.name)
     monkeypatch.setattr(registry, "SHIPPED", shipped)
