@@ -29,8 +29,8 @@
 # clusters). The default command is `bids-synth demo demo_output` with --nprocs $NPROCS (default 2)
 # and $DEMO_ARGS. Run as root, the sandbox's uid is root outside the namespace (without
 # capabilities: the read-only mounts stop its writes); run as a user, it is that user, as with
-# Apptainer. Environment: EMU_DIR (scratch folder, default /tmp/bids-synth-apptainer, emptied
-# first), EMU_UID, VENV (default .venv), NPROCS, DEMO_ARGS.
+# Apptainer. Environment: EMU_DIR (scratch folder, default /tmp/bids-synth-apptainer; its home/,
+# pwd/ and etc/ are made afresh), EMU_UID, VENV (default .venv), NPROCS, DEMO_ARGS.
 set -euo pipefail
 
 rootfs=/
@@ -53,7 +53,7 @@ EMU_DIR=${EMU_DIR:-/tmp/bids-synth-apptainer}
 EMU_UID=${EMU_UID:-12345}
 user=user$EMU_UID
 home=/home/$user
-rm -rf "$EMU_DIR"
+rm -rf "${EMU_DIR:?}/home" "${EMU_DIR:?}/pwd" "${EMU_DIR:?}/etc"
 mkdir -p "$EMU_DIR/home" "$EMU_DIR/pwd" "$EMU_DIR/etc"
 log() { printf '[apptainer-emulation %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
