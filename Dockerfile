@@ -51,7 +51,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     BIDS_SYNTH_CONTAINER=docker \
     BIDS_SYNTH_IMAGE_TAG=${VERSION} \
     NIPYPE_NO_ET=1 \
-    MPLCONFIGDIR=/tmp/matplotlib \
     HOME=/home/bidssynth
 USER bidssynth
 WORKDIR /home/bidssynth

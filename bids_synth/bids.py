@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from bids import BIDSLayout, BIDSLayoutIndexer
-from bids.layout import Query
+from bids.layout import Query, parse_file_entities
 from bids.layout.models import Config
 from bids.layout.writing import build_path
 from bids_validator import BIDSValidator
@@ -40,14 +40,26 @@ RAW_CT_PATTERN = (
     + "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]_{suffix<CT|ct>}"
     + _EXT
 )
+
+#: entities of a raw anatomical image that the names of its derivatives keep, in BIDS order (the
+#: schema's non-parametric anat entities; CT, BEP024, takes a subset). ``chunk`` follows
+#: ``space`` in that order.
+SOURCE_ENTITIES = (
+    "task", "acquisition", "ceagent", "reconstruction", "run", "echo", "part", "chunk"
+)  # fmt: skip
+_SOURCE = (
+    "[_task-{task}][_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]"
+    "[_echo-{echo}][_part-{part<mag|phase|real|imag>}]"
+)
 DERIVATIVE_PATTERNS = (
-    _SES + "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}][_space-{space}]"
-    "[_res-{res}][_desc-{desc}]_{suffix<T1w|T2w|FLAIR|PD|PDw|T2starw|CT|mumap>}" + _EXT,
-    _SES + "[_acq-{acquisition}][_run-{run}]_from-{from}_to-{to}_mode-{mode<image|points>|image}"
+    _SES + _SOURCE + "[_space-{space}][_chunk-{chunk}][_res-{res}][_desc-{desc}]"
+    "_{suffix<T1w|T2w|FLAIR|PD|PDw|T2starw|CT|mumap>}" + _EXT,
+    _SES + _SOURCE + "[_chunk-{chunk}]_from-{from}_to-{to}_mode-{mode<image|points>|image}"
     "_{suffix<xfm>}{extension<.mat|.h5|.txt|.json>|.mat}",
-    _SES + "[_space-{space}][_res-{res}][_label-{label}][_desc-{desc}]_{suffix<mask>}" + _EXT,
-    _SES + "[_space-{space}][_res-{res}][_label-{label}][_desc-{desc}]_{suffix<dseg|probseg>}"
-    "{extension<.nii|.nii.gz|.json|.tsv>|.nii.gz}",
+    _SES + _SOURCE + "[_space-{space}][_chunk-{chunk}][_res-{res}][_label-{label}][_desc-{desc}]"
+    "_{suffix<mask>}" + _EXT,
+    _SES + _SOURCE + "[_space-{space}][_chunk-{chunk}][_res-{res}][_label-{label}][_desc-{desc}]"
+    "_{suffix<dseg|probseg>}{extension<.nii|.nii.gz|.json|.tsv>|.nii.gz}",
 )
 
 
@@ -64,6 +76,23 @@ def build_raw_path(entities: dict) -> str:
 def build_derivative_path(entities: dict) -> str:
     """Relative path of a derivative file from its entities; ``ValueError`` if none fits."""
     return _build(entities, (*DERIVATIVE_PATTERNS, *_pybids_patterns("derivatives")))
+
+
+def source_entities(path: str | Path) -> dict[str, str]:
+    """The :data:`SOURCE_ENTITIES` in the name of a raw image (or a derivative), parsed by pybids:
+    what the derivatives of that image keep in their names, so that they trace back to it."""
+    entities = parse_file_entities(Path(path).name, config=["bids"])
+    return {key: str(entities[key]) for key in SOURCE_ENTITIES if key in entities}
+
+
+def same_t1w_first(candidates: list, derivative) -> list:
+    """pybids files (masks, ...) sorted by path, those named after the raw T1w on whose grid the
+    pybids file ``derivative`` lies first: its sidecar's ``SpatialReference``, else its first
+    ``Sources`` entry (the derivatives of several selections may lie side by side)."""
+    metadata = derivative.get_metadata()
+    reference = metadata.get("SpatialReference") or next(iter(metadata.get("Sources", [])), "")
+    wanted = source_entities(reference) if isinstance(reference, str) and reference else None
+    return sorted(candidates, key=lambda f: (source_entities(f.path) != wanted, f.path))
 
 
 def _build(entities: dict, patterns: tuple[str, ...]) -> str:

@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 
 from bids_synth import __version__
-from bids_synth.bids import bids_uri, build_derivative_path
+from bids_synth.bids import bids_uri, build_derivative_path, source_entities
 from bids_synth.fileio import (
     atomic_copy,
     atomic_save_nifti,
@@ -174,18 +174,20 @@ def stale_derivatives(
     """Sidecars in the folders of ``keep`` (paths relative to ``output_dir``), not in ``keep``,
     of derivatives made from another version of an input than ``inputs`` (URI -> sha256).
 
-    A source counts as changed when its content differs, when another file is now the input of
-    its suffix (e.g. a new ``run-1`` T1w), or when it is gone from the raw dataset. Sidecars
-    without ``SourcesSha256`` (other software, older versions) are never stale.
+    A source counts as changed when its content differs, when another run of it is now the input
+    (e.g. a new ``run-1`` T1w), or when it is gone from the raw dataset. An image differing from
+    the inputs in other entities (acq, ce, rec, ...) is another selection: the derivatives named
+    after it are kept while it is unchanged. Sidecars without ``SourcesSha256`` (other software,
+    older versions) are never stale.
     """
-    suffixes = {_suffix(uri) for uri in inputs}
+    selections = {_selection(uri) for uri in inputs}
     others: dict[str, str | None] = {}  # sha256 of sources that are not inputs now
 
     def changed(uri: str, sha256: str) -> bool:
         if uri in inputs:
             return inputs[uri] != sha256
-        if _suffix(uri) in suffixes:
-            return True  # another file of that suffix is the input now
+        if _selection(uri) in selections:
+            return True  # another run of that input is the input now
         if uri not in others:
             path = Path(raw_root) / uri.split(":", 2)[-1]
             others[uri] = file_sha256(path) if path.is_file() else None
@@ -208,9 +210,13 @@ def stale_derivatives(
     return stale
 
 
-def _suffix(uri: str) -> str:
-    """The BIDS suffix of a file URI (``...sub-01_run-1_T1w.nii.gz`` -> ``T1w``)."""
-    return uri.rsplit("/", 1)[-1].split(".", 1)[0].rsplit("_", 1)[-1]
+def _selection(uri: str) -> tuple:
+    """What a raw file URI was chosen as: its suffix and source entities, the run aside (of
+    several runs, one is chosen: :func:`bids_synth.bids.choose_runs`)."""
+    name = uri.rsplit("/", 1)[-1]
+    entities = source_entities(name)
+    entities.pop("run", None)
+    return name.split(".", 1)[0].rsplit("_", 1)[-1], tuple(sorted(entities.items()))
 
 
 def _files_of(sidecar_path: Path) -> list[Path]:

@@ -45,6 +45,7 @@ from bids.layout import Query
 from scipy import ndimage
 
 from bids_synth import metrics
+from bids_synth.bids import same_t1w_first
 from bids_synth.errors import InputDatasetError, InvalidImageError, UsageError
 from bids_synth.fileio import atomic_write_json, atomic_write_text, load_image
 from bids_synth.modalities import AIR_HU, MR_SUFFIXES
@@ -218,7 +219,7 @@ def _reference_wanted(prediction, rule: PairingRule) -> str:
 
 def _find_derivative(derivatives: BIDSLayout, prediction, **filters):
     found = derivatives.get(**_same_acquisition(prediction), **filters)
-    return sorted(found, key=lambda f: f.path)[0] if found else None
+    return same_t1w_first(found, prediction)[0] if found else None
 
 
 # --- scoring ---------------------------------------------------------------------------------------

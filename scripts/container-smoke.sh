@@ -8,12 +8,15 @@
 # 2. the bids-synth image from the Dockerfile on that base (--build-arg BASE_IMAGE=...), with this
 #    machine's pip sources (find-links folders, file:// indexes, its CA bundle) bind-mounted into
 #    the build only; torch is the CPU wheel found there (TORCH_INDEX empty);
-# 3. `bids-synth demo` inside the image with --network=none, as the non-root user.
+# 3. `bids-synth demo` inside the image with --network=none, as the non-root user;
+# 4. with bubblewrap installed, the demo again as Apptainer runs the image on a cluster
+#    (scripts/apptainer-emulation.sh over the image's root filesystem: read-only, another uid,
+#    --cleanenv, nothing written into $HOME).
 #
 # Environment: SMOKE_DIR (scratch folder, default /tmp/bids-synth-container-smoke), IMAGE (tag,
 # default localhost/bids-synth:smoke), BASE (default localhost/bids-synth-base:bookworm; rebuilt
 # with REBUILD_BASE=1), DEBIAN_MIRROR, NPROCS (default 2), DEMO_ARGS (extra demo options).
-# Needs root (debootstrap) and: apt-get install podman buildah debootstrap runc
+# Needs root (debootstrap) and: apt-get install podman buildah debootstrap runc [bubblewrap]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,3 +103,21 @@ container=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['Gen
     "$out/demo/derivatives/dataset_description.json")
 log "dataset_description GeneratedBy.Container: $container"
 log "ok: derivatives in $out/demo/derivatives"
+
+# --- 4. the demo as Apptainer runs the image (bubblewrap over its root filesystem) ---------------
+if ! command -v bwrap >/dev/null; then
+    log "bubblewrap missing: Apptainer emulation skipped (apt-get install bubblewrap)"
+    exit 0
+fi
+podman image inspect "$IMAGE" --format '{{range .Config.Env}}{{println .}}{{end}}' \
+    >"$SMOKE_DIR/image.env"
+rootfs=$(podman image mount "$IMAGE")
+trap 'podman image unmount "$IMAGE" >/dev/null' EXIT
+log "running the demo as Apptainer would (image root read-only, uid 12345, --cleanenv)"
+# shellcheck disable=SC2086  # DEMO_ARGS holds several options
+EMU_DIR="$SMOKE_DIR/apptainer" scripts/apptainer-emulation.sh --rootfs "$rootfs" \
+    --env-file "$SMOKE_DIR/image.env" -- bids-synth demo demo_output --nprocs "${NPROCS:-2}" \
+    ${DEMO_ARGS:-} >"$SMOKE_DIR/apptainer.log" 2>&1 \
+    || { tail -20 "$SMOKE_DIR/apptainer.log" >&2; exit 1; }
+tail -1 "$SMOKE_DIR/apptainer.log"
+log "ok: derivatives in $SMOKE_DIR/apptainer/pwd/demo_output/derivatives"

@@ -6,11 +6,13 @@ from bids_validator import BIDSValidator
 from helpers import write_bids
 
 from bids_synth.bids import (
+    SOURCE_ENTITIES,
     build_derivative_path,
     build_raw_path,
     collect_sessions,
     load_layout,
     select_subjects,
+    source_entities,
 )
 
 
@@ -51,11 +53,33 @@ def test_filters_select_acquisitions(tmp_path):
          "sub-01/ses-a/anat/sub-01_ses-a_space-T1w_desc-synthetic_CT.nii.gz"),
         ({"res": "iso", "desc": "superres", "suffix": "T2w"},
          "sub-01/ses-a/anat/sub-01_ses-a_res-iso_desc-superres_T2w.nii.gz"),
+        ({"acquisition": "highres", "run": "01", "desc": "brain", "suffix": "mask"},
+         "sub-01/ses-a/anat/sub-01_ses-a_acq-highres_run-01_desc-brain_mask.nii.gz"),
+        ({"task": "rest", "ceagent": "gad", "reconstruction": "norm", "echo": "2", "part": "mag",
+          "chunk": "1", "space": "T1w", "desc": "preproc", "suffix": "T2w"},
+         "sub-01/ses-a/anat/sub-01_ses-a_task-rest_ce-gad_rec-norm_echo-2_part-mag_space-T1w"
+         "_chunk-1_desc-preproc_T2w.nii.gz"),
+        ({"acquisition": "fast", "from": "CT", "to": "T1w", "mode": "image", "suffix": "xfm",
+          "extension": ".mat"},
+         "sub-01/ses-a/anat/sub-01_ses-a_acq-fast_from-CT_to-T1w_mode-image_xfm.mat"),
     ],
 )  # fmt: skip
 def test_derivative_names(entities, expected):
     path = build_derivative_path({"subject": "01", "session": "a", "datatype": "anat", **entities})
     assert path == expected
+
+
+def test_source_entities_are_the_anat_entities_of_bids_in_its_order():
+    """What derivative names keep of their source: the schema's entities of non-parametric
+    anatomical images (subject and session aside), in the schema's order."""
+    schema = pytest.importorskip("bidsschematools.schema").load_schema()
+    allowed = schema.rules.files.raw.anat.nonparametric.entities
+    in_order = [name for name in schema.rules.entities if name in allowed]
+    assert SOURCE_ENTITIES == tuple(e for e in in_order if e not in ("subject", "session"))
+    name = "sub-01_ses-a_task-x_acq-hi_rec-norm_run-01_chunk-2_T1w.nii.gz"
+    assert source_entities(f"/data/sub-01/ses-a/anat/{name}") == {
+        "task": "x", "acquisition": "hi", "reconstruction": "norm", "run": "01", "chunk": "2"
+    }  # fmt: skip
 
 
 def test_derivative_names_index_back_with_pybids(tmp_path):

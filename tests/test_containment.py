@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -324,18 +325,20 @@ def test_a_file_size_limit_is_an_output_problem():
 
 
 def test_a_commit_removes_the_derivatives_of_changed_inputs_only(tmp_path):
-    """Stale: made from another content, another file of the input's suffix, a removed image.
-    Kept: rewritten now, made from an unchanged image this run does not use, no digests."""
+    """Stale: made from another content, another run of an input, a removed image. Kept:
+    rewritten now, made from an unchanged image this run does not use (another selection, e.g.
+    another ``acq-``, included), no digests."""
     from bids_synth import derivatives
 
     raw, out = tmp_path / "raw", tmp_path / "out"
     anat = out / "sub-01" / "anat"
     anat.mkdir(parents=True)
-    for name in ("sub-01_T1w", "sub-01_run-1_T2w", "sub-01_run-2_T2w", "sub-01_PD"):
+    names = ("sub-01_T1w", "sub-01_acq-fast_T1w", "sub-01_run-1_T2w", "sub-01_run-2_T2w",
+             "sub-01_PD")  # fmt: skip
+    for name in names:
         (raw / "sub-01" / "anat").mkdir(parents=True, exist_ok=True)
         (raw / "sub-01" / "anat" / f"{name}.nii.gz").write_bytes(name.encode())
-    sha = {name: file_sha256(raw / "sub-01" / "anat" / f"{name}.nii.gz")
-           for name in ("sub-01_T1w", "sub-01_run-1_T2w", "sub-01_run-2_T2w", "sub-01_PD")}  # fmt: skip
+    sha = {name: file_sha256(raw / "sub-01" / "anat" / f"{name}.nii.gz") for name in names}
 
     def uri(name):
         return f"bids:raw:sub-01/anat/{name}.nii.gz"
@@ -353,6 +356,7 @@ def test_a_commit_removes_the_derivatives_of_changed_inputs_only(tmp_path):
     earlier("sub-01_from-PD_to-T1w_mode-image_xfm",
             {"sub-01_PD": sha["sub-01_PD"], "sub-01_T1w": sha["sub-01_T1w"]}, ".mat")  # fmt: skip
     earlier("sub-01_desc-denoised_T1w", {})  # no digests: not known to be stale
+    earlier("sub-01_acq-fast_desc-preproc_T1w", {"sub-01_acq-fast_T1w": sha["sub-01_acq-fast_T1w"]})
     earlier("sub-01_desc-preproc_T1w", {"sub-01_T1w": "0" * 64})  # rewritten now
     (anat / "notes.json").write_text("[1, 2]")  # not a sidecar of bids-synth
 
@@ -371,11 +375,46 @@ def test_a_commit_removes_the_derivatives_of_changed_inputs_only(tmp_path):
     assert json.loads(record.read_text())["inputs"] == inputs
     assert sorted(path.name for path in anat.iterdir()) == [
         "notes.json",
+        "sub-01_acq-fast_desc-preproc_T1w.json", "sub-01_acq-fast_desc-preproc_T1w.nii.gz",
         "sub-01_desc-denoised_T1w.json", "sub-01_desc-denoised_T1w.nii.gz",
         "sub-01_desc-preproc_T1w.json", "sub-01_desc-preproc_T1w.nii.gz",
         "sub-01_from-PD_to-T1w_mode-image_xfm.json", "sub-01_from-PD_to-T1w_mode-image_xfm.mat",
     ]  # fmt: skip
     assert (anat / "sub-01_desc-preproc_T1w.nii.gz").read_text() == "new"
+
+
+def test_two_selections_of_inputs_keep_their_own_derivatives(tmp_path):
+    """Derivative names keep the entities that distinguish inputs: two T1w selected in turn with
+    --bids-filter-file write side by side, neither stale to the other; the report shows the
+    latest; the group level pairs each image with its own T1w's mask; the names are valid BIDS."""
+    from bids_synth.synthesis.harmonization_cohort import cohort_images
+    from bids_synth.validation import errors, summarise, validate
+
+    inputs = ["acq-highres_run-1_T1w", "acq-lowres_T1w", "rec-norm_T2w"]
+    bids = write_bids(tmp_path / "bids", {"sub-01": inputs})
+    out, work = tmp_path / "out", tmp_path / "work"
+    for acq in ("highres", "lowres"):
+        filters = tmp_path / f"{acq}.json"
+        filters.write_text(json.dumps({"t1w": {"acquisition": acq}}))
+        done = cli(bids, out, "participant", "-w", work, *RUN, "--bids-filter-file", filters)
+        assert done.returncode == 0 and "removed" not in done.stderr, done.stderr
+    high, low = "sub-01_acq-highres_run-1", "sub-01_acq-lowres"
+    expected = [f"{t1w}_desc-{desc}.nii.gz" for t1w in (high, low)
+                for desc in ("brain_mask", "head_mask", "preproc_T1w")]  # fmt: skip
+    expected.append("sub-01_rec-norm_space-T1w_desc-preproc_T2w.nii.gz")  # on the latest T1w
+    assert sorted(p.name for p in (out / "sub-01" / "anat").glob("*.nii.gz")) == expected
+    report = (out / "sub-01.html").read_text()
+    assert f"{low}_desc-preproc_T1w" in report and "acq-highres" not in report
+    pairs = {(Path(r["image"]).name, Path(r["mask"]).name)
+             for records in cohort_images(out).values() for r in records}  # fmt: skip
+    assert pairs == {
+        (f"{high}_desc-preproc_T1w.nii.gz", f"{high}_desc-brain_mask.nii.gz"),
+        (f"{low}_desc-preproc_T1w.nii.gz", f"{low}_desc-brain_mask.nii.gz"),
+        ("sub-01_rec-norm_space-T1w_desc-preproc_T2w.nii.gz", f"{low}_desc-brain_mask.nii.gz"),
+    }
+    if validator_executable() is not None:
+        issues = errors(validate(out))
+        assert not issues, summarise(issues)
 
 
 def test_a_rerun_after_the_inputs_changed_removes_the_stale_derivatives(tmp_path):
@@ -412,3 +451,49 @@ def test_a_rerun_after_the_inputs_changed_removes_the_stale_derivatives(tmp_path
     (log,) = sorted((out / "logs").glob("*.json"))[-1:]
     (unit,) = json.loads(log.read_text())["units"]
     assert sorted(unit["removed"]) == sorted(f"sub-01/anat/{name}" for name in synthetic)
+
+
+# --- Apptainer as clusters run it ---------------------------------------------------------------
+
+CACHES = """
+import os, bids_synth, matplotlib.pyplot as plt
+plt.figure().savefig(os.path.join(os.environ["OUT"], "figure.png"))
+print(os.environ["MPLCONFIGDIR"], os.environ["DENO_DIR"], sep="\\n")
+"""
+
+
+def test_caches_go_to_a_temporary_folder_removed_at_exit(tmp_path):
+    """No cache in the home (here missing, as under Apptainer's --no-home) or the install."""
+    home = tmp_path / "home"
+    env = {**os.environ, "HOME": str(home), "OUT": str(tmp_path)}
+    for preset in ("MPLCONFIGDIR", "DENO_DIR"):
+        env.pop(preset, None)
+    done = subprocess.run([sys.executable, "-c", CACHES], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    matplotlib, deno = map(Path, done.stdout.split())
+    caches = matplotlib.parent
+    assert deno.parent == caches and caches.parent == Path(tempfile.gettempdir())
+    assert not caches.exists() and not home.exists()
+    assert (tmp_path / "figure.png").is_file()
+
+
+EMULATION = Path(__file__).resolve().parents[1] / "scripts" / "apptainer-emulation.sh"
+
+
+@pytest.mark.slow
+def test_the_demo_passes_as_apptainer_runs_it(tmp_path):
+    """The demo over a read-only root as uid 12345 with --cleanenv and a fresh $HOME that must
+    stay empty (scripts/apptainer-emulation.sh over this Python's environment)."""
+    import shutil
+
+    probe = ["bwrap", "--unshare-user", "--ro-bind", "/", "/", "true"]
+    if shutil.which("bwrap") is None or subprocess.run(probe, capture_output=True).returncode:
+        pytest.skip("bubblewrap missing or no user namespaces")
+    emulation = tmp_path / "emulation"
+    env = {**os.environ, "EMU_DIR": str(emulation), "VENV": str(Path(sys.executable).parents[1]),
+           "DEMO_ARGS": "--resolution 3"}  # fmt: skip
+    done = subprocess.run([EMULATION], env=env, capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    derivatives = emulation / "pwd" / "demo_output" / "derivatives"
+    description = json.loads((derivatives / "dataset_description.json").read_text())
+    assert description["GeneratedBy"][0]["Container"]["Type"] == "apptainer"

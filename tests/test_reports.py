@@ -62,7 +62,8 @@ def _add_synthesis_outputs(bids, out):
     save("space-T1w_desc-synthetic_T2w", ndimage.gaussian_filter(t2w, 1), meta=MODEL | warning)
     save("desc-denoised_T1w", ndimage.gaussian_filter(t1w.get_fdata(), 1))
     save("desc-harmonized_T1w", t1w.get_fdata() * 2 + 50, meta={"Method": "nyul"})
-    # a thick-slice T2w (4 slices averaged along z) and its "super-resolved" version
+    # a thick-slice T2w (4 slices averaged along z) and its "super-resolved" version, named after
+    # the run's T2w input (reports show the derivatives named after the inputs of the latest run)
     t2w_raw = nib.load(raw / "sub-01_T2w.nii.gz")
     data = t2w_raw.get_fdata()
     thick = data.reshape(*data.shape[:2], -1, 4).mean(axis=3)
@@ -70,7 +71,7 @@ def _add_synthesis_outputs(bids, out):
     thick_affine[:3, 3] += t2w_raw.affine[:3, 2] * 1.5
     thick_image = nib.Nifti1Image(thick.astype(np.float32), thick_affine)
     nib.save(thick_image, raw / "sub-01_acq-thick_T2w.nii.gz")
-    save("acq-thick_res-iso_desc-superres_T2w", ndimage.zoom(thick, (1, 1, 4), order=1),
+    save("res-iso_desc-superres_T2w", ndimage.zoom(thick, (1, 1, 4), order=1),
          source="sub-01_acq-thick_T2w.nii.gz", meta={"Method": "bspline"})  # fmt: skip
     truth = bids / "derivatives" / "ground-truth" / "sub-01" / "anat"
     truth.mkdir(parents=True)

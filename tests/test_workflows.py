@@ -129,3 +129,26 @@ def test_run_time_metadata_of_a_task_reaches_its_sink(tmp_path, monkeypatch):
         for _, destination in data["connect"]
     }
     assert "run_metadata" in feeding
+
+
+def test_derivative_names_keep_the_entities_of_their_source(tmp_path):
+    """Each output is named after the image it is made from (its first source): the T1w's
+    acq/run for its own outputs and the synthetic CT, the T2w's and CT's for theirs."""
+    from bids_synth.bids import build_derivative_path
+
+    spec = {"sub-01": ["acq-highres_run-1_T1w", "rec-norm_run-02_T2w", "ce-gad_CT"]}
+    _, graph = build_graph(tmp_path, spec, tasks=["sct"], task_options={"sct": {"method": "bulk"}})
+    names = {
+        build_derivative_path(node.inputs.entities).rsplit("/", 1)[-1]
+        for node in graph.nodes
+        if node.name.startswith("ds_")
+    }
+    t1w, t2w, ct = "sub-01_acq-highres_run-1", "sub-01_rec-norm_run-02", "sub-01_ce-gad"
+    assert names == {
+        f"{t1w}_desc-preproc_T1w.nii.gz", f"{t1w}_desc-head_mask.nii.gz",
+        f"{t1w}_desc-brain_mask.nii.gz", f"{t1w}_space-T1w_desc-synthetic_CT.nii.gz",
+        f"{t1w}_space-T1w_desc-synthetic_mumap.nii.gz",
+        f"{t1w}_space-T1w_label-body_desc-synthetic_mask.nii.gz",
+        f"{t2w}_space-T1w_desc-preproc_T2w.nii.gz", f"{t2w}_from-T2w_to-T1w_mode-image_xfm.mat",
+        f"{ct}_space-T1w_desc-preproc_CT.nii.gz", f"{ct}_from-CT_to-T1w_mode-image_xfm.mat",
+    }  # fmt: skip

@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlparse
 
 import tomllib
 
+from bids_synth.bids import source_entities
 from bids_synth.reports.volumes import Volume
 from bids_synth.runlog import latest_outcomes
 
@@ -72,11 +73,18 @@ class SessionFiles:
 
     @cached_property
     def files(self) -> list[Derivative]:
+        """The session's derivatives named after the inputs of its latest run, when the run
+        record lists them (those of other selections, e.g. another ``acq-``, are left out)."""
         folder = self.output_dir / f"sub-{self.subject}"
         if self.session:
             folder /= f"ses-{self.session}"
         anat = folder / "anat"
-        return [Derivative.parse(p) for p in sorted(anat.iterdir())] if anat.is_dir() else []
+        found = [Derivative.parse(p) for p in sorted(anat.iterdir())] if anat.is_dir() else []
+        inputs = [path for path in (self.outcome or {}).get("inputs", {}).values() if path]
+        if not inputs:
+            return found
+        chosen = [source_entities(path) for path in inputs]
+        return [f for f in found if source_entities(f.path) in chosen]
 
     def select(self, suffix=_ANY, extension: str = ".nii.gz", **criteria) -> list[Derivative]:
         """Derivatives whose suffix, extension and given entities match (see :meth:`Derivative.matches`)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from bids_synth.bids import same_t1w_first
 from bids_synth.derivatives import dataset_lock
 from bids_synth.modalities import SESSION_MR_SUFFIXES
 from bids_synth.synthesis.harmonization import image_landmarks, learn_nyul, masked_values
@@ -45,7 +46,7 @@ def cohort_images(output_dir: str | Path, participant_labels=()) -> dict[str, li
                 "participant_id": f"sub-{entities['subject']}",
                 "session_id": f"ses-{entities['session']}" if "session" in entities else "n/a",
                 "image": image.relpath,
-                "mask": sorted(masks, key=lambda f: f.path)[0].relpath,
+                "mask": same_t1w_first(masks, image)[0].relpath,
             })  # fmt: skip
     return found
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_synth.bids import bids_uri
+from bids_synth.bids import bids_uri, source_entities
 from bids_synth.interfaces.derivatives import CommitDerivatives, DerivativesDataSink
 
 
@@ -25,6 +25,8 @@ def init_derivatives_wf(
 
     ``outputs`` maps each inputnode field to its sink settings: ``entities`` (derivative entities
     besides subject/session), ``sources`` (input files), optional ``metadata`` and ``dtype``.
+    Each output's name keeps the source entities (acq, ce, rec, run, ...) of the first of its
+    ``sources``, the image it is made from.
     Fields named in ``run_metadata`` also get an inputnode field ``<field>_metadata``: a dict
     merged into the sidecar once the step that made the output has run. ``reference`` is the
     raw T1w whose grid ``space-T1w`` outputs are on; ``digests`` maps each input file of the
@@ -49,7 +51,12 @@ def init_derivatives_wf(
         spec = outputs[field]
         sink = pe.Node(
             DerivativesDataSink(
-                entities={**entities, "datatype": "anat", **spec["entities"]},
+                entities={
+                    **entities,
+                    "datatype": "anat",
+                    **source_entities(spec["sources"][0]),
+                    **spec["entities"],
+                },
                 source_files=list(spec["sources"]),
                 source_digests={path: digests[path] for path in spec["sources"]},
                 raw_root=raw_root,
