@@ -268,7 +268,7 @@ def record_real_scan_check(bundle, rows: dict, levels: list[float]) -> str:
     )  # fmt: skip
     metrics = [
         {"name": f"PSNR gain over NLM at {lv:g} % noise", "value": round(g, 3), "units": "dB",
-         "dataset": "real Colin27 T1 (never trained on) + Rician noise"}
+         "dataset": "held-out real colin27 T1 (never trained on) + Rician noise"}
         for lv, g in gains.items()
     ]  # fmt: skip
     record_evaluation(

@@ -26,7 +26,7 @@ TASK_STEPS = {
     ("denoised", "nlm"): "denoised with adaptive non-local means [@manjon2010]",
     ("denoised", "self"): "denoised by a small blind-spot U-Net trained on each image itself, "
     "following Noise2Self [@noise2self2019]",
-    ("denoised", "model"): "denoised by a trained network following RED-WGAN [@redwgan2019]",
+    ("denoised", "model"): "denoised by a trained network (the model bundle named below)",
     ("harmonized", "nyul"): "harmonized by piecewise-linear standardisation of their histogram "
     "landmarks inside the brain mask onto a cohort reference scale [@nyul2000]",
     ("harmonized", "whitestripe"): "harmonized with WhiteStripe (mean 0, standard deviation 1 in "

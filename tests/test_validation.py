@@ -78,7 +78,8 @@ def test_boilerplate_names_the_steps_that_run(tmp_path):
     out = tmp_path / "out"
     common = [str(bids), str(out), "participant", "-w", str(tmp_path / "work")]
     common += ["--boilerplate-only", "--skip-bids-validation", "--random-seed", "7"]
-    assert main([*common, "--tasks", "denoise", "sct", "--sct-method", "bulk"]) == 0
+    tasks = ["--tasks", "denoise", "sct", "--denoise-method", "nlm", "--sct-method", "bulk"]
+    assert main([*common, *tasks]) == 0
     text = (out / "logs" / "CITATION.md").read_text()
     assert "N4BiasFieldCorrection [@n4]" in text and "shrink factor 4" in text
     aligned = "The CT and T2w image(s) were aligned to the T1w (MR images after the same N4 "
