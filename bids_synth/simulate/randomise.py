@@ -233,6 +233,18 @@ def _bias_field(
     return field.exp_()
 
 
+def _with_bias(
+    image: torch.Tensor,
+    spacing_mm: float,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    params: Randomisation,
+) -> torch.Tensor:
+    """``image`` times a random smooth bias field of log-sd ``U(0, bias_sd)``."""
+    sd = float(rng.uniform(0, params.bias_sd))
+    return image * _bias_field(image.shape, spacing_mm, params.bias_correlation_mm, sd, generator)
+
+
 def _thick_slices(image: torch.Tensor, axis: int, factor: float) -> torch.Tensor:
     """Gaussian slice profile of FWHM ``factor`` voxels along ``axis``, sampled every ``factor``
     voxels and interpolated back linearly (the look of a thick-slice acquisition)."""
@@ -272,13 +284,7 @@ def _clean_contrast(
         noise = torch.randn(labels.shape, generator=generator)
         image = means[labels] + spreads[labels] * noise
         image = gaussian_blur(image, (float(rng.uniform(0.3, 0.8)),) * 3)
-    image = image * _bias_field(
-        image.shape,
-        head.spacing_mm,
-        params.bias_correlation_mm,
-        float(rng.uniform(0, params.bias_sd)),
-        generator,
-    )
+    image = _with_bias(image, head.spacing_mm, rng, generator, params)
     if rng.random() < params.thick_share:
         thickness = float(rng.uniform(*params.thickness_mm)) / head.spacing_mm
         image = _thick_slices(image, int(rng.integers(3)), thickness)
@@ -345,13 +351,7 @@ def randomised_denoising_pair(
     if isinstance(head, CleanImage):
         clean = torch.from_numpy(np.ascontiguousarray(head.image)).float()
         clean = clean / torch.quantile(clean[mask][::97], 0.99).clamp_min(1e-6)
-        clean = clean * _bias_field(
-            clean.shape,
-            head.spacing_mm,
-            params.bias_correlation_mm,
-            float(rng.uniform(0, params.bias_sd)),
-            generator,
-        )
+        clean = _with_bias(clean, head.spacing_mm, rng, generator, params)
     else:
         clean = _clean_contrast(head, rng, generator, params)
         clean = clean / torch.quantile(clean[mask][::97], 0.99).clamp_min(1e-6)
