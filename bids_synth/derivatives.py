@@ -80,6 +80,7 @@ def sidecar(
     ``reference`` is the raw T1w whose grid ``space-T1w`` names (its ``SpatialReference``); no
     output of bids-synth is skull-stripped (masks are written beside the images instead).
     """
+    sources = list(dict.fromkeys(sources))  # one entry per file, first-use order
     required = {}
     if entities.get("suffix") in MR_SUFFIXES:  # BIDS: MR sidecars say whether skull-stripped
         required["SkullStripped"] = False

@@ -14,6 +14,7 @@ from bids_synth.bids import (
     select_subjects,
     source_entities,
 )
+from bids_synth.derivatives import sidecar
 
 
 def test_sessions_and_modalities_are_found(bids_dir):
@@ -162,3 +163,15 @@ def test_a_derivatives_dataset_is_refused(tmp_path):
     )
     with pytest.raises(InputDatasetError, match="is a derivatives dataset"):
         load_layout(bids)
+
+
+def test_a_sidecar_lists_each_source_once(tmp_path):
+    t1w = str(tmp_path / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    content = sidecar(
+        sources=[t1w, t1w],
+        digests={t1w: "0" * 64},
+        raw_root=str(tmp_path),
+        entities={"subject": "01", "desc": "denoised", "suffix": "T1w"},
+        reference=t1w,
+    )
+    assert content["Sources"] == ["bids:raw:sub-01/anat/sub-01_T1w.nii.gz"]
