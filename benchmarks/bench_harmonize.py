@@ -10,7 +10,15 @@ labels, in units of the target image's WM−GM median contrast so that scales co
 methods), SSIM/PSNR in the brain, and a nearest-centroid site classifier on tissue medians
 (leave-one-subject-out over the held-out subjects).
 
+Two cohorts: ``sites`` (the default) acquires every subject at sites ``0 … --sites − 1``, whose
+T1w sequences (MPRAGE or FLASH, 1.5 or 3 T) keep the tissues in the same order, so that a monotone
+map (Nyul's) can undo them; ``upgrade`` is the scanner-upgrade case: the site-0 3 T MPRAGE beside
+legacy and mis-tuned protocols of the same scanner style (:data:`UPGRADE_SEQUENCES`) whose tissue
+contrasts differ beyond a monotone map (deep GM and lesions change places with cortical GM; at a
+short TI the CSF is brighter than GM) and which the learned model never saw as physics inputs.
+
     python benchmarks/bench_harmonize.py --subjects 10 --train 4 --sites 3 --spacing 1.5
+    python benchmarks/bench_harmonize.py --cohort upgrade --subjects 8 --train 4
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from harness import machine
 
 from bids_synth.metrics import intensity_wasserstein
 from bids_synth.metrics.image import psnr, ssim
+from bids_synth.simulate.mri import Sequence
 from bids_synth.simulate.tissues import Tissue
 from bids_synth.synthesis import harmonization as hz
 
@@ -38,26 +47,50 @@ TISSUES = {
 BRAIN = tuple(label for labels in TISSUES.values() for label in labels)
 N4_GRID_MM = 6.0
 
+#: the ``upgrade`` cohort's sites after site 0: (field strength T, T1w sequence)
+UPGRADE_SEQUENCES = {
+    "1.5 T spin echo TR 500 / TE 12": (1.5, Sequence("SE", 500, 12)),
+    "1.5 T FLASH TR 20 / TE 5 / 10°": (1.5, Sequence("FLASH", 20, 5, None, 10)),
+    "3 T MPRAGE TI 700": (3.0, Sequence("MPRAGE", 1900, 2.5, 700, 9)),
+}
 
-def draw_cohort(subjects: int, sites: int, spacing: float, cache: Path) -> dict:
-    """T1w of each subject at each site (N4-corrected), the ground-truth labels and the grid's
-    affine; cached."""
+
+def cohort_styles(cohort: str, sites: int) -> list:
+    """The scanner style of each site of ``cohort``."""
+    from dataclasses import replace
+
+    from bids_synth.simulate.scanner import ScannerStyle
+
+    if cohort == "sites":
+        return [ScannerStyle.for_site(site) for site in range(sites)]
+    reference = ScannerStyle.for_site(0)
+    styles = [reference]
+    for name, (field, sequence) in UPGRADE_SEQUENCES.items():
+        t1w = replace(reference.mr["T1w"], sequence=sequence)
+        styles.append(replace(reference, name=name, field_strength=field,
+                              mr={**reference.mr, "T1w": t1w}))  # fmt: skip
+    return styles
+
+
+def draw_cohort(subjects: int, styles: list, spacing: float, cache: Path, cohort: str) -> dict:
+    """T1w of each subject at each site of ``styles`` (N4-corrected), the ground-truth labels and
+    the grid's affine; cached per ``cohort``."""
     import ants
 
     from bids_synth.simulate.anatomy import draw_anatomy
-    from bids_synth.simulate.scanner import ScannerStyle
     from bids_synth.simulate.subject import acquire
 
     cache.mkdir(parents=True, exist_ok=True)
     shrink = max(2, round(N4_GRID_MM / spacing))  # the bias field is smooth: fit it on a ~6 mm grid
     cohort = {}
     for subject in range(subjects):
-        path = cache / f"subject{subject}_sites{sites}_spacing{spacing:g}.npz"
+        name = f"sites{len(styles)}" if cohort == "sites" else cohort
+        path = cache / f"subject{subject}_{name}_spacing{spacing:g}.npz"
         if not path.exists() or "affine" not in np.load(path):
             anatomy = draw_anatomy(1000 + subject, spacing=spacing)
             images = []
-            for site in range(sites):
-                draw = acquire(anatomy, ScannerStyle.for_site(site), contrasts=("T1w",), site=site)
+            for site, style in enumerate(styles):
+                draw = acquire(anatomy, style, contrasts=("T1w",), site=site)
                 image = ants.from_numpy(draw.images["T1w"].numpy().astype(np.float32))
                 head = ants.from_numpy(draw.head_mask.numpy().astype(np.float32))
                 images.append(
@@ -215,7 +248,8 @@ def main() -> None:
     parser.add_argument(
         "--train", type=int, default=5, help="subjects the Nyul reference learns from"
     )
-    parser.add_argument("--sites", type=int, default=3)
+    parser.add_argument("--cohort", choices=["sites", "upgrade"], default="sites")
+    parser.add_argument("--sites", type=int, default=3, help="sites of the `sites` cohort")
     parser.add_argument("--target", type=int, default=0, help="site the others are compared with")
     parser.add_argument(
         "--spacing", type=float, default=1.5, help="simulation grid (mm; the shipped bundle's: 1.5)"
@@ -232,7 +266,8 @@ def main() -> None:
     start = time.perf_counter()
     bundle = None if args.no_learned else harmonization_bundle(args.model, args.target)
     torch.set_num_threads(1)
-    cohort = draw_cohort(args.subjects, args.sites, args.spacing, args.cache)
+    styles = cohort_styles(args.cohort, args.sites)
+    cohort = draw_cohort(args.subjects, styles, args.spacing, args.cache, args.cohort)
     train = list(range(args.train))
     held_out = list(range(args.train, args.subjects))
     timings: list[float] = []
@@ -245,12 +280,14 @@ def main() -> None:
         for method, by_subject in images.items()
     }
     RESULTS.mkdir(exist_ok=True)
-    plot_histograms(images, cohort, held_out, RESULTS / "harmonize_histograms.png")
+    stem = "harmonize" if args.cohort == "sites" else f"harmonize_{args.cohort}"
+    plot_histograms(images, cohort, held_out, RESULTS / f"{stem}_histograms.png")
     summary = {"settings": vars(args) | {"cache": str(args.cache)}, "results": results,
+               "sites": [style.name for style in styles],
                "seconds": time.perf_counter() - start, "machine": machine(),
                "model": None if bundle is None else {"ref": bundle.ref, "sha256": bundle.sha256},
                "learned_seconds_per_volume": float(np.mean(timings)) if timings else None}  # fmt: skip
-    (RESULTS / "harmonize.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
     header = "| method | W1 CSF | W1 GM | W1 WM | SSIM | PSNR (dB) | site accuracy |"
     lines = [header, "|---|---|---|---|---|---|---|"]
     for method, r in results.items():
