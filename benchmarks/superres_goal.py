@@ -8,6 +8,10 @@ real run gets from a sidecar: the slice thickness, not the profile shape (it est
 Scores in the head (PSNR/SSIM) and the mean Dice of antspyx Atropos (3 classes, in the brain mask)
 on the result against Atropos on the truth. Needs the reference data (``BIDS_SYNTH_REFDATA``).
 Prints a markdown table; ``--json`` writes the rows; ``--mosaic`` saves a PNG for the first case.
+``--eclare EXE`` adds ECLARE (PyPI ``eclare``, GPL, a peer only: it pins its own SciPy, so it lives
+in a virtual environment of its own whose ``run-eclare`` is EXE) on the first ``--eclare-cases``
+cases with its default schedule, given the same slice thickness; a run past ``--eclare-timeout``
+seconds is reported as unfinished.
 """
 
 from __future__ import annotations
@@ -52,6 +56,43 @@ def acquire_slices(truth: np.ndarray, factor: float, thickness: float, profile: 
     return thick, affine
 
 
+def cpu_time() -> float:
+    """CPU seconds of this process and of its finished children (ECLARE runs as one)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def eclare(
+    exe: str, thick: np.ndarray, affine: np.ndarray, thickness: float, shape, timeout: float
+):
+    """ECLARE's result on the truth's 1 mm grid (linear resampling through its affine), or None
+    when it did not finish within ``timeout`` seconds."""
+    import subprocess
+    import tempfile
+
+    import nibabel as nib
+    from scipy.ndimage import map_coordinates
+
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "thick.nii.gz"
+        nib.save(nib.Nifti1Image(thick, affine), source)
+        command = [exe, "--in-fpath", str(source), "--out-dir", folder,
+                   "--relative-slice-thickness", f"{thickness:g}"]  # fmt: skip
+        try:
+            subprocess.run(command, check=True, timeout=timeout, capture_output=True)
+        except subprocess.TimeoutExpired:
+            return None
+        result = nib.load(Path(folder) / "thick_eclare.nii.gz")
+        voxels = np.indices(shape, dtype=float).reshape(3, -1)
+        to_result = np.linalg.inv(result.affine)
+        coordinates = to_result[:3, :3] @ voxels + to_result[:3, 3:]
+        data = np.asanyarray(result.dataobj, dtype=np.float32)
+        out = map_coordinates(data, coordinates, order=1, mode="nearest")
+        return out.reshape(shape).astype(np.float32)
+
+
 def load(name: str):
     import nibabel as nib
 
@@ -76,6 +117,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write the rows to this JSON file")
     parser.add_argument("--mosaic", help="PNG of the first case (sagittal and coronal planes)")
+    parser.add_argument("--eclare", metavar="EXE", help="ECLARE's run-eclare, as a peer row")
+    parser.add_argument("--eclare-cases", type=int, default=1)
+    parser.add_argument("--eclare-timeout", type=float, default=1800.0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print("| image | factor | profile | thickness | method | PSNR (dB) | SSIM | Atropos Dice | "
@@ -89,19 +133,31 @@ def main(argv=None) -> int:
                 for gap in args.gaps:
                     thickness = factor * (0.7 if gap == "yes" else 1.0)
                     thick, affine = acquire_slices(truth, factor, thickness, profile)
-                    results = {}
-                    for method in ("bspline", "self"):
-                        started, cpu_started = time.perf_counter(), time.process_time()
+                    results, first_case = {}, not records
+                    methods = ["bspline", "self"]
+                    done = sum(r["method"] == "bspline" for r in records)
+                    if args.eclare and done < args.eclare_cases:
+                        methods.append("eclare")
+                    for method in methods:
+                        started, cpu_started = time.perf_counter(), cpu_time()
                         notes = ""
                         if method == "bspline":
                             out, _ = sr.bspline_isotropic(thick, affine, 1.0)
+                        elif method == "eclare":
+                            out = eclare(args.eclare, thick, affine, thickness, truth.shape,
+                                         args.eclare_timeout)  # fmt: skip
+                            if out is None:
+                                print(f"| {name} | {factor:g}× | {profile} | {thickness:.1f} mm | "
+                                      f"eclare | not finished | | | > {args.eclare_timeout:.0f} | "
+                                      "| stopped at the time limit |", flush=True)  # fmt: skip
+                                continue
                         else:
                             out, _, info = sr.smore(thick, affine, thickness_mm=thickness,
                                                     steps=args.steps, device="cpu")  # fmt: skip
                             notes = (f"profile found {info['slice_profile']}, "
                                      f"{info['steps_run']} steps (best {info['best_step']})")  # fmt: skip
                         seconds = time.perf_counter() - started
-                        cpu_seconds = time.process_time() - cpu_started
+                        cpu_seconds = cpu_time() - cpu_started
                         n = min(out.shape[2], truth.shape[2])
                         ref, out = truth[..., :n], out[..., :n]
                         dice = mean_dice(dice_per_label(reference[..., :n],
@@ -118,10 +174,11 @@ def main(argv=None) -> int:
                               f"({'gap' if gap == 'yes' else 'no gap'}) | {method} | "
                               f"{row['psnr']:.2f} | {row['ssim']:.4f} | {dice:.4f} | "
                               f"{seconds:.0f} | {cpu_seconds:.0f} | {notes} |", flush=True)  # fmt: skip
-                    if args.mosaic and len(records) == 2:
+                    if args.mosaic and first_case:
                         volumes = {"real 1 mm (truth)": truth[..., :n],
                                    f"{factor:g} mm slices": nearest_isotropic(thick, affine)[..., :n],
-                                   "B-spline": results["bspline"], "self": results["self"]}  # fmt: skip
+                                   **{{"bspline": "B-spline"}.get(m, m): results[m][..., :n]
+                                      for m in results}}  # fmt: skip
                         planes = [(0, 0.5, "sagittal"), (1, 0.55, "coronal")]
                         mosaic(volumes, planes, Path(args.mosaic),
                                f"{name}: {factor:g} mm {profile} slices -> 1 mm")  # fmt: skip
