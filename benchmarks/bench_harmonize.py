@@ -72,9 +72,9 @@ def cohort_styles(cohort: str, sites: int) -> list:
     return styles
 
 
-def draw_cohort(subjects: int, styles: list, spacing: float, cache: Path, cohort: str) -> dict:
+def draw_cohort(subjects: int, styles: list, spacing: float, cache: Path, kind: str) -> dict:
     """T1w of each subject at each site of ``styles`` (N4-corrected), the ground-truth labels and
-    the grid's affine; cached per ``cohort``."""
+    the grid's affine; cached per cohort ``kind``."""
     import ants
 
     from bids_synth.simulate.anatomy import draw_anatomy
@@ -84,7 +84,7 @@ def draw_cohort(subjects: int, styles: list, spacing: float, cache: Path, cohort
     shrink = max(2, round(N4_GRID_MM / spacing))  # the bias field is smooth: fit it on a ~6 mm grid
     cohort = {}
     for subject in range(subjects):
-        name = f"sites{len(styles)}" if cohort == "sites" else cohort
+        name = f"sites{len(styles)}" if kind == "sites" else kind
         path = cache / f"subject{subject}_{name}_spacing{spacing:g}.npz"
         if not path.exists() or "affine" not in np.load(path):
             anatomy = draw_anatomy(1000 + subject, spacing=spacing)
