@@ -1,7 +1,7 @@
 """Every task × every method end to end through the CLI, other options at their defaults.
 
-The defaults of every task (sct bulk or model by :func:`~bids_synth.workflows.synthesis.sct.
-default_method`, translate, denoise nlm, harmonize whitestripe, superres self, device auto) run in
+The defaults of every task (sct and denoise by the evidence their bundles record — bulk or model,
+nlm or model —, translate, harmonize whitestripe, superres self, device auto) run in
 ``test_demo.py``; the runs here cover every other method, several tasks
 per run, on one small dataset with a thick-slice T2w. Then the failing-task policy: a
 participant's derivatives are published all together; a failing task publishes nothing, names
@@ -23,8 +23,8 @@ MATRIX = {
     "model-self-zscore-bspline": ["--tasks", "sct", "denoise", "harmonize", "superres",
                                  "--sct-method", "model", "--denoise-method", "self",
                                  "--harmonize-method", "zscore", "--superres-method", "bspline"],
-    "atlas-model-learned": ["--tasks", "sct", "denoise", "harmonize", "--sct-method", "atlas",
-                            "--denoise-method", "model", "--harmonize-method", "learned"],
+    "atlas-nlm-learned": ["--tasks", "sct", "denoise", "harmonize", "--sct-method", "atlas",
+                          "--denoise-method", "nlm", "--harmonize-method", "learned"],
 }  # fmt: skip
 WRITES = {  # task -> what every session gets
     "sct": "space-T1w_desc-synthetic_CT",
