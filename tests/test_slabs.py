@@ -319,7 +319,12 @@ def test_heads_cached_before_targets_existed_still_load(tmp_path):
 def test_mr_target_recipes_train_on_reference_style_targets_and_export(tmp_path, recipe_id):
     import dataclasses
 
-    from bids_synth.training.recipes import RECIPES, export_bundle, run_recipe
+    from bids_synth.training.recipes import (
+        RECIPES,
+        REFERENCE_STYLE_SCALE,
+        export_bundle,
+        run_recipe,
+    )
 
     recipe = dataclasses.replace(
         RECIPES[recipe_id],
@@ -340,7 +345,12 @@ def test_mr_target_recipes_train_on_reference_style_targets_and_export(tmp_path,
     run_recipe(recipe, tmp_path, epochs=1)
     meta = export_bundle(recipe, tmp_path, tmp_path / "bundle").meta
     assert meta["output"]["suffix"] == recipe.target and meta["input"]["suffixes"] == ["T1w"]
-    assert meta["output"]["normalization"] == {"method": "input"}
+    # one fixed output scale whatever the input's: two sites' images land on one scale
+    assert meta["output"]["normalization"] == {
+        "method": "scale",
+        "offset": 0.0,
+        "scale": REFERENCE_STYLE_SCALE,
+    }
     assert ("harmonization" in meta) == (recipe.task == "harmonize")
     if recipe.task == "harmonize":
         assert meta["harmonization"]["target"] == "site0"

@@ -337,6 +337,11 @@ def training_summary(recipe: SlabRecipe, history: list[dict], threads: int = 1) 
     }
 
 
+#: translated and harmonized images come out on one fixed scale whatever their input's scale:
+#: the reference style's 0.5th–99.5th head percentiles (the training targets' 0–1) → 0–1000
+REFERENCE_STYLE_SCALE = 1000.0
+
+
 def _output_contract(recipe: SlabRecipe) -> dict:
     if recipe.slab_target == "ct":
         return {
@@ -344,6 +349,13 @@ def _output_contract(recipe: SlabRecipe) -> dict:
             "units": "HU",
             "range": list(CT_HU_RANGE),
             "normalization": {"method": "scale", "offset": 0.0, "scale": CT_SCALE_HU},
+        }
+    if recipe.task in ("translate", "harmonize"):
+        return {
+            "suffix": recipe.target,
+            "units": "a.u. (reference style: 0.5th–99.5th head percentiles → 0–1000)",
+            "range": None,
+            "normalization": {"method": "scale", "offset": 0.0, "scale": REFERENCE_STYLE_SCALE},
         }
     return {
         "suffix": recipe.target,
