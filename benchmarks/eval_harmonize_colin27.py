@@ -4,7 +4,7 @@ A traveling subject (colin27 anatomy, seed 7, 1.5 mm) is acquired at sites 1 and
 no N4), harmonized to site 0 as the pipeline does, and compared with its noise- and bias-free
 site-0 T1w inside the head mask: MAE (site-0 scanner units) and PSNR (data range of the truth).
 
-    python benchmarks/eval_harmonize_colin27.py bids_synth/models/bundles/harmonize-unet-t1w-site0
+    python benchmarks/eval_harmonize_colin27.py bids_synth/models/bundles/harmonize-t1w-site0-slab
 """
 
 from __future__ import annotations

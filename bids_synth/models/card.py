@@ -47,8 +47,9 @@ def _harmonization_lines(meta: dict) -> list[str]:
         f"Maps images from any scanner to **{harmonization['target']}** "
         f"({style.get('field_strength_T', '?')} T, {suffix} {sequence.get('kind', '?')} "
         f"`{json.dumps(sequence, sort_keys=True)}`): the target was "
-        f"{harmonization.get('target_image', 'the target site image')}. Output in the target "
-        f"site's scanner units (network output × {meta['output']['normalization'].get('scale')}). "
+        f"{harmonization.get('target_image', 'the target site image')}. Output on one fixed "
+        f"scale whatever the input's: {meta['output']['units']} (network output × "
+        f"{meta['output']['normalization'].get('scale')}). "
         f"Training sources: {', '.join(harmonization.get('source_styles', []))} scanner styles.",
         "",
         "It synthesises the target site's image of the subject's anatomy: the output is the "
