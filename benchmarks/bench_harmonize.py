@@ -237,8 +237,8 @@ def record(bundle, summary: dict) -> None:
     from bids_synth.models.card import record_evaluation
 
     cohort = summary["settings"]["cohort"]
-    dataset = (f"simulated traveling subjects, cohort {cohort} "
-               f"({', '.join(summary['sites'])}), held out")  # fmt: skip
+    dataset = (f"held-out simulated traveling subjects (phantom anatomies never trained on), "
+               f"cohort {cohort} ({', '.join(summary['sites'])})")  # fmt: skip
     metrics = [
         {"name": f"{method} {name}", "value": round(value, 4), "units": units, "dataset": dataset}
         for method in ("learned", "nyul")
