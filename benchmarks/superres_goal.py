@@ -67,13 +67,14 @@ def cpu_time() -> float:
 def eclare(
     exe: str, thick: np.ndarray, affine: np.ndarray, thickness: float, shape, timeout: float
 ):
-    """ECLARE's result on the truth's 1 mm grid (linear resampling through its affine), or None
+    """ECLARE's result on the truth's 1 mm grid (identity affine; linear resampling), or None
     when it did not finish within ``timeout`` seconds."""
     import subprocess
     import tempfile
 
     import nibabel as nib
-    from scipy.ndimage import map_coordinates
+
+    from bids_synth.resampling import resample_onto
 
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "thick.nii.gz"
@@ -85,12 +86,8 @@ def eclare(
         except subprocess.TimeoutExpired:
             return None
         result = nib.load(Path(folder) / "thick_eclare.nii.gz")
-        voxels = np.indices(shape, dtype=float).reshape(3, -1)
-        to_result = np.linalg.inv(result.affine)
-        coordinates = to_result[:3, :3] @ voxels + to_result[:3, 3:]
         data = np.asanyarray(result.dataobj, dtype=np.float32)
-        out = map_coordinates(data, coordinates, order=1, mode="nearest")
-        return out.reshape(shape).astype(np.float32)
+        return resample_onto(data, result.affine, shape, np.eye(4))
 
 
 def load(name: str):

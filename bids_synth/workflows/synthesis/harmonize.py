@@ -7,8 +7,8 @@ preprocessed images, and a second participant pass applies it (``--harmonize-ref
 a rerun). ``whitestripe`` and ``zscore`` need no reference.
 ``learned`` runs a harmonization bundle (trained on simulated traveling subjects) that maps the
 session's images to its target site (``--harmonize-target``), on the bundle's fixed output scale
-whatever the input's scale; a bundle reading T2w/FLAIR too is used when the session has them. Outputs
-``desc-harmonized_<suffix>`` on the T1w grid.
+whatever the input's scale; a bundle reading T2w/FLAIR too is used when the session has them.
+Outputs ``desc-harmonized_<suffix>`` on the T1w grid.
 """
 
 from __future__ import annotations
