@@ -208,6 +208,59 @@ def test_recipe_trains_resumes_from_a_seed_checkpoint_and_exports(tmp_path):
         )
 
 
+def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path):
+    import dataclasses
+
+    from bids_synth.training.recipes import (
+        RECIPES,
+        export_bundle,
+        run_recipe,
+        write_seed_checkpoint,
+    )
+
+    parent = dataclasses.replace(
+        RECIPES["sct-t1w-slab"],
+        train_heads=(("phantom", 1),),
+        validation_heads=(("phantom", 2),),
+        slices=3,
+        size=48,
+        batch_size=2,
+        channels=(4, 8),
+        steps_per_epoch=2,
+        loss_emphasis=None,
+        fine_tune_from=None,
+    )
+    fine_tune = dataclasses.replace(parent, loss_emphasis=(0.3, 3.0), fine_tune_from=1)
+    assert fine_tune.parent() == parent and parent.parent() is parent
+    assert "loss_emphasis" not in parent.run_settings()  # older checkpoints still resume
+    for workdir in (tmp_path / "parent", tmp_path / "fine-tune", tmp_path / "late"):
+        (workdir / "heads").mkdir(parents=True)
+        for seed in (1, 2):
+            _shell_head().save(workdir / "heads" / f"head-phantom-{seed}-1mm.npz")
+    history = run_recipe(parent, tmp_path / "parent", epochs=1)
+    seed = write_seed_checkpoint(parent, tmp_path / "parent", tmp_path / "seed")
+    tuned = run_recipe(fine_tune, tmp_path / "fine-tune", epochs=2, seed_checkpoint=seed)
+    assert len(tuned) == 2 and tuned[0] == history[0]
+    meta = export_bundle(fine_tune, tmp_path / "fine-tune", tmp_path / "bundle").meta
+    assert meta["training"]["loss_emphasis"] == {"threshold": 0.3, "factor": 3.0}
+    assert "weighing 3×" in meta["training"]["data"]["description"]
+    with pytest.raises(ValueError, match="other recipe settings"):  # the parent at another epoch
+        late = dataclasses.replace(fine_tune, fine_tune_from=2)
+        run_recipe(late, tmp_path / "late", epochs=3, seed_checkpoint=seed)
+
+
+def test_emphasised_loss_weighs_the_voxels_above_the_threshold():
+    from bids_synth.nn.losses import emphasised_mean, masked_mean
+
+    target = torch.tensor([[[0.0, 0.0, 1.0, 1.0]]])
+    error = torch.tensor([[[1.0, 1.0, 3.0, 3.0]]])
+    mask = torch.tensor([[[1.0, 1.0, 1.0, 0.0]]])
+    assert float(masked_mean(error, mask)) == pytest.approx(5 / 3)
+    # the masked bone voxel weighs 3, the two soft-tissue voxels 1: (1 + 1 + 9) / 5
+    assert float(emphasised_mean(error, target, mask, (0.5, 3.0))) == pytest.approx(11 / 5)
+    assert float(emphasised_mean(error, target, None, (2.0, 3.0))) == pytest.approx(2.0)
+
+
 def test_denoising_pairs_share_one_normalisation_and_differ_by_the_noise():
     from bids_synth.simulate.randomise import CleanImage, randomised_denoising_pair
 

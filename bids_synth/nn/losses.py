@@ -1,4 +1,5 @@
-"""Loss functions: masked L1/L2, SSIM, least-squares GAN and the WGAN gradient penalty."""
+"""Loss functions: masked (optionally emphasised) L1/L2, SSIM, least-squares GAN and the WGAN
+gradient penalty."""
 
 from __future__ import annotations
 
@@ -24,6 +25,23 @@ def masked_l2(
     prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     return masked_mean((prediction - target) ** 2, mask)
+
+
+def emphasised_mean(
+    values: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None,
+    emphasis: tuple[float, float],
+) -> torch.Tensor:
+    """Weighted mean of ``values`` over the mask, where voxels whose ``target`` is at least
+    ``emphasis[0]`` weigh ``emphasis[1]`` times (e.g. bone in a CT: a rare class that a plain
+    regression loss blurs towards the soft tissue around it)."""
+    threshold, factor = emphasis
+    weights = torch.where(target >= threshold, float(factor), 1.0).to(values.dtype)
+    if mask is not None:
+        weights = weights * (mask > 0).to(values.dtype)
+    weights = weights.expand_as(values)
+    return (values * weights).sum() / weights.sum().clamp_min(1.0)
 
 
 def _gaussian_window(size: int, sigma: float, device, dtype) -> torch.Tensor:

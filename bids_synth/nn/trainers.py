@@ -20,7 +20,15 @@ from torch import nn
 
 from bids_synth.nn.devices import amp_dtype, autocast, needs_grad_scaler
 from bids_synth.nn.factory import build_network
-from bids_synth.nn.losses import gradient_penalty, lsgan_loss, masked_l1, masked_l2, ssim
+from bids_synth.nn.losses import (
+    emphasised_mean,
+    gradient_penalty,
+    lsgan_loss,
+    masked_l1,
+    masked_l2,
+    masked_mean,
+    ssim,
+)
 
 MODES = ("regression", "pix2pix", "cyclegan", "wgan-gp")
 
@@ -107,25 +115,36 @@ class Trainer(ABC):
         self.rng.set_state(state["rng"])
 
 
-def _content_loss(prediction, target, mask, kind: str) -> torch.Tensor:
-    return (
-        masked_l2(prediction, target, mask) if kind == "l2" else masked_l1(prediction, target, mask)
-    )
+def _content_loss(prediction, target, mask, kind: str, emphasis=None) -> torch.Tensor:
+    """Masked L1 (``kind`` "l1") or L2 error; ``emphasis`` (threshold, factor) weighs the voxels
+    whose target is at least the threshold ``factor`` times."""
+    error = (prediction - target) ** 2 if kind == "l2" else (prediction - target).abs()
+    if emphasis is None:
+        return masked_mean(error, mask)
+    return emphasised_mean(error, target, mask, emphasis)
 
 
 class RegressionTrainer(Trainer):
     betas = (0.9, 0.999)
 
-    def __init__(self, networks, *, content: str = "l1", ssim_weight: float = 0.5, **kwargs):
+    def __init__(
+        self,
+        networks,
+        *,
+        content: str = "l1",
+        ssim_weight: float = 0.5,
+        emphasis: tuple[float, float] | None = None,
+        **kwargs,
+    ):
         super().__init__(networks, **kwargs)
-        self.content, self.ssim_weight = content, ssim_weight
+        self.content, self.ssim_weight, self.emphasis = content, ssim_weight, emphasis
 
     def _step(self, batch):
         with self._forward():
             prediction = self.generator(batch["source"])
         prediction = prediction.float()
         target, mask = batch["target"], batch["mask"]
-        losses = {"content": _content_loss(prediction, target, mask, self.content)}
+        losses = {"content": _content_loss(prediction, target, mask, self.content, self.emphasis)}
         if self.ssim_weight:
             data_range = float((target.max() - target.min()).clamp_min(1e-3))
             losses["ssim"] = 1 - ssim(prediction, target, data_range=data_range, mask=mask)

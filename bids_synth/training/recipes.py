@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bids_synth.modalities import CT_HU_RANGE
@@ -36,7 +36,12 @@ _RECORDED_WHEN_SET = {
     "identity": False,
     "content": "l1",
     "randomisation.physics_inputs": None,
+    "loss_emphasis": None,
+    "fine_tune_from": None,
 }
+
+#: settings a fine-tune (``fine_tune_from``) may change against its parent trajectory
+_FINE_TUNE_SETTINGS = ("loss_emphasis",)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,15 @@ class SlabRecipe:
     clean_image_copies: int = 1
     identity: bool = False
     content: str = "l1"
+    loss_emphasis: tuple[float, float] | None = None
+    fine_tune_from: int | None = None
+
+    def parent(self) -> SlabRecipe:
+        """The recipe whose trajectory a fine-tune continues (itself when it is none)."""
+        if self.fine_tune_from is None:
+            return self
+        neutral = {key: _RECORDED_WHEN_SET[key] for key in _FINE_TUNE_SETTINGS}
+        return replace(self, fine_tune_from=None, **neutral)
 
     @property
     def input_channels(self) -> int:
@@ -135,12 +149,16 @@ def _heads(sources: dict[str, int], first_seed: int) -> tuple[tuple[str, int], .
 RECIPES = {
     "sct-t1w-slab": SlabRecipe(
         id="sct-t1w-slab",
-        version="2.1.0",
         task="sct",
         suffixes=("T1w",),
         target="CT",
         train_heads=_heads({"mni2009a": 6, "tpm": 6, "phantom": 6}, 100),
         validation_heads=(("phantom", 9001), ("tpm", 9002)),
+        # 2.1.0's plain L1 blurred the skull to ~550 HU (truth 720–970) on held-out heads:
+        # bone (≥ 300 HU, ~1/10 of the head) weighs 3× from epoch 98 on
+        version="2.2.0",
+        loss_emphasis=(300 / CT_SCALE_HU, 3.0),
+        fine_tune_from=98,
     ),
     **{
         f"translate-t1w-{target.lower()}-slab": SlabRecipe(
@@ -210,6 +228,7 @@ def build_trainer(recipe: SlabRecipe, device: str = "cpu"):
         seed=recipe.seed,
         content=recipe.content,
         ssim_weight=0.0,
+        emphasis=recipe.loss_emphasis,
     )
 
 
@@ -271,11 +290,17 @@ def write_seed_checkpoint(recipe: SlabRecipe, workdir: Path, folder: Path) -> Pa
 
 
 def _start_from_seed(recipe: SlabRecipe, trainer, seed: Path) -> tuple[int, list[dict]]:
-    """Load a seed checkpoint's weights into ``trainer``; return its epoch and history."""
+    """Load a seed checkpoint's weights into ``trainer``; return its epoch and history. The seed
+    is of ``recipe`` itself, or — for a fine-tune — of its parent at epoch ``fine_tune_from``."""
     from safetensors.torch import load as load_safetensors
 
     progress = json.loads((seed / SEED_PROGRESS).read_text())
-    if progress["run"] != recipe.run_settings():
+    fine_tune_start = (
+        recipe.fine_tune_from is not None
+        and progress["run"] == recipe.parent().run_settings()
+        and progress["epoch"] == recipe.fine_tune_from
+    )
+    if progress["run"] != recipe.run_settings() and not fine_tune_start:
         raise ValueError(f"seed checkpoint {seed} was written by other recipe settings")
     weights = load_safetensors((seed / SEED_WEIGHTS).read_bytes())
     trainer.generator.load_state_dict({k: v.float() for k, v in weights.items()})
@@ -376,9 +401,17 @@ def _data_description(recipe: SlabRecipe) -> str:
         "slices, gamma"
     )
     if recipe.slab_target == "ct":
+        loss = ""
+        if recipe.loss_emphasis:
+            threshold, factor = recipe.loss_emphasis
+            loss = (
+                f"; L1 loss with the voxels of CT ≥ {threshold * CT_SCALE_HU:.0f} HU weighing "
+                f"{factor:g}×"
+                + (f" from epoch {recipe.fine_tune_from} on" if recipe.fine_tune_from else "")
+            )
         return (
             f"{text}, Rician/Gaussian noise, in-plane affine, flips; slabs of {recipe.slices} "
-            "slices along all three axes → CT (HU)"
+            f"slices along all three axes → CT (HU){loss}"
         )
     if recipe.task in ("translate", "harmonize"):
         return (
@@ -435,6 +468,21 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
         "training": {
             "mode": "regression",
             "loss": recipe.content,
+            **(
+                {
+                    "loss_emphasis": {
+                        "threshold": recipe.loss_emphasis[0],
+                        "factor": recipe.loss_emphasis[1],
+                    }
+                }
+                if recipe.loss_emphasis
+                else {}
+            ),
+            **(
+                {"fine_tuned_from_epoch": recipe.fine_tune_from}
+                if recipe.fine_tune_from is not None
+                else {}
+            ),
             "recipe": recipe.id,
             "seed": recipe.seed,
             "steps": summary["steps"],
