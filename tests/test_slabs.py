@@ -243,7 +243,7 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
     assert len(tuned) == 2 and tuned[0] == history[0]
     meta = export_bundle(fine_tune, tmp_path / "fine-tune", tmp_path / "bundle").meta
     assert meta["training"]["loss_emphasis"] == {"threshold": 0.3, "factor": 3.0}
-    assert "weighing 3×" in meta["training"]["data"]["description"]
+    assert "300 HU weighing 3×" in meta["training"]["data"]["description"]
     with pytest.raises(ValueError, match="other recipe settings"):  # the parent at another epoch
         late = dataclasses.replace(fine_tune, fine_tune_from=2)
         run_recipe(late, tmp_path / "late", epochs=3, seed_checkpoint=seed)
@@ -407,3 +407,43 @@ def test_mr_target_recipes_train_on_reference_style_targets_and_export(tmp_path,
     assert ("harmonization" in meta) == (recipe.task == "harmonize")
     if recipe.task == "harmonize":
         assert meta["harmonization"]["target"] == "site0"
+
+
+def test_an_adversarial_fine_tune_trains_pix2pix_on_slabs_and_exports_the_generator(tmp_path):
+    import dataclasses
+
+    from bids_synth.training.recipes import (
+        RECIPES,
+        export_bundle,
+        run_recipe,
+        write_seed_checkpoint,
+    )
+
+    parent = dataclasses.replace(
+        RECIPES["translate-t1w-t2w-slab"],
+        train_heads=(("phantom", 1),),
+        validation_heads=(("phantom", 2),),
+        physics_contrasts=("T1w", "T2w"),
+        slices=3,
+        size=48,
+        batch_size=2,
+        channels=(4, 8),
+        steps_per_epoch=2,
+    )
+    sharpened = dataclasses.replace(parent, adversarial=0.01, fine_tune_from=1)
+    head = _shell_head()
+    head.targets = {"T2w": (head.labels * 0.1).astype(np.float16)}
+    for workdir in (tmp_path / "parent", tmp_path / "adversarial"):
+        (workdir / "heads").mkdir(parents=True)
+        for seed in (1, 2):
+            head.save(workdir / "heads" / f"head-phantom-{seed}-1mm-T1w-T2w+T2w.npz")
+    run_recipe(parent, tmp_path / "parent", epochs=1)
+    seed = write_seed_checkpoint(parent, tmp_path / "parent", tmp_path / "seed")
+    history = run_recipe(sharpened, tmp_path / "adversarial", epochs=2, seed_checkpoint=seed)
+    assert "train_adversarial" in history[-1] and "train_adversarial" not in history[0]
+    bundle = export_bundle(sharpened, tmp_path / "adversarial", tmp_path / "bundle")
+    training = bundle.meta["training"]
+    assert training["mode"] == "pix2pix" and training["adversarial_weight"] == 0.01
+    assert "pix2pix adversarial loss" in training["data"]["description"]
+    assert (tmp_path / "bundle" / "training_curves.png").stat().st_size > 0
+    assert not any(key.startswith("discriminator") for key in bundle.load_network().state_dict())

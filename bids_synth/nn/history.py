@@ -20,26 +20,32 @@ def write_history_csv(path: Path, rows: list[dict]) -> None:
 
 
 def plot_history(path: Path, rows: list[dict]) -> None:
-    """Plot the training losses and the validation metrics per epoch (matplotlib, Agg backend)."""
+    """Plot the training losses and the validation metrics per epoch (matplotlib, Agg backend);
+    a loss some epochs lack (e.g. a fine-tune's new term) is a gap in its curve."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [row["epoch"] for row in rows]
-    losses = [key for key in rows[0] if key.startswith("train_")]
-    metrics = [key for key in rows[0] if key.startswith("val_")]
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    losses = [key for key in keys if key.startswith("train_")]
+    metrics = [key for key in keys if key.startswith("val_")]
     figure, axes = plt.subplots(
         1, 1 + len(metrics), figsize=(4 * (1 + len(metrics)), 3.2), squeeze=False
     )
     for key in losses:
         axes[0, 0].plot(
-            epochs, [row[key] for row in rows], marker="o", label=key.removeprefix("train_")
+            epochs,
+            [row.get(key, float("nan")) for row in rows],
+            marker="o",
+            label=key.removeprefix("train_"),
         )
     axes[0, 0].set(title="training losses", xlabel="epoch", yscale="log")
     axes[0, 0].legend(fontsize="small")
     for axis, key in zip(axes[0, 1:], metrics):
-        axis.plot(epochs, [row[key] for row in rows], marker="o", color="tab:red")
+        values = [row.get(key, float("nan")) for row in rows]
+        axis.plot(epochs, values, marker="o", color="tab:red")
         axis.set(title=key.removeprefix("val_") + " (held-out draws)", xlabel="epoch")
     figure.tight_layout()
     buffer = io.BytesIO()

@@ -37,11 +37,12 @@ _RECORDED_WHEN_SET = {
     "content": "l1",
     "randomisation.physics_inputs": None,
     "loss_emphasis": None,
+    "adversarial": 0.0,
     "fine_tune_from": None,
 }
 
 #: settings a fine-tune (``fine_tune_from``) may change against its parent trajectory
-_FINE_TUNE_SETTINGS = ("loss_emphasis",)
+_FINE_TUNE_SETTINGS = ("loss_emphasis", "adversarial")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class SlabRecipe:
     identity: bool = False
     content: str = "l1"
     loss_emphasis: tuple[float, float] | None = None
+    adversarial: float = 0.0
     fine_tune_from: int | None = None
 
     def parent(self) -> SlabRecipe:
@@ -215,20 +217,23 @@ def build_trainer(recipe: SlabRecipe, device: str = "cpu"):
     import torch
 
     from bids_synth.nn.factory import build_network
-    from bids_synth.nn.trainers import RegressionTrainer
+    from bids_synth.nn.trainers import Pix2PixTrainer, RegressionTrainer
 
     torch.manual_seed(recipe.seed)
     architecture = recipe.architecture()
-    network = build_network(architecture["name"], **architecture["kwargs"])
+    networks = {"generator": build_network(architecture["name"], **architecture["kwargs"])}
+    common = dict(lr=recipe.lr, device=torch.device(device), amp=recipe.amp, seed=recipe.seed)
+    if recipe.adversarial:
+        networks["discriminator"] = build_network(
+            "patchgan", in_channels=architecture["kwargs"]["in_channels"] + 1, dims=2
+        )
+        return Pix2PixTrainer(networks, l1_weight=1 / recipe.adversarial, **common)
     return RegressionTrainer(
-        {"generator": network},
-        lr=recipe.lr,
-        device=torch.device(device),
-        amp=recipe.amp,
-        seed=recipe.seed,
+        networks,
         content=recipe.content,
         ssim_weight=0.0,
         emphasis=recipe.loss_emphasis,
+        **common,
     )
 
 
@@ -390,6 +395,25 @@ def _output_contract(recipe: SlabRecipe) -> dict:
     }
 
 
+def _loss_description(recipe: SlabRecipe) -> str:
+    """The loss, when it is more than the plain content loss (emphasis, adversarial term)."""
+    terms = []
+    if recipe.loss_emphasis:
+        threshold, factor = recipe.loss_emphasis
+        unit = (
+            f"{threshold * CT_SCALE_HU:.0f} HU" if recipe.slab_target == "ct" else f"{threshold:g}"
+        )
+        terms.append(f"the voxels of target ≥ {unit} weighing {factor:g}× in the L1 loss")
+    if recipe.adversarial:
+        terms.append(
+            f"a pix2pix adversarial loss (2D PatchGAN, weight {recipe.adversarial:g} against L1)"
+        )
+    if not terms:
+        return ""
+    since = f" from epoch {recipe.fine_tune_from} on" if recipe.fine_tune_from else ""
+    return f"; {' and '.join(terms)}{since}"
+
+
 def _data_description(recipe: SlabRecipe) -> str:
     sources = ", ".join(sorted({source for source, _ in recipe.train_heads}))
     noise = recipe.randomisation.noise_range
@@ -401,17 +425,9 @@ def _data_description(recipe: SlabRecipe) -> str:
         "slices, gamma"
     )
     if recipe.slab_target == "ct":
-        loss = ""
-        if recipe.loss_emphasis:
-            threshold, factor = recipe.loss_emphasis
-            loss = (
-                f"; L1 loss with the voxels of CT ≥ {threshold * CT_SCALE_HU:.0f} HU weighing "
-                f"{factor:g}×"
-                + (f" from epoch {recipe.fine_tune_from} on" if recipe.fine_tune_from else "")
-            )
         return (
             f"{text}, Rician/Gaussian noise, in-plane affine, flips; slabs of {recipe.slices} "
-            f"slices along all three axes → CT (HU){loss}"
+            f"slices along all three axes → CT (HU){_loss_description(recipe)}"
         )
     if recipe.task in ("translate", "harmonize"):
         return (
@@ -419,12 +435,13 @@ def _data_description(recipe: SlabRecipe) -> str:
             f"are {'/'.join(recipe.randomisation.physics_inputs or ('MR',))} only; slabs of "
             f"{recipe.slices} slices along all three axes → the head's noise-free "
             f"{recipe.target} in the reference scanner style (site 0), percentile-normalised"
+            f"{_loss_description(recipe)}"
         )
     return (
         f"{text}; and the real reference images {', '.join(recipe.clean_images)} under a random "
         f"bias field and gamma; Rician/Gaussian noise of σ {noise[0]:.0%}–{noise[1]:.0%} of the "
         f"99th head percentile, in-plane affine, flips; slabs of {recipe.slices} noisy slices "
-        "along all three axes → the noise-free centre slice"
+        f"along all three axes → the noise-free centre slice{_loss_description(recipe)}"
     )
 
 
@@ -466,8 +483,9 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
         },
         "output": _output_contract(recipe),
         "training": {
-            "mode": "regression",
+            "mode": "pix2pix" if recipe.adversarial else "regression",
             "loss": recipe.content,
+            **({"adversarial_weight": recipe.adversarial} if recipe.adversarial else {}),
             **(
                 {
                     "loss_emphasis": {
