@@ -10,6 +10,10 @@ labels, in units of the target image's WM−GM median contrast so that scales co
 methods), SSIM/PSNR in the brain, and a nearest-centroid site classifier on tissue medians
 (leave-one-subject-out over the held-out subjects).
 
+With ``--peers`` the intensity-normalization package's Nyul (reference from the same training
+subjects), WhiteStripe and FCM (WM) run beside ours on the same N4-corrected images and brain masks
+(PyPI ``intensity-normalization``, MIT: a benchmark peer, not a dependency).
+
 Two cohorts: ``sites`` (the default) acquires every subject at sites ``0 … --sites − 1``, whose
 T1w sequences (MPRAGE or FLASH, 1.5 or 3 T) keep the tissues in the same order, so that a monotone
 map (Nyul's) can undo them; ``upgrade`` is the scanner-upgrade case: the site-0 3 T MPRAGE beside
@@ -18,7 +22,7 @@ contrasts differ beyond a monotone map (deep GM and lesions change places with c
 short TI the CSF is brighter than GM) and which the learned model never saw as physics inputs.
 
     python benchmarks/bench_harmonize.py --subjects 10 --train 4 --sites 3 --spacing 1.5
-    python benchmarks/bench_harmonize.py --cohort upgrade --subjects 8 --train 4
+    python benchmarks/bench_harmonize.py --cohort upgrade --subjects 8 --train 4 --peers
 """
 
 from __future__ import annotations
@@ -123,11 +127,42 @@ def learned(bundle, timings: list):
     return apply
 
 
+def peer_methods(cohort: dict, train: list[int], masks: dict) -> dict:
+    """intensity-normalization's Nyul (fit on ``train``), WhiteStripe and FCM (WM), as methods."""
+    from intensity_normalization import (
+        FCMNormalizer,
+        NyulNormalizer,
+        WhiteStripeNormalizer,
+        create_image,
+    )
+
+    nyul = NyulNormalizer().fit_population(
+        [create_image(image) for s in train for image in cohort[s]["images"]],
+        [create_image(masks[s]) for s in train for _ in cohort[s]["images"]],
+    )
+
+    def peer(normalizer):
+        def apply(image, mask, affine):
+            picture, brain = create_image(image), create_image(mask)
+            return np.asarray(normalizer().fit_transform(picture, brain).get_data(), np.float32)
+
+        return apply
+
+    return {
+        "nyul (intensity-normalization)": lambda image, mask, affine: np.asarray(
+            nyul.transform(create_image(image), create_image(mask)).get_data(), np.float32
+        ),
+        "whitestripe (intensity-normalization)": peer(WhiteStripeNormalizer),
+        "fcm (intensity-normalization)": peer(FCMNormalizer),
+    }
+
+
 def standardise(
-    cohort: dict, train: list[int], held_out: list[int], bundle=None, timings=None
+    cohort: dict, train: list[int], held_out: list[int], bundle=None, timings=None, peers=False
 ) -> dict[str, dict]:
     """The held-out images under each method: none, Nyul (reference from ``train``), WhiteStripe,
-    z-score and, with a ``bundle``, the learned harmonization."""
+    z-score, with ``peers`` intensity-normalization's, and with a ``bundle`` the learned
+    harmonization."""
     masks = {s: np.isin(c["labels"], BRAIN) for s, c in cohort.items()}
     landmarks = [
         hz.image_landmarks(hz.masked_values(image, masks[s]))
@@ -142,6 +177,7 @@ def standardise(
             image, mask, last_mode=True
         )[0],
         "zscore": lambda image, mask, affine: hz.zscore(image, mask),
+        **(peer_methods(cohort, train, masks) if peers else {}),
     }
     images = {
         name: {
@@ -278,6 +314,8 @@ def main() -> None:
         "T1w bundle whose target is --target)",
     )
     parser.add_argument("--no-learned", action="store_true", help="leave the learned row out")
+    parser.add_argument("--peers", action="store_true",
+                        help="add intensity-normalization's Nyul, WhiteStripe and FCM")  # fmt: skip
     parser.add_argument("--record", action="store_true",
                         help="write the learned and Nyul rows into the bundle's card")  # fmt: skip
     args = parser.parse_args()
@@ -290,7 +328,7 @@ def main() -> None:
     train = list(range(args.train))
     held_out = list(range(args.train, args.subjects))
     timings: list[float] = []
-    images = standardise(cohort, train, held_out, bundle, timings)
+    images = standardise(cohort, train, held_out, bundle, timings, peers=args.peers)
     results = {
         method: {
             **score(by_subject, cohort, held_out, args.target),
