@@ -430,7 +430,14 @@ def test_an_adversarial_fine_tune_trains_pix2pix_on_slabs_and_exports_the_genera
         channels=(4, 8),
         steps_per_epoch=2,
     )
-    sharpened = dataclasses.replace(parent, adversarial=0.01, fine_tune_from=1)
+    sharpened = dataclasses.replace(
+        parent,
+        id="translate-t1w-t2w-slab-pix2pix",
+        parent_id=parent.id,
+        adversarial=0.01,
+        fine_tune_from=1,
+    )
+    assert sharpened.parent() == parent
     head = _shell_head()
     head.targets = {"T2w": (head.labels * 0.1).astype(np.float16)}
     for workdir in (tmp_path / "parent", tmp_path / "adversarial"):

@@ -39,6 +39,7 @@ _RECORDED_WHEN_SET = {
     "loss_emphasis": None,
     "adversarial": 0.0,
     "fine_tune_from": None,
+    "parent_id": None,
 }
 
 #: settings a fine-tune (``fine_tune_from``) may change against its parent trajectory
@@ -84,13 +85,16 @@ class SlabRecipe:
     loss_emphasis: tuple[float, float] | None = None
     adversarial: float = 0.0
     fine_tune_from: int | None = None
+    parent_id: str | None = None
 
     def parent(self) -> SlabRecipe:
         """The recipe whose trajectory a fine-tune continues (itself when it is none)."""
         if self.fine_tune_from is None:
             return self
         neutral = {key: _RECORDED_WHEN_SET[key] for key in _FINE_TUNE_SETTINGS}
-        return replace(self, fine_tune_from=None, **neutral)
+        return replace(
+            self, id=self.parent_id or self.id, fine_tune_from=None, parent_id=None, **neutral
+        )
 
     @property
     def input_channels(self) -> int:
