@@ -217,6 +217,17 @@ RECIPES = {
 }
 
 
+#: the adversarial option, tried as a fine-tune: can a PatchGAN sharpen T1w → T2w without
+#: inventing structure? (pix2pix's λ_L1 = 100)
+RECIPES["translate-t1w-t2w-slab-pix2pix"] = replace(
+    RECIPES["translate-t1w-t2w-slab"],
+    id="translate-t1w-t2w-slab-pix2pix",
+    parent_id="translate-t1w-t2w-slab",
+    adversarial=0.01,
+    fine_tune_from=71,
+)
+
+
 def build_trainer(recipe: SlabRecipe, device: str = "cpu"):
     import torch
 
