@@ -122,7 +122,7 @@ def test_reports_only_rebuilds_the_reports_with_the_methods(demo):
         for path in derivatives.glob("sub-*/**/*.json")
         if "Model" in (sidecar := json.loads(path.read_text()))
     }
-    assert "translate-t1w-t2w-unet" in used
+    assert "translate-t1w-t2w-slab" in used
     for bundle in used:  # every bundle that made an output is cited
         assert f"`{bundle}` version" in citation
 

@@ -95,9 +95,9 @@ def test_boilerplate_names_the_steps_that_run(tmp_path):
 
     assert main([*common, "--tasks", "translate"]) == 0
     text = (out / "logs" / "CITATION.md").read_text()
-    bundle = json.loads((BUNDLES / "translate-t1w-t2w-unet" / "bundle.json").read_text())
+    bundle = json.loads((BUNDLES / "translate-t1w-t2w-slab" / "bundle.json").read_text())
     version, sha256 = bundle["version"], bundle["weights"]["sha256"]
-    assert f"`translate-t1w-t2w-unet` version {version} (sha256 `{sha256}`)" in text
+    assert f"`translate-t1w-t2w-slab` version {version} (sha256 `{sha256}`)" in text
     assert "[@cyclegan2017]" in text and "denoised" not in text
 
 
