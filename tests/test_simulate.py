@@ -23,7 +23,12 @@ from bids_synth.simulate import (
     mu_map,
     simulate_subject,
 )
-from bids_synth.simulate.atlases import neuromorphometrics_tissue
+from bids_synth.simulate.atlases import (
+    TABLE_MM,
+    _individual_skull,
+    _split_bone,
+    neuromorphometrics_tissue,
+)
 from bids_synth.simulate.deformation import (
     SpatialTransform,
     integrate_velocity,
@@ -38,6 +43,7 @@ from bids_synth.simulate.degrade import (
 from bids_synth.simulate.filters import FWHM_PER_SIGMA
 from bids_synth.simulate.mri import CONTRASTS_MR, FIELD_STRENGTHS, draw_sequence, tissue_properties
 from bids_synth.simulate.scanner import Acquisition
+from bids_synth.simulate.tissues import N_TISSUES
 
 ALL = (*CONTRASTS_MR, "CT")
 
@@ -360,6 +366,27 @@ def test_neuromorphometrics_names():
     assert neuromorphometrics_tissue("Right Cerebral White Matter") == Tissue.WM
     assert neuromorphometrics_tissue("Left Putamen") == Tissue.DEEP_GM
     assert neuromorphometrics_tissue("Right PrG precentral gyrus") == Tissue.GM
+
+
+def test_a_population_bone_prior_becomes_one_skull_and_the_rest_fills_in():
+    prior = np.linspace(0, 1, 11, dtype=np.float32)  # a faint, wide skull profile
+    soft, air = 0.75 * (1 - prior), 0.25 * (1 - prior)
+    skull, (soft, air) = _individual_skull(prior, (soft, air))
+    assert np.all(skull[prior <= 0.25] == 0) and np.all(skull[prior >= 0.75] == 1)
+    np.testing.assert_allclose(skull + soft + air, 1, atol=1e-6)
+    np.testing.assert_allclose(soft, 3 * air, atol=1e-6)  # in proportion
+
+
+def test_the_skull_has_cortical_tables_around_marrow():
+    bone = np.zeros((1, 1, 12), dtype=np.float32)
+    bone[..., 1:11] = 1  # a 10 mm skull
+    f = np.zeros((N_TISSUES, *bone.shape), dtype=np.float32)
+    _split_bone(f, bone, np.eye(4))
+    cortical, marrow = f[Tissue.CORTICAL_BONE, 0, 0], f[Tissue.MARROW, 0, 0]
+    np.testing.assert_allclose(cortical + marrow, bone[0, 0])
+    assert cortical[1] == 1 and cortical[10] == 1  # the tables
+    assert marrow[5] == 1 and marrow[6] == 1  # the diploë
+    assert cortical.sum() == 2 * TABLE_MM
 
 
 @pytest.mark.skipif(

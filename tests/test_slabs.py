@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from bids_synth.nn.slabs import RandomisedSlabs, predict_slabs, slab_stack
-from bids_synth.simulate.randomise import LabelHead, Randomisation, randomised_mr
+from bids_synth.simulate.randomise import (
+    LabelHead,
+    Randomisation,
+    head_file_name,
+    randomised_mr,
+)
 from bids_synth.simulate.tissues import Tissue
 
 
@@ -189,7 +194,7 @@ def test_recipe_trains_resumes_from_a_seed_checkpoint_and_exports(tmp_path):
     for workdir in (first, second):  # pre-made heads: no simulation in the test
         (workdir / "heads").mkdir(parents=True)
         for seed in (1, 2):
-            _shell_head().save(workdir / "heads" / f"head-phantom-{seed}-1mm.npz")
+            _shell_head().save(workdir / "heads" / head_file_name("phantom", seed))
     history = run_recipe(recipe, first, epochs=1)
     seed = write_seed_checkpoint(recipe, first, tmp_path / "seed")
     assert (seed / "seed.safetensors").stat().st_size < 200_000
@@ -236,7 +241,7 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
     for workdir in (tmp_path / "parent", tmp_path / "fine-tune", tmp_path / "late"):
         (workdir / "heads").mkdir(parents=True)
         for seed in (1, 2):
-            _shell_head().save(workdir / "heads" / f"head-phantom-{seed}-1mm.npz")
+            _shell_head().save(workdir / "heads" / head_file_name("phantom", seed))
     history = run_recipe(parent, tmp_path / "parent", epochs=1)
     seed = write_seed_checkpoint(parent, tmp_path / "parent", tmp_path / "seed")
     tuned = run_recipe(fine_tune, tmp_path / "fine-tune", epochs=2, seed_checkpoint=seed)
@@ -324,7 +329,7 @@ def test_denoise_recipe_trains_and_exports_an_input_scale_bundle(tmp_path):
     )
     (tmp_path / "heads").mkdir()
     for seed in (1, 2):
-        _shell_head().save(tmp_path / "heads" / f"head-phantom-{seed}-1mm.npz")
+        _shell_head().save(tmp_path / "heads" / head_file_name("phantom", seed))
     run_recipe(recipe, tmp_path, epochs=1)
     meta = export_bundle(recipe, tmp_path, tmp_path / "bundle").meta
     assert meta["input"]["channels"] == 1 and meta["input"]["suffixes"][0] == "T1w"
@@ -394,7 +399,8 @@ def test_mr_target_recipes_train_on_reference_style_targets_and_export(tmp_path,
     head = _shell_head()
     head.targets = {recipe.target: (head.labels * 0.1).astype(np.float16)}
     for seed in (1, 2):
-        head.save(tmp_path / "heads" / f"head-phantom-{seed}-1mm-T1w-T2w+{recipe.target}.npz")
+        name = head_file_name("phantom", seed, 1.0, ("T1w", "T2w"), (recipe.target,))
+        head.save(tmp_path / "heads" / name)
     run_recipe(recipe, tmp_path, epochs=1)
     meta = export_bundle(recipe, tmp_path, tmp_path / "bundle").meta
     assert meta["output"]["suffix"] == recipe.target and meta["input"]["suffixes"] == ["T1w"]
@@ -443,7 +449,9 @@ def test_an_adversarial_fine_tune_trains_pix2pix_on_slabs_and_exports_the_genera
     for workdir in (tmp_path / "parent", tmp_path / "adversarial"):
         (workdir / "heads").mkdir(parents=True)
         for seed in (1, 2):
-            head.save(workdir / "heads" / f"head-phantom-{seed}-1mm-T1w-T2w+T2w.npz")
+            head.save(
+                workdir / "heads" / head_file_name("phantom", seed, 1.0, ("T1w", "T2w"), ("T2w",))
+            )
     run_recipe(parent, tmp_path / "parent", epochs=1)
     seed = write_seed_checkpoint(parent, tmp_path / "parent", tmp_path / "seed")
     history = run_recipe(sharpened, tmp_path / "adversarial", epochs=2, seed_checkpoint=seed)

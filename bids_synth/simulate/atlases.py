@@ -9,8 +9,9 @@ The files come from the reference-data folder (:mod:`bids_synth.refdata`, never 
 
 What the maps lack is derived with simple morphology: ventricles are CSF deeper than
 :data:`VENTRICLE_DEPTH_MM` inside the brain; the scalp is split by depth below the head surface
-into skin, fat and muscle; bone is split into cortical tables and marrow by its local thickness;
-air enclosed by the head is sinus air.
+into skin, fat and muscle; the TPM's bone prior (skulls averaged over subjects: thick and faint)
+becomes one skull of about a real head's thickness; bone is split into cortical tables of
+:data:`TABLE_MM` and marrow (diploë) between them; air enclosed by the head is sinus air.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from bids_synth.simulate.tissues import N_TISSUES, Tissue
 VENTRICLE_DEPTH_MM = 10.0
 SKULL_SHELL_MM = 15.0
 SKIN_MM, FAT_MM = 2.0, 5.0
+#: the bone prior ramps from no bone to bone between 0.5 ∓ half of this
+BONE_PRIOR_RAMP = 0.5
+#: thickness of the skull's inner and outer cortical tables
+TABLE_MM = 2.0
 MNI_HEAD_CENTRE_MM = (0.0, -15.0, -5.0)
 
 
@@ -65,11 +70,22 @@ def _split_scalp(f: np.ndarray, soft: np.ndarray, head_depth: np.ndarray) -> Non
 
 
 def _split_bone(f: np.ndarray, bone: np.ndarray, affine: np.ndarray) -> None:
-    """Marrow where the bone is thick (its local mean occupancy is high), cortical elsewhere."""
-    sigma = 2.0 / _voxel_mm(affine)
-    marrow = np.clip((ndimage.gaussian_filter(bone, sigma) - 0.55) / 0.25, 0, 1)
+    """Cortical bone within :data:`TABLE_MM` of the bone's surface, marrow deeper inside."""
+    depth = _depth_mm(bone > 0.5, affine)
+    marrow = np.clip(depth - TABLE_MM, 0, 1)
     f[Tissue.MARROW] += bone * marrow
     f[Tissue.CORTICAL_BONE] += bone * (1 - marrow)
+
+
+def _individual_skull(
+    bone: np.ndarray, others: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """One subject's skull from a population prior of bone: bone where the prior is above 1/2
+    (a ramp of :data:`BONE_PRIOR_RAMP`); the other tissues fill what the bone gives up, in
+    proportion to their probabilities."""
+    skull = np.clip((bone - 0.5) / BONE_PRIOR_RAMP + 0.5, 0, 1).astype(np.float32)
+    scale = np.divide(1 - skull, 1 - bone, out=np.zeros_like(bone), where=bone < 1)
+    return skull, tuple(other * scale for other in others)
 
 
 def _split_csf(f: np.ndarray, csf: np.ndarray, brain_depth: np.ndarray) -> None:
@@ -88,6 +104,7 @@ def load_tpm() -> LabelVolume:
     img = nib.load(reference_file("spm/TPM.nii.gz"))
     tpm = np.clip(np.asarray(img.dataobj, dtype=np.float32), 0, 1)
     gm, wm, csf, bone, soft, air = np.moveaxis(tpm, -1, 0)
+    bone, (gm, wm, csf, soft, air) = _individual_skull(bone, (gm, wm, csf, soft, air))
     f = np.zeros((N_TISSUES, *gm.shape), dtype=np.float32)
     f[Tissue.GM], f[Tissue.WM] = gm, wm
     head = _fill_head(air < 0.5)
@@ -211,7 +228,8 @@ def load_mni2009a() -> LabelVolume:
             for k in range(6)
         ]
     )
-    _, _, csf, bone, soft, air = np.clip(tpm, 0, 1)
+    tpm_gm, tpm_wm, csf, bone, soft, air = np.clip(tpm, 0, 1)
+    bone, (_, _, csf, soft, air) = _individual_skull(bone, (tpm_gm, tpm_wm, csf, soft, air))
     brain_tissue = np.clip(gm + wm, 0, 1)
     wm = np.minimum(wm, brain_tissue - gm).clip(0)
     csf = np.clip(csf, 0, 1 - brain_tissue)

@@ -33,6 +33,9 @@ from bids_synth.simulate.tissues import N_TISSUES, Tissue
 #: Input normalisation of networks trained on these images (see :mod:`bids_synth.nn.intensity`).
 PERCENTILE_NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
 HEAD_MARGIN_VOXELS = 8
+#: raised whenever the anatomy drawn from a label source changes, so that cached heads of an
+#: earlier head model are simulated anew (2: an individual skull from the TPM's bone prior)
+HEAD_MODEL_REVISION = 2
 #: the physics MR images of a label head, each in its own random scanner style
 PHYSICS_CONTRASTS = ("T1w", "T1w", "T2w")
 
@@ -193,6 +196,19 @@ def simulate_label_head(
     )
 
 
+def head_file_name(
+    source: str,
+    seed: int,
+    spacing: float = 1.0,
+    physics_contrasts: tuple[str, ...] = PHYSICS_CONTRASTS,
+    target_contrasts: tuple[str, ...] = (),
+) -> str:
+    """The cache file of one simulated head (the head model's revision, anatomy and contrasts)."""
+    physics = "" if physics_contrasts == PHYSICS_CONTRASTS else "-" + "-".join(physics_contrasts)
+    targets = physics + "".join(f"+{name}" for name in sorted(target_contrasts))
+    return f"head-r{HEAD_MODEL_REVISION}-{source}-{seed}-{spacing:g}mm{targets}.npz"
+
+
 def load_or_simulate_heads(
     folder: Path,
     specs: list[tuple[str, int]],
@@ -205,11 +221,9 @@ def load_or_simulate_heads(
     """The heads ``(label_source, seed)`` of ``specs`` (with ``physics_contrasts`` and
     ``target_contrasts``), simulated once and cached in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    physics = "" if physics_contrasts == PHYSICS_CONTRASTS else "-" + "-".join(physics_contrasts)
-    targets = physics + "".join(f"+{name}" for name in sorted(target_contrasts))
     heads = []
     for source, seed in specs:
-        path = folder / f"head-{source}-{seed}-{spacing:g}mm{targets}.npz"
+        path = folder / head_file_name(source, seed, spacing, physics_contrasts, target_contrasts)
         if not path.exists():
             if log:
                 log(f"simulating head {source} seed {seed}")

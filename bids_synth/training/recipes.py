@@ -161,8 +161,10 @@ RECIPES = {
         train_heads=_heads({"mni2009a": 6, "tpm": 6, "phantom": 6}, 100),
         validation_heads=(("phantom", 9001), ("tpm", 9002)),
         # 2.1.0's plain L1 blurred the skull to ~550 HU (truth 720–970) on held-out heads:
-        # bone (≥ 300 HU, ~1/10 of the head) weighs 3× from epoch 98 on
-        version="2.2.0",
+        # bone (≥ 300 HU, ~1/10 of the head) weighs 3× from epoch 98 on; 2.3.0 continues 2.2.0
+        # from epoch 155 on heads of head model revision 2 (an individual skull with cortical
+        # tables instead of the TPM's faint population skull: bone mean 865 HU, was 690)
+        version="2.3.0",
         loss_emphasis=(300 / CT_SCALE_HU, 3.0),
         fine_tune_from=98,
     ),
