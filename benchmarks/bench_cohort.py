@@ -43,11 +43,18 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        head = write_simulated_dataset(tmp / "head", n_subjects=1, sites=1, traveling_subjects=0,
-                                       resolution=1.0, seed=1)
+        head = write_simulated_dataset(
+            tmp / "head", n_subjects=1, sites=1, traveling_subjects=0, resolution=1.0, seed=1
+        )
         single_wall, single_peak = run_app(head, tmp / "head_out", tmp / "head_work", nprocs=2)
-        cohort = write_simulated_dataset(tmp / "cohort", n_subjects=args.cohort, sites=2,
-                                         traveling_subjects=0, resolution=2.0, seed=2)
+        cohort = write_simulated_dataset(
+            tmp / "cohort",
+            n_subjects=args.cohort,
+            sites=2,
+            traveling_subjects=0,
+            resolution=2.0,
+            seed=2,
+        )
         throughput = {}
         for workers in (1, 2):
             wall, _ = run_app(cohort, tmp / f"out{workers}", tmp / f"work{workers}", nprocs=workers)
@@ -60,13 +67,18 @@ def main() -> None:
         f"{3600 / single_wall:.1f} | {single_peak:.2f} |",
     ]
     for workers, (wall, rate) in throughput.items():
-        lines.append(f"| cohort of {args.cohort} at 2 mm, {workers} worker(s) | {wall:.0f} | {rate:.1f} | |")
+        lines.append(
+            f"| cohort of {args.cohort} at 2 mm, {workers} worker(s) | {wall:.0f} | {rate:.1f} | |"
+        )
     speedup = throughput[1][0] / throughput[2][0]
     text = "\n".join(lines) + f"\n\nSpeed-up from 1 to 2 workers: **{speedup:.2f}×**."
     print(text)
     if args.append:
-        append_section("Whole participant and cohort throughput",
-                       "python benchmarks/bench_cohort.py --append", text)
+        append_section(
+            "Whole participant and cohort throughput",
+            "python benchmarks/bench_cohort.py --append",
+            text,
+        )
 
 
 if __name__ == "__main__":

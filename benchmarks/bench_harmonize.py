@@ -279,8 +279,9 @@ def record(bundle, summary: dict) -> None:
         {"name": f"{method} {name}", "value": round(value, 4), "units": units, "dataset": dataset}
         for method in ("learned", "nyul")
         for name, value in summary["results"][method].items()
-        for units in ["WM−GM contrast" if name.startswith("wasserstein") else
-                      "dB" if name == "psnr" else ""]  # fmt: skip
+        for units in [
+            "WM−GM contrast" if name.startswith("wasserstein") else "dB" if name == "psnr" else ""
+        ]  # fmt: skip
     ]
     record_evaluation(bundle.path, metrics)
 

@@ -189,11 +189,13 @@ def record(bundle, rows: list[dict], real: dict, args) -> None:
     record_evaluation(
         bundle.path,
         metrics,
-        checks={"real_scans": {
-            "passed": passed,
-            "summary": summary + " (goals: brain median 15–45 HU, < 0.5 % bone-range in the "
-            f"brain core, bone mean within ±30 % of a real head CT's {real_ct['MeanHUBone']:.0f} HU)",
-        }},  # fmt: skip
+        checks={
+            "real_scans": {
+                "passed": passed,
+                "summary": summary + " (goals: brain median 15–45 HU, < 0.5 % bone-range in the "
+                f"brain core, bone mean within ±30 % of a real head CT's {real_ct['MeanHUBone']:.0f} HU)",
+            }
+        },  # fmt: skip
     )
 
 
@@ -207,7 +209,11 @@ def real_table(summary: dict) -> str:
         for method, qc in methods.items():
             core = qc["BoneFractionBrainCore"]
             bone = "–" if qc["MeanHUBone"] is None else f"{qc['MeanHUBone']:.0f}"
-            met = "–" if method == "-" else ("yes" if meets_goals(qc, summary[REAL_CT]["-"]) else "no")
+            met = (
+                "–"
+                if method == "-"
+                else ("yes" if meets_goals(qc, summary[REAL_CT]["-"]) else "no")
+            )
             lines.append(
                 f"| {scan} | {method} | {qc['MedianHUBrain']:.1f} | {qc['MeanHUBrain']:.1f} | "
                 f"{'–' if core is None else f'{100 * core:.2f} %'} | {bone} | {met} |"

@@ -6,8 +6,9 @@
 1. Speed: subjects per second for a full draw (anatomy + T1w, T2w, CT with degradations) on
    the default field of view (180×216×200 mm) at ``--spacing``.
 2. Realism (needs the reference images, see bids_synth.refdata; skipped when missing):
-   - HU histograms of simulated CTs and the real head CT, both segmented by the *same* HU and
-     morphology rules (air outside the head, bone, extra-cranial soft tissue, intracranial brain);
+   - HU histograms of simulated CTs (phantom, tpm and mni2009a heads) and the real head CT, all
+     segmented by the *same* HU and morphology rules (air outside the head, bone, extra-cranial
+     soft tissue, intracranial brain);
    - T1w intensity histogram inside the head, simulated vs Colin27, both divided by their
      99.5th percentile.
 3. A mosaic of several draws (T1w, T2w, FLAIR, PD, CT; three planes).
@@ -62,10 +63,16 @@ def measure_speed(spacing: float, repeats: int, device: str) -> dict:
         shape = anatomy.shape
     total = np.add(anatomy_s, acquire_s)
     return {
-        "device": device, "shape": list(shape), "spacing_mm": spacing, "repeats": repeats,
-        "anatomy_s": round(float(np.mean(anatomy_s)), 2), "acquire_s": round(float(np.mean(acquire_s)), 2),
-        "total_s": round(float(np.mean(total)), 2), "subjects_per_s": round(float(1 / np.mean(total)), 3),
-        "cpu_s": round(float(np.mean(cpu_s)), 2), "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "shape": list(shape),
+        "spacing_mm": spacing,
+        "repeats": repeats,
+        "anatomy_s": round(float(np.mean(anatomy_s)), 2),
+        "acquire_s": round(float(np.mean(acquire_s)), 2),
+        "total_s": round(float(np.mean(total)), 2),
+        "subjects_per_s": round(float(1 / np.mean(total)), 3),
+        "cpu_s": round(float(np.mean(cpu_s)), 2),
+        "torch_threads": torch.get_num_threads(),
     }
 
 
@@ -96,14 +103,19 @@ def segment_ct(hu: np.ndarray, voxel_mm) -> dict[str, np.ndarray]:
 
 
 def ct_statistics(hu: np.ndarray, classes: dict) -> dict:
-    return {name: {"median": round(float(np.median(hu[mask])), 1),
-                   "p5_p95": [round(float(v), 1) for v in np.percentile(hu[mask], [5, 95])],
-                   "iqr": [round(float(v), 1) for v in np.percentile(hu[mask], [25, 75])],
-                   "voxels": int(mask.sum())}
-            for name, mask in classes.items() if mask.any()}
+    return {
+        name: {
+            "median": round(float(np.median(hu[mask])), 1),
+            "p5_p95": [round(float(v), 1) for v in np.percentile(hu[mask], [5, 95])],
+            "iqr": [round(float(v), 1) for v in np.percentile(hu[mask], [25, 75])],
+            "voxels": int(mask.sum()),
+        }
+        for name, mask in classes.items()
+        if mask.any()
+    }
 
 
-def realism_ct(draws, out: Path) -> dict | None:
+def realism_ct(draws, names, out: Path) -> dict | None:
     path = reference_dir() / "ct_head_invesalius0051.nii.gz"
     if not path.exists():
         return None
@@ -113,16 +125,28 @@ def realism_ct(draws, out: Path) -> dict | None:
     result = {"real": ct_statistics(real, real_classes), "simulated": []}
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     for axis, name in zip(axes, CT_CLASSES):
-        axis.hist(real[real_classes[name]], bins=HU_BINS, density=True, histtype="step", lw=2,
-                  color="k", label="real CT (InVesalius 0051)")
-    for i, draw in enumerate(draws):
+        axis.hist(
+            real[real_classes[name]],
+            bins=HU_BINS,
+            density=True,
+            histtype="step",
+            lw=2,
+            color="k",
+            label="real CT (InVesalius 0051)",
+        )
+    for draw, draw_name in zip(draws, names):
         image, affine = draw.acquired["CT"]
         sim = image.cpu().numpy()
         classes = segment_ct(sim, np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
-        result["simulated"].append(ct_statistics(sim, classes))
+        result["simulated"].append({"source": draw_name, **ct_statistics(sim, classes)})
         for axis, name in zip(axes, CT_CLASSES):
-            axis.hist(sim[classes[name]], bins=HU_BINS, density=True, histtype="step",
-                      label=f"simulated {i}")
+            axis.hist(
+                sim[classes[name]],
+                bins=HU_BINS,
+                density=True,
+                histtype="step",
+                label=f"simulated {draw_name}",
+            )
     for axis, name in zip(axes, CT_CLASSES):
         axis.set_title(name)
         axis.set_xlabel("HU")
@@ -143,7 +167,9 @@ def realism_t1(draws, out: Path) -> dict | None:
     colin_norm = colin[head] / np.percentile(colin[head], 99.5)
     bins = np.linspace(0, 1.3, 131)
     fig, axis = plt.subplots(figsize=(7, 4))
-    axis.hist(colin_norm, bins=bins, density=True, histtype="step", lw=2, color="k", label="Colin27 ch2")
+    axis.hist(
+        colin_norm, bins=bins, density=True, histtype="step", lw=2, color="k", label="Colin27 ch2"
+    )
     overlaps = []
     reference, _ = np.histogram(colin_norm, bins=bins, density=True)
     for i, draw in enumerate(draws):
@@ -162,9 +188,13 @@ def realism_t1(draws, out: Path) -> dict | None:
 
 def mosaic(draws, names, out: Path) -> None:
     contrasts = ("T1w", "T2w", "FLAIR", "PD", "CT")
-    fig, axes = plt.subplots(len(draws) * 3, len(contrasts), figsize=(2.6 * len(contrasts), 2.6 * 3 * len(draws)))
+    fig, axes = plt.subplots(
+        len(draws) * 3, len(contrasts), figsize=(2.6 * len(contrasts), 2.6 * 3 * len(draws))
+    )
     for row, (draw, name) in enumerate(zip(draws, names)):
-        centre = [int(n * f) for n, f in zip(draw.head_mask.shape, (0.56, 0.5, 0.62))]  # off the midline
+        centre = [
+            int(n * f) for n, f in zip(draw.head_mask.shape, (0.56, 0.5, 0.62))
+        ]  # off the midline
         for col, contrast in enumerate(contrasts):
             image = draw.images[contrast].cpu().numpy()
             window = (-100, 1500) if contrast == "CT" else (0, float(np.percentile(image, 99.5)))
@@ -186,25 +216,40 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-               "speed": measure_speed(args.spacing, args.repeats, args.device)}
+    results = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "speed": measure_speed(args.spacing, args.repeats, args.device),
+    }
     print(json.dumps(results["speed"]))
 
     contrasts = ("T1w", "T2w", "FLAIR", "PD", "CT")
     sources = [("phantom", 0), ("phantom", 1), ("phantom", 2)]
     if (reference_dir() / "spm" / "TPM.nii.gz").exists():
-        sources += [("tpm", 3), ("colin27", 4)]
-    draws = [simulate_subject(seed, label_source=source, spacing=args.spacing, contrasts=contrasts,
-                              site=seed % 3, device=args.device) for source, seed in sources]
-    mosaic(draws, [f"{source} {seed}" for source, seed in sources], args.out)
+        sources += [("tpm", 3), ("mni2009a", 5), ("colin27", 4)]
+    draws = [
+        simulate_subject(
+            seed,
+            label_source=source,
+            spacing=args.spacing,
+            contrasts=contrasts,
+            site=seed % 3,
+            device=args.device,
+        )
+        for source, seed in sources
+    ]
+    names = [f"{source} {seed}" for source, seed in sources]
+    mosaic(draws, names, args.out)
     phantoms = [d for d, (source, _) in zip(draws, sources) if source == "phantom"]
-    results["ct_realism"] = realism_ct(phantoms, args.out)
+    skulls = [(d, n) for d, n, (source, _) in zip(draws, names, sources) if source != "colin27"]
+    results["ct_realism"] = realism_ct(*zip(*skulls), args.out)
     results["t1w_realism"] = realism_t1(phantoms, args.out)
     (args.out / "simulate.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=1))

@@ -23,7 +23,11 @@ def progress_enabled() -> bool:
 
 
 def progress(
-    iterable: Iterable | None, *, total: int | None = None, desc: str | None = None, unit: str = "it"
+    iterable: Iterable | None,
+    *,
+    total: int | None = None,
+    desc: str | None = None,
+    unit: str = "it",
 ) -> tqdm:
     """Wrap ``iterable`` (None: a bar advanced by ``update()``) in a tqdm bar on stderr, disabled
     unless :func:`progress_enabled`.

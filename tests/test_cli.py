@@ -143,7 +143,10 @@ def test_group_level_without_participant_run(tmp_path, capsys, bids_dir):
         ("[sct]\natlas_seeds = 1", "sct.atlas_seeds = 1: must be a list (--sct-atlas-seeds)"),
         ("[sct]\natlas_seeds = [1.5]", "each value must be an integer"),
         ("[harmonize]\ntarget = 0", "harmonize.target = 0: must be a string (--harmonize-target)"),
-        ("[denoize]\nmethod = 'nlm'", "unknown task workflow.task_options.denoize (known: denoise,"),
+        (
+            "[denoize]\nmethod = 'nlm'",
+            "unknown task workflow.task_options.denoize (known: denoise,",
+        ),
     ],
 )
 def test_task_options_of_a_config_file_are_checked(tmp_path, capsys, bids_dir, options, message):

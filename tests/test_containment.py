@@ -424,16 +424,16 @@ def test_a_rerun_after_the_inputs_changed_removes_the_stale_derivatives(tmp_path
 
     bids = write_bids(tmp_path / "bids", {"sub-01": ["T1w"]})
     out, work = tmp_path / "out", tmp_path / "work"
-    first = cli(bids, out, "participant", "-w", work, *RUN, "--tasks", "sct", "--sct-method", "bulk")
+    first = cli(
+        bids, out, "participant", "-w", work, *RUN, "--tasks", "sct", "--sct-method", "bulk"
+    )
     assert first.returncode == 0, first.stderr
     anat = out / "sub-01" / "anat"
     synthetic = sorted(path.name for path in anat.glob("*synthetic*"))
     assert len(synthetic) == 6  # CT, μ-map, body mask, their sidecars
     sidecar = json.loads((anat / "sub-01_space-T1w_desc-synthetic_CT.json").read_text())
     t1w = bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
-    assert sidecar["SourcesSha256"] == {
-        "bids:raw:sub-01/anat/sub-01_T1w.nii.gz": file_sha256(t1w)
-    }
+    assert sidecar["SourcesSha256"] == {"bids:raw:sub-01/anat/sub-01_T1w.nii.gz": file_sha256(t1w)}
 
     same = cli(bids, out, "participant", "-w", work, *RUN)  # no task: sct's outputs stay
     assert same.returncode == 0 and "removed" not in same.stderr, same.stderr

@@ -20,9 +20,14 @@ def _oblique(angle, zooms, shift):
 @pytest.mark.parametrize("order", [0, 1])
 def test_resample_onto_matches_nibabel_and_keeps_the_dtype(dtype, order):
     data = (np.random.default_rng(0).random((20, 18, 16)) * 100).astype(dtype)
-    source, target = _oblique(0.2, (1.1, 0.9, 1.3), (-10, 5, 3)), _oblique(-0.1, (0.8, 1, 1.2), (-8, 4, 1))
+    source, target = (
+        _oblique(0.2, (1.1, 0.9, 1.3), (-10, 5, 3)),
+        _oblique(-0.1, (0.8, 1, 1.2), (-8, 4, 1)),
+    )
     moved = resample_onto(data, source, (17, 19, 15), target, order=order, cval=3.0)
-    expected = resample_from_to(nib.Nifti1Image(data, source), ((17, 19, 15), target), order=order, cval=3.0)
+    expected = resample_from_to(
+        nib.Nifti1Image(data, source), ((17, 19, 15), target), order=order, cval=3.0
+    )
     assert moved.dtype == dtype and np.array_equal(moved, np.asanyarray(expected.dataobj))
 
 

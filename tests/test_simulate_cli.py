@@ -23,8 +23,15 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-OPTIONS = dict(n_subjects=2, sites=2, traveling_subjects=1, modalities=("T1w", "T2w", "CT"),
-               resolution=6.0, noise=3.0, seed=0)
+OPTIONS = dict(
+    n_subjects=2,
+    sites=2,
+    traveling_subjects=1,
+    modalities=("T1w", "T2w", "CT"),
+    resolution=6.0,
+    noise=3.0,
+    seed=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +40,11 @@ def dataset(tmp_path_factory):
 
 
 def _digests(root):
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_pybids_indexes_subjects_sessions_and_suffixes(dataset):
@@ -52,8 +62,14 @@ def test_raw_files_validate(dataset):
     from bids_validator import BIDSValidator
 
     validator = BIDSValidator()
-    raw = [p for p in dataset.rglob("*") if p.is_file() and "derivatives" not in p.parts
-           and "_CT." not in p.name and p.name not in ("README", ".bidsignore")]
+    raw = [
+        p
+        for p in dataset.rglob("*")
+        if p.is_file()
+        and "derivatives" not in p.parts
+        and "_CT." not in p.name
+        and p.name not in ("README", ".bidsignore")
+    ]
     assert raw
     for path in raw:
         relative = "/" + path.relative_to(dataset).as_posix()
@@ -63,8 +79,11 @@ def test_raw_files_validate(dataset):
 
 def test_participants_sessions_and_sidecars(dataset):
     rows = [line.split("\t") for line in (dataset / "participants.tsv").read_text().splitlines()]
-    assert rows == [["participant_id", "site", "traveling"], ["sub-01", "site1", "yes"],
-                    ["sub-02", "site1", "no"]]
+    assert rows == [
+        ["participant_id", "site", "traveling"],
+        ["sub-01", "site1", "yes"],
+        ["sub-02", "site1", "no"],
+    ]
     sessions = (dataset / "sub-01" / "sub-01_sessions.tsv").read_text().split()
     assert sessions == ["session_id", "site", "ses-site1", "site1", "ses-site2", "site2"]
     t1 = json.loads((dataset / "sub-01/ses-site2/anat/sub-01_ses-site2_T1w.json").read_text())
@@ -105,8 +124,15 @@ def test_deterministic_bytes(dataset, tmp_path):
 
 
 def test_thick_slices(tmp_path):
-    out = write_simulated_dataset(tmp_path / "thick", n_subjects=1, sites=1, traveling_subjects=0,
-                                  modalities=("T2w",), resolution=(6.0, 6.0, 12.0), noise=None)
+    out = write_simulated_dataset(
+        tmp_path / "thick",
+        n_subjects=1,
+        sites=1,
+        traveling_subjects=0,
+        modalities=("T2w",),
+        resolution=(6.0, 6.0, 12.0),
+        noise=None,
+    )
     image = nib.load(out / "sub-01/anat/sub-01_T2w.nii.gz")
     assert np.allclose(image.header.get_zooms(), (6.0, 6.0, 12.0))
     sidecar = json.loads((out / "sub-01/anat/sub-01_T2w.json").read_text())

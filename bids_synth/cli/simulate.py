@@ -22,29 +22,63 @@ def build_parser() -> argparse.ArgumentParser:
         "ground-truth derivatives dataset in OUT_DIR/derivatives/ground-truth.",
     )
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="dataset folder to create")
-    parser.add_argument("--n-subjects", type=int, default=2, help="participants (default: %(default)s)")
+    parser.add_argument(
+        "--n-subjects", type=int, default=2, help="participants (default: %(default)s)"
+    )
     parser.add_argument("--sites", type=int, default=1, help="scanner sites (default: %(default)s)")
-    parser.add_argument("--traveling-subjects", type=int, default=0,
-                        help="participants scanned at every site, one session each (default: %(default)s)")
-    parser.add_argument("--modalities", nargs="+", choices=CONTRASTS, default=list(DEFAULT_MODALITIES),
-                        help="images per session (default: %(default)s)")
-    parser.add_argument("--resolution", nargs="+", type=float, default=[1.0], metavar="MM",
-                        help="acquired voxel size: one value (isotropic) or three (the coarsest axis "
-                        "is the slice axis); the ground truth is simulated at the finest value "
-                        "(default: 1)")
-    parser.add_argument("--thick-slices", nargs="+", default=[], metavar="CONTRAST=FACTOR",
-                        help="acquire CONTRAST as 2D axial slices FACTOR times thicker than "
-                        "--resolution, e.g. T2w=3 (default: none)")
-    parser.add_argument("--noise", type=float, default=None, metavar="PCT",
-                        help="MR noise σ in percent of the brightest of GM/WM/CSF (default: each "
-                        "site's own level, 1-5 %%)")
-    parser.add_argument("--label-source", choices=LABEL_SOURCES, default="phantom",
-                        help="anatomy: procedural phantom or reference maps found through "
-                        "$BIDS_SYNTH_REFDATA (default: %(default)s)")
+    parser.add_argument(
+        "--traveling-subjects",
+        type=int,
+        default=0,
+        help="participants scanned at every site, one session each (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--modalities",
+        nargs="+",
+        choices=CONTRASTS,
+        default=list(DEFAULT_MODALITIES),
+        help="images per session (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--resolution",
+        nargs="+",
+        type=float,
+        default=[1.0],
+        metavar="MM",
+        help="acquired voxel size: one value (isotropic) or three (the coarsest axis "
+        "is the slice axis); the ground truth is simulated at the finest value "
+        "(default: 1)",
+    )
+    parser.add_argument(
+        "--thick-slices",
+        nargs="+",
+        default=[],
+        metavar="CONTRAST=FACTOR",
+        help="acquire CONTRAST as 2D axial slices FACTOR times thicker than "
+        "--resolution, e.g. T2w=3 (default: none)",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="MR noise σ in percent of the brightest of GM/WM/CSF (default: each "
+        "site's own level, 1-5 %%)",
+    )
+    parser.add_argument(
+        "--label-source",
+        choices=LABEL_SOURCES,
+        default="phantom",
+        help="anatomy: procedural phantom or reference maps found through "
+        "$BIDS_SYNTH_REFDATA (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--device", default="cpu",
-                        help="where the head model is drawn: auto, cpu, cuda or cuda:N "
-                        "(default: %(default)s, whose datasets are identical on every machine)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the head model is drawn: auto, cpu, cuda or cuda:N "
+        "(default: %(default)s, whose datasets are identical on every machine)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="write into an existing dataset")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     return parser
@@ -57,11 +91,18 @@ def main(argv: list[str]) -> int:
     if len(args.resolution) not in (1, 3):
         raise UsageError("--resolution takes one or three values")
     out = write_simulated_dataset(
-        args.out_dir, n_subjects=args.n_subjects, sites=args.sites,
-        traveling_subjects=args.traveling_subjects, modalities=tuple(args.modalities),
+        args.out_dir,
+        n_subjects=args.n_subjects,
+        sites=args.sites,
+        traveling_subjects=args.traveling_subjects,
+        modalities=tuple(args.modalities),
         resolution=args.resolution[0] if len(args.resolution) == 1 else tuple(args.resolution),
-        thick_slices=_parse_thick_slices(args.thick_slices), noise=args.noise,
-        label_source=args.label_source, seed=args.seed, device=args.device, overwrite=args.overwrite,
+        thick_slices=_parse_thick_slices(args.thick_slices),
+        noise=args.noise,
+        label_source=args.label_source,
+        seed=args.seed,
+        device=args.device,
+        overwrite=args.overwrite,
     )
     print(f"simulated dataset written to {out}")
     return 0

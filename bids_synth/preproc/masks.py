@@ -68,7 +68,9 @@ def _largest_superior_component(
     height = _world_height(image, centroids)
     head_height = _world_height(image, np.argwhere(head))
     superior = height > head_height.min() + (head_height.max() - head_height.min()) / 3
-    best = index[np.argmax(np.where(superior, sizes, -1))] if superior.any() else index[sizes.argmax()]
+    best = (
+        index[np.argmax(np.where(superior, sizes, -1))] if superior.any() else index[sizes.argmax()]
+    )
     return labels == best
 
 

@@ -25,8 +25,24 @@ from bids_synth.simulate.tissues import TISSUE_DESCRIPTIONS, Tissue
 from bids_synth.simulate.training import TrainingPairs
 
 __all__ = [
-    "CONTRASTS", "CT_SCALE_HU", "DEFAULT_FOV_MM", "LABEL_SOURCES", "MR_PERCENTILE", "NORMALISATION",
-    "TISSUE_DESCRIPTIONS", "Anatomy", "ScannerStyle", "SubjectDraw", "Tissue", "TrainingPairs",
-    "acquire", "denormalise_ct", "draw_anatomy", "mr_scale", "mu_map", "normalise_ct",
-    "normalise_mr", "simulate_subject",
+    "CONTRASTS",
+    "CT_SCALE_HU",
+    "DEFAULT_FOV_MM",
+    "LABEL_SOURCES",
+    "MR_PERCENTILE",
+    "NORMALISATION",
+    "TISSUE_DESCRIPTIONS",
+    "Anatomy",
+    "ScannerStyle",
+    "SubjectDraw",
+    "Tissue",
+    "TrainingPairs",
+    "acquire",
+    "denormalise_ct",
+    "draw_anatomy",
+    "mr_scale",
+    "mu_map",
+    "normalise_ct",
+    "normalise_mr",
+    "simulate_subject",
 ]

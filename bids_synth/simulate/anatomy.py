@@ -50,8 +50,15 @@ class Anatomy:
         return tuple(self.labels.shape)
 
 
-def draw_anatomy(seed: int, *, label_source: str = "phantom", shape=None, spacing=1.0,
-                 device: str | torch.device = "cpu", deform: bool = True) -> Anatomy:
+def draw_anatomy(
+    seed: int,
+    *,
+    label_source: str = "phantom",
+    shape=None,
+    spacing=1.0,
+    device: str | torch.device = "cpu",
+    deform: bool = True,
+) -> Anatomy:
     """A random anatomy on a grid of ``shape`` (default :func:`default_shape`) and ``spacing`` mm,
     centred on the source's head; ``deform=False`` keeps the affine part only."""
     spacing = as_spacing(spacing)
@@ -59,8 +66,10 @@ def draw_anatomy(seed: int, *, label_source: str = "phantom", shape=None, spacin
     source = get_label_source(label_source, device)
     affine = centred_affine(shape, spacing)
     transform = SpatialTransform.draw(
-        numpy_rng(seed, "deformation"), torch_generator(seed, "deformation", device=device),
-        extent_mm=np.asarray(shape) * spacing, centre=source.head_centre_mm,
+        numpy_rng(seed, "deformation"),
+        torch_generator(seed, "deformation", device=device),
+        extent_mm=np.asarray(shape) * spacing,
+        centre=source.head_centre_mm,
         deform_mm=DEFORMATION_MM if deform else 0.0,
     )
     points = transform(grid_points(shape, affine, device=device))
@@ -68,11 +77,22 @@ def draw_anatomy(seed: int, *, label_source: str = "phantom", shape=None, spacin
     fractions = source.fractions(points, voxel_mm=voxel_mm, seed=seed)
     del points
     biology = numpy_rng(seed, "biology")
-    textures = smooth_field(shape, spacing=spacing, correlation_mm=TEXTURE_CORRELATION_MM,
-                            generator=torch_generator(seed, "texture", device=device), channels=2)
+    textures = smooth_field(
+        shape,
+        spacing=spacing,
+        correlation_mm=TEXTURE_CORRELATION_MM,
+        generator=torch_generator(seed, "texture", device=device),
+        channels=2,
+    )
     return Anatomy(
-        seed=int(seed), label_source=label_source, affine=affine, fractions=fractions,
-        labels=labels_from_fractions(fractions), head_mask=head_mask_from_fractions(fractions),
-        transform=transform, property_jitter=draw_property_jitter(biology),
-        tissue_hu=draw_tissue_hu(biology), textures=textures,
+        seed=int(seed),
+        label_source=label_source,
+        affine=affine,
+        fractions=fractions,
+        labels=labels_from_fractions(fractions),
+        head_mask=head_mask_from_fractions(fractions),
+        transform=transform,
+        property_jitter=draw_property_jitter(biology),
+        tissue_hu=draw_tissue_hu(biology),
+        textures=textures,
     )

@@ -147,7 +147,10 @@ def load_neuromorphometrics() -> LabelVolume:
             lookup[index] = neuromorphometrics_tissue(name)
     classes = lookup[labels]
     tpm = load_tpm()
-    if not np.allclose(tpm.affine, img.affine, atol=1e-3) or classes.shape != tpm.fractions.shape[1:]:
+    if (
+        not np.allclose(tpm.affine, img.affine, atol=1e-3)
+        or classes.shape != tpm.fractions.shape[1:]
+    ):
         raise ValueError("Neuromorphometrics labels and TPM are not on the same grid")
     labelled = classes >= 0
     f = tpm.fractions * ~labelled

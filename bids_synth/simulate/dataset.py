@@ -48,10 +48,21 @@ _DESCRIPTIONS = {
 }
 
 
-def write_simulated_dataset(out_dir, *, n_subjects: int = 2, sites: int = 2,
-                            traveling_subjects: int = 1, modalities=DEFAULT_MODALITIES,
-                            resolution=2.0, thick_slices=None, noise: float | None = 3.0, label_source: str = "phantom",
-                            seed: int = 0, device: str = "cpu", overwrite: bool = False) -> Path:
+def write_simulated_dataset(
+    out_dir,
+    *,
+    n_subjects: int = 2,
+    sites: int = 2,
+    traveling_subjects: int = 1,
+    modalities=DEFAULT_MODALITIES,
+    resolution=2.0,
+    thick_slices=None,
+    noise: float | None = 3.0,
+    label_source: str = "phantom",
+    seed: int = 0,
+    device: str = "cpu",
+    overwrite: bool = False,
+) -> Path:
     """Simulate and write the dataset (see the module docstring); return its folder.
 
     ``noise`` is in percent (None: each site's own level); ``resolution`` in mm, one or three
@@ -59,9 +70,16 @@ def write_simulated_dataset(out_dir, *, n_subjects: int = 2, sites: int = 2,
     slices along the third axis).
     """
     out = Path(out_dir)
-    _check_arguments(n_subjects=n_subjects, sites=sites, traveling=traveling_subjects,
-                     modalities=modalities, resolution=resolution, noise=noise,
-                     label_source=label_source, thick_slices=thick_slices or {})
+    _check_arguments(
+        n_subjects=n_subjects,
+        sites=sites,
+        traveling=traveling_subjects,
+        modalities=modalities,
+        resolution=resolution,
+        noise=noise,
+        label_source=label_source,
+        thick_slices=thick_slices or {},
+    )
     resolutions = _thick_slice_resolutions(resolution, thick_slices or {})
     device = _device(device)
     _check_output(out, overwrite)
@@ -72,16 +90,26 @@ def write_simulated_dataset(out_dir, *, n_subjects: int = 2, sites: int = 2,
         for subject, sessions in _by_subject(plan).items():
             anatomy = _draw_anatomy(subject, seed, label_source, resolution, device)
             for session, site in sessions:
-                _write_session(out, anatomy, subject, session, site, modalities=modalities,
-                               noise=None if noise is None else noise / 100, resolution=resolution,
-                               resolutions=resolutions, seed=seed)
+                _write_session(
+                    out,
+                    anatomy,
+                    subject,
+                    session,
+                    site,
+                    modalities=modalities,
+                    noise=None if noise is None else noise / 100,
+                    resolution=resolution,
+                    resolutions=resolutions,
+                    seed=seed,
+                )
                 bar.update()
     LOG.info("wrote %d sessions of %d participants to %s", len(plan), n_subjects, out)
     return out
 
 
-def _check_arguments(*, n_subjects, sites, traveling, modalities, resolution, noise,
-                     label_source, thick_slices) -> None:
+def _check_arguments(
+    *, n_subjects, sites, traveling, modalities, resolution, noise, label_source, thick_slices
+) -> None:
     from bids_synth.simulate import CONTRASTS as contrasts
     from bids_synth.simulate import LABEL_SOURCES as label_sources
 
@@ -99,7 +127,9 @@ def _check_arguments(*, n_subjects, sites, traveling, modalities, resolution, no
     if any(c not in modalities or c == "CT" or f <= 1 for c, f in thick_slices.items()):
         raise UsageError("--thick-slices takes MR modalities being simulated, with factors above 1")
     if label_source not in label_sources:
-        raise UsageError(f"unknown label source {label_source!r}; choose from {', '.join(label_sources)}")
+        raise UsageError(
+            f"unknown label source {label_source!r}; choose from {', '.join(label_sources)}"
+        )
 
 
 def _thick_slice_resolutions(resolution, thick_slices: dict[str, float]) -> dict[str, tuple]:
@@ -163,25 +193,44 @@ def _load_label_source(label_source: str, device: str) -> None:
 def _draw_anatomy(subject: str, seed: int, label_source: str, resolution, device):
     from bids_synth.simulate import draw_anatomy
 
-    return draw_anatomy(_subject_seed(seed, subject), label_source=label_source,
-                        spacing=float(min(np.atleast_1d(resolution))), device=device)
+    return draw_anatomy(
+        _subject_seed(seed, subject),
+        label_source=label_source,
+        spacing=float(min(np.atleast_1d(resolution))),
+        device=device,
+    )
 
 
 def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
     from bids_synth.fileio import atomic_write_json, atomic_write_text, descriptions_tsv
     from bids_synth.simulate import TISSUE_DESCRIPTIONS, Tissue
 
-    generated_by = [{"Name": "bids-synth", "Version": __version__,
-                     "Description": f"bids-synth simulate (generative head model), seed {seed}"}]
-    atomic_write_json(out / "dataset_description.json", {
-        "Name": f"bids-synth simulated heads (seed {seed})", "BIDSVersion": "1.9.0",
-        "DatasetType": "raw", "License": "CC0", "Authors": ["bids-synth generative head model"],
-        "GeneratedBy": generated_by,
-    })
-    atomic_write_text(out / "README", (
-        "Simulated head images from the bids-synth generative head model: no real participant.\n"
-        f"Modalities: {', '.join(modalities)}. Traveling participants have one session per site.\n"
-        "Ground truth (clean images, labels, degradation parameters): derivatives/ground-truth.\n"))
+    generated_by = [
+        {
+            "Name": "bids-synth",
+            "Version": __version__,
+            "Description": f"bids-synth simulate (generative head model), seed {seed}",
+        }
+    ]
+    atomic_write_json(
+        out / "dataset_description.json",
+        {
+            "Name": f"bids-synth simulated heads (seed {seed})",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "raw",
+            "License": "CC0",
+            "Authors": ["bids-synth generative head model"],
+            "GeneratedBy": generated_by,
+        },
+    )
+    atomic_write_text(
+        out / "README",
+        (
+            "Simulated head images from the bids-synth generative head model: no real participant.\n"
+            f"Modalities: {', '.join(modalities)}. Traveling participants have one session per site.\n"
+            "Ground truth (clean images, labels, degradation parameters): derivatives/ground-truth.\n"
+        ),
+    )
     atomic_write_text(out / ".bidsignore", "*_CT.nii.gz\n*_CT.json\n")
     subjects = _by_subject(plan)
     rows = ["participant_id\tsite\ttraveling"]
@@ -190,36 +239,78 @@ def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
         rows.append(f"sub-{subject}\tsite{sessions[0][1]}\t{'yes' if traveling else 'no'}")
         if traveling:
             lines = ["session_id\tsite"] + [f"ses-{ses}\tsite{site}" for ses, site in sessions]
-            atomic_write_text(out / f"sub-{subject}" / f"sub-{subject}_sessions.tsv", "\n".join(lines) + "\n")
+            atomic_write_text(
+                out / f"sub-{subject}" / f"sub-{subject}_sessions.tsv", "\n".join(lines) + "\n"
+            )
     atomic_write_text(out / "participants.tsv", "\n".join(rows) + "\n")
-    atomic_write_json(out / "sessions.json", {"site": {"Description": "scanner site of the session"}})
-    atomic_write_json(out / "participants.json", {
-        "site": {"Description": "scanner site (first site for traveling participants; see the sessions files)"},
-        "traveling": {"Description": "scanned at every site, one session per site",
-                      "Levels": {"yes": "traveling participant", "no": "one session"}},
-    })
+    atomic_write_json(
+        out / "sessions.json", {"site": {"Description": "scanner site of the session"}}
+    )
+    atomic_write_json(
+        out / "participants.json",
+        {
+            "site": {
+                "Description": "scanner site (first site for traveling participants; see the sessions files)"
+            },
+            "traveling": {
+                "Description": "scanned at every site, one session per site",
+                "Levels": {"yes": "traveling participant", "no": "one session"},
+            },
+        },
+    )
     truth = out / "derivatives" / "ground-truth"
-    atomic_write_json(truth / "dataset_description.json", {
-        "Name": "bids-synth simulation ground truth", "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative", "GeneratedBy": generated_by, "SourceDatasets": [{"URL": "../.."}],
-    })
-    atomic_write_text(truth / "dseg.tsv", "index\tname\tdescription\n" + "".join(
-        f"{t.value}\t{t.name.lower()}\t{TISSUE_DESCRIPTIONS[t]}\n" for t in Tissue))
+    atomic_write_json(
+        truth / "dataset_description.json",
+        {
+            "Name": "bids-synth simulation ground truth",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": generated_by,
+            "SourceDatasets": [{"URL": "../.."}],
+        },
+    )
+    atomic_write_text(
+        truth / "dseg.tsv",
+        "index\tname\tdescription\n"
+        + "".join(f"{t.value}\t{t.name.lower()}\t{TISSUE_DESCRIPTIONS[t]}\n" for t in Tissue),
+    )
     atomic_write_text(truth / "descriptions.tsv", descriptions_tsv(_DESCRIPTIONS))
     atomic_write_text(truth / ".bidsignore", "*_CT.*\n*_mumap.*\n")  # no BIDS suffix yet
     atomic_write_json(truth / "dseg.json", {"description": {"Description": "the tissue class"}})
-    atomic_write_text(truth / "README", (
-        "Ground truth of the simulated heads in ../..: clean images, tissue labels (dseg), head\n"
-        "masks, bias fields and μ-maps; every parameter of the simulation in the sidecars.\n"))
+    atomic_write_text(
+        truth / "README",
+        (
+            "Ground truth of the simulated heads in ../..: clean images, tissue labels (dseg), head\n"
+            "masks, bias fields and μ-maps; every parameter of the simulation in the sidecars.\n"
+        ),
+    )
 
 
-def _write_session(out: Path, anatomy, subject: str, session: str | None, site: int, *,
-                   modalities, noise, resolution, resolutions, seed: int) -> None:
+def _write_session(
+    out: Path,
+    anatomy,
+    subject: str,
+    session: str | None,
+    site: int,
+    *,
+    modalities,
+    noise,
+    resolution,
+    resolutions,
+    seed: int,
+) -> None:
     from bids_synth.fileio import atomic_write_json
     from bids_synth.simulate import ScannerStyle, acquire
 
-    draw = acquire(anatomy, ScannerStyle.for_site(site), contrasts=modalities, site=site,
-                   noise=noise, resolution=resolution, resolutions=resolutions)
+    draw = acquire(
+        anatomy,
+        ScannerStyle.for_site(site),
+        contrasts=modalities,
+        site=site,
+        noise=noise,
+        resolution=resolution,
+        resolutions=resolutions,
+    )
     base = {"subject": subject, "session": session}
     truth = out / "derivatives" / "ground-truth"
     poses = {}
@@ -231,26 +322,39 @@ def _write_session(out: Path, anatomy, subject: str, session: str | None, site: 
         low, high = CT_HU_RANGE if contrast == "CT" else (0, np.iinfo(np.int16).max)
         data = np.clip(np.rint(image.cpu().numpy()), low, high).astype(np.int16)
         _save(data, pose @ affine, out / _anat_path(raw))
-        atomic_write_json(out / _anat_path({**raw, "extension": ".json"}),
-                          _raw_sidecar(draw.params, contrast, site))
+        atomic_write_json(
+            out / _anat_path({**raw, "extension": ".json"}),
+            _raw_sidecar(draw.params, contrast, site),
+        )
         clean = {**base, "desc": "clean", "suffix": contrast, "extension": ".nii.gz"}
         _save(draw.clean[contrast].cpu().numpy(), draw.affine, truth / _anat_path(clean))
-        atomic_write_json(truth / _anat_path({**clean, "extension": ".json"}),
-                          {**draw.params["contrasts"][contrast], "Site": f"site{site}",
-                           "HeadMovement": poses[contrast], "SkullStripped": False})
+        atomic_write_json(
+            truth / _anat_path({**clean, "extension": ".json"}),
+            {
+                **draw.params["contrasts"][contrast],
+                "Site": f"site{site}",
+                "HeadMovement": poses[contrast],
+                "SkullStripped": False,
+            },
+        )
         if contrast in draw.bias:
             bias = {**clean, "desc": "biasfield"}
             _save(draw.bias[contrast].cpu().numpy(), draw.affine, truth / _anat_path(bias))
-            atomic_write_json(truth / _anat_path({**bias, "extension": ".json"}),
-                              {"SkullStripped": False})
+            atomic_write_json(
+                truth / _anat_path({**bias, "extension": ".json"}), {"SkullStripped": False}
+            )
     if draw.mumap is not None:
-        _save(draw.mumap.cpu().numpy(), draw.affine,
-              truth / _anat_path({**base, "desc": "clean", "suffix": "mumap",
-                                             "extension": ".nii.gz"}))
+        _save(
+            draw.mumap.cpu().numpy(),
+            draw.affine,
+            truth
+            / _anat_path({**base, "desc": "clean", "suffix": "mumap", "extension": ".nii.gz"}),
+        )
     dseg = {**base, "suffix": "dseg", "extension": ".nii.gz"}
     _save(draw.labels.cpu().numpy().astype(np.uint8), draw.affine, truth / _anat_path(dseg))
-    atomic_write_json(truth / _anat_path({**dseg, "extension": ".json"}),
-                      {**draw.params, "HeadMovement": poses})
+    atomic_write_json(
+        truth / _anat_path({**dseg, "extension": ".json"}), {**draw.params, "HeadMovement": poses}
+    )
     mask = {**base, "desc": "head", "suffix": "mask", "extension": ".nii.gz"}
     _save(draw.head_mask.cpu().numpy().astype(np.uint8), draw.affine, truth / _anat_path(mask))
 
@@ -279,35 +383,48 @@ def _head_movement(seed: int, subject: str, session: str | None, contrast: str) 
 
 def _pose_json(movement: np.ndarray) -> dict:
     cosine = np.clip((np.trace(movement[:3, :3]) - 1) / 2, -1, 1)
-    return {"Description": "rigid head movement relative to the T1w: a point at world position x in "
-                           "the T1w is at Matrix @ x in this image",
-            "Matrix": np.round(movement, 6).tolist(),
-            "RotationAngleDegrees": round(float(np.degrees(np.arccos(cosine))), 4),
-            "TranslationMM": np.round(movement[:3, 3], 4).tolist()}
+    return {
+        "Description": "rigid head movement relative to the T1w: a point at world position x in "
+        "the T1w is at Matrix @ x in this image",
+        "Matrix": np.round(movement, 6).tolist(),
+        "RotationAngleDegrees": round(float(np.degrees(np.arccos(cosine))), 4),
+        "TranslationMM": np.round(movement[:3, 3], 4).tolist(),
+    }
 
 
 def _raw_sidecar(params: dict, contrast: str, site: int) -> dict:
     style = params["style"]
     info = params["contrasts"][contrast]
     acquisition = info["acquisition"]
-    sidecar = {"Manufacturer": "bids-synth", "ManufacturersModelName": f"simulated {style['name']}",
-               "InstitutionName": f"site{site}"}
+    sidecar = {
+        "Manufacturer": "bids-synth",
+        "ManufacturersModelName": f"simulated {style['name']}",
+        "InstitutionName": f"site{site}",
+    }
     if acquisition["slice_thickness_mm"] is not None:
         sidecar["SliceThickness"] = acquisition["slice_thickness_mm"]
     if acquisition["slice_axis"] is not None:
         sidecar["SpacingBetweenSlices"] = acquisition["voxel_mm"][acquisition["slice_axis"]]
     if contrast == "CT":
-        return {**sidecar, "Modality": "CT", "KVP": info["kvp"],
-                "ConvolutionKernel": f"gaussian FWHM {info['kernel_fwhm_mm']:.2f} mm"}
+        return {
+            **sidecar,
+            "Modality": "CT",
+            "KVP": info["kvp"],
+            "ConvolutionKernel": f"gaussian FWHM {info['kernel_fwhm_mm']:.2f} mm",
+        }
     sequence = info["sequence"]
-    sidecar.update({
-        "Modality": "MR", "MagneticFieldStrength": info["field_strength_T"],
-        "ScanningSequence": _SCANNING_SEQUENCE[sequence["kind"]],
-        "PulseSequenceType": sequence["kind"],
-        "MRAcquisitionType": "3D" if acquisition["slice_axis"] is None else "2D",
-        "RepetitionTime": round(sequence["tr"] / 1000, 6), "EchoTime": round(sequence["te"] / 1000, 6),
-        "FlipAngle": round(sequence["flip_deg"], 3),
-    })
+    sidecar.update(
+        {
+            "Modality": "MR",
+            "MagneticFieldStrength": info["field_strength_T"],
+            "ScanningSequence": _SCANNING_SEQUENCE[sequence["kind"]],
+            "PulseSequenceType": sequence["kind"],
+            "MRAcquisitionType": "3D" if acquisition["slice_axis"] is None else "2D",
+            "RepetitionTime": round(sequence["tr"] / 1000, 6),
+            "EchoTime": round(sequence["te"] / 1000, 6),
+            "FlipAngle": round(sequence["flip_deg"], 3),
+        }
+    )
     if "ti" in sequence:
         sidecar["InversionTime"] = round(sequence["ti"] / 1000, 6)
     return sidecar

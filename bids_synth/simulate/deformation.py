@@ -18,8 +18,13 @@ from bids_synth.simulate.fields import smooth_field
 from bids_synth.simulate.grids import apply_affine, sample
 
 
-def random_affine(rng: np.random.Generator, *, rotation_deg: float = 8.0, scaling: float = 0.06,
-                  shear: float = 0.03) -> np.ndarray:
+def random_affine(
+    rng: np.random.Generator,
+    *,
+    rotation_deg: float = 8.0,
+    scaling: float = 0.06,
+    shear: float = 0.03,
+) -> np.ndarray:
     """A random 3×3 matrix: rotations ~U(±rotation_deg) per axis, log-scales ~N(0, scaling)."""
     angles = np.deg2rad(rng.uniform(-rotation_deg, rotation_deg, 3))
     rotation = np.eye(3)
@@ -33,8 +38,9 @@ def random_affine(rng: np.random.Generator, *, rotation_deg: float = 8.0, scalin
     return rotation @ shear_matrix @ np.diag(np.exp(rng.normal(0, scaling, 3)))
 
 
-def integrate_velocity(velocity: torch.Tensor, spacing: tuple[float, float, float], *,
-                       steps: int = 6) -> torch.Tensor:
+def integrate_velocity(
+    velocity: torch.Tensor, spacing: tuple[float, float, float], *, steps: int = 6
+) -> torch.Tensor:
     """Displacement (mm) of ``exp(v)`` by scaling and squaring; ``velocity`` is ``(3, D, H, W)`` mm."""
     size = torch.tensor(velocity.shape[1:], dtype=velocity.dtype, device=velocity.device)
     step = torch.tensor(spacing, dtype=velocity.dtype, device=velocity.device)
@@ -44,15 +50,21 @@ def integrate_velocity(velocity: torch.Tensor, spacing: tuple[float, float, floa
     displacement = velocity / 2**steps
     for _ in range(steps):  # u ← u + u∘(id + u)
         grid = (identity + displacement * to_normalised).permute(1, 2, 3, 0).flip(-1)[None]
-        displacement = displacement + F.grid_sample(displacement[None], grid, align_corners=True,
-                                                    padding_mode="border")[0]
+        displacement = (
+            displacement
+            + F.grid_sample(displacement[None], grid, align_corners=True, padding_mode="border")[0]
+        )
     return displacement
 
 
-def jacobian_determinant(displacement: torch.Tensor, spacing: tuple[float, float, float]) -> torch.Tensor:
+def jacobian_determinant(
+    displacement: torch.Tensor, spacing: tuple[float, float, float]
+) -> torch.Tensor:
     """``det(I + ∇u)`` by central differences, shape ``(D, H, W)``."""
     gradients = [torch.gradient(displacement[c], spacing=list(spacing)) for c in range(3)]
-    jac = torch.stack([torch.stack(row) for row in gradients]) + torch.eye(3).to(displacement).view(3, 3, 1, 1, 1)
+    jac = torch.stack([torch.stack(row) for row in gradients]) + torch.eye(3).to(displacement).view(
+        3, 3, 1, 1, 1
+    )
     return torch.linalg.det(jac.permute(2, 3, 4, 0, 1))
 
 
@@ -66,9 +78,17 @@ class SpatialTransform:
     coarse_affine: np.ndarray | None  # affine of that coarse grid
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, generator: torch.Generator, *, extent_mm,
-             centre=(0.0, 0.0, 0.0), deform_mm: float = 3.0, correlation_mm: float = 40.0,
-             coarse_mm: float = 4.0) -> SpatialTransform:
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        generator: torch.Generator,
+        *,
+        extent_mm,
+        centre=(0.0, 0.0, 0.0),
+        deform_mm: float = 3.0,
+        correlation_mm: float = 40.0,
+        coarse_mm: float = 4.0,
+    ) -> SpatialTransform:
         """A random transform over a field of view of ``extent_mm`` (three lengths).
 
         ``deform_mm`` is the standard deviation of each velocity component; 0 gives a pure affine.
@@ -78,8 +98,9 @@ class SpatialTransform:
             return cls(matrix, tuple(centre), None, None)
         shape = tuple(max(4, int(np.ceil(e / coarse_mm)) + 1) for e in extent_mm)
         spacing = (coarse_mm,) * 3
-        velocity = deform_mm * smooth_field(shape, spacing=spacing, correlation_mm=correlation_mm,
-                                            generator=generator, channels=3)
+        velocity = deform_mm * smooth_field(
+            shape, spacing=spacing, correlation_mm=correlation_mm, generator=generator, channels=3
+        )
         affine = np.diag([coarse_mm] * 3 + [1.0])
         affine[:3, 3] = -(np.asarray(shape) - 1) / 2 * coarse_mm
         return cls(matrix, tuple(centre), integrate_velocity(velocity, spacing), affine)
@@ -99,11 +120,16 @@ class SpatialTransform:
         return float(abs(np.linalg.det(self.matrix)) ** (1 / 3))
 
     def to_json(self) -> dict:
-        summary = {"affine_matrix": np.round(self.matrix, 6).tolist(),
-                   "source_centre_mm": list(self.centre), "max_displacement_mm": 0.0,
-                   "min_jacobian": 1.0}
+        summary = {
+            "affine_matrix": np.round(self.matrix, 6).tolist(),
+            "source_centre_mm": list(self.centre),
+            "max_displacement_mm": 0.0,
+            "min_jacobian": 1.0,
+        }
         if self.displacement is not None:
             spacing = tuple(float(s) for s in np.diag(self.coarse_affine)[:3])
             summary["max_displacement_mm"] = round(float(self.displacement.norm(dim=0).max()), 3)
-            summary["min_jacobian"] = round(float(jacobian_determinant(self.displacement, spacing).min()), 4)
+            summary["min_jacobian"] = round(
+                float(jacobian_determinant(self.displacement, spacing).min()), 4
+            )
         return summary

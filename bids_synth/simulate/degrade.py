@@ -18,8 +18,9 @@ from bids_synth.simulate.grids import resample
 from bids_synth.simulate.scanner import Acquisition
 
 
-def bias_field(shape, *, spacing, strength: float, generator: torch.Generator,
-               correlation_mm: float = 90.0) -> torch.Tensor:
+def bias_field(
+    shape, *, spacing, strength: float, generator: torch.Generator, correlation_mm: float = 90.0
+) -> torch.Tensor:
     """Smooth multiplicative field ``exp(strength·n(x))`` (geometric mean 1 over the grid)."""
     if strength <= 0:
         return torch.ones(shape, device=generator.device)
@@ -42,11 +43,16 @@ def apply_psf(image: torch.Tensor, spacing, acquisition: Acquisition) -> torch.T
     """Blur a ``(D, H, W)`` image on a grid of ``spacing`` by the acquisition's PSF."""
     for axis in range(3):
         if axis == acquisition.slice_axis:
-            kernel = psf_kernel(acquisition.slice_thickness_mm, spacing[axis],
-                                acquisition.slice_profile, device=image.device)
+            kernel = psf_kernel(
+                acquisition.slice_thickness_mm,
+                spacing[axis],
+                acquisition.slice_profile,
+                device=image.device,
+            )
         else:
-            kernel = psf_kernel(acquisition.voxel_mm[axis], spacing[axis], "gaussian",
-                                device=image.device)
+            kernel = psf_kernel(
+                acquisition.voxel_mm[axis], spacing[axis], "gaussian", device=image.device
+            )
         image = convolve_axis(image, kernel, axis)
     return image
 
@@ -84,7 +90,9 @@ def rician_noise(signal: torch.Tensor, sigma: float, generator: torch.Generator)
     return torch.sqrt(real**2 + imaginary**2)
 
 
-def ct_noise(shape, *, sigma_hu: float, grain_voxels: float, generator: torch.Generator) -> torch.Tensor:
+def ct_noise(
+    shape, *, sigma_hu: float, grain_voxels: float, generator: torch.Generator
+) -> torch.Tensor:
     """Correlated Gaussian CT noise of standard deviation ``sigma_hu`` (grain: blur σ in voxels)."""
     noise = torch.randn(shape, generator=generator, device=generator.device)
     if grain_voxels > 0:

@@ -13,8 +13,14 @@ import torch.nn.functional as F
 from bids_synth.simulate.filters import gaussian_blur
 
 
-def smooth_field(shape, *, spacing: tuple[float, float, float], correlation_mm: float,
-                 generator: torch.Generator, channels: int = 1) -> torch.Tensor:
+def smooth_field(
+    shape,
+    *,
+    spacing: tuple[float, float, float],
+    correlation_mm: float,
+    generator: torch.Generator,
+    channels: int = 1,
+) -> torch.Tensor:
     """Zero-mean, unit-variance smooth Gaussian random field(s) on a grid, ``(channels, *shape)``.
 
     White noise on a lattice of pitch ``correlation_mm`` is upsampled 4× and Gaussian-smoothed (a
@@ -46,8 +52,14 @@ class RandomWaves:
     weights: np.ndarray  # (M, F), columns of norm √M
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, *, n_waves: int, wavelength_mm: tuple[float, float],
-             n_fields: int = 1) -> RandomWaves:
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        *,
+        n_waves: int,
+        wavelength_mm: tuple[float, float],
+        n_fields: int = 1,
+    ) -> RandomWaves:
         """Random directions, wavelengths uniform in ``wavelength_mm``, uniform phases."""
         directions = rng.normal(size=(n_waves, 3))
         directions /= np.linalg.norm(directions, axis=1, keepdims=True)

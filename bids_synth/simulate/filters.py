@@ -34,11 +34,12 @@ def convolve_axis(volume: torch.Tensor, kernel: torch.Tensor, axis: int) -> torc
     moved = volume.movedim(axis, 0)
     pad = kernel.numel() // 2
     n = moved.shape[0]
-    padded = torch.cat([moved[:1].expand(pad, *moved.shape[1:]), moved,
-                        moved[-1:].expand(pad, *moved.shape[1:])])
+    padded = torch.cat(
+        [moved[:1].expand(pad, *moved.shape[1:]), moved, moved[-1:].expand(pad, *moved.shape[1:])]
+    )
     out = torch.zeros_like(moved)
     for tap, weight in enumerate(kernel.tolist()):
-        out.add_(padded[tap:tap + n], alpha=weight)
+        out.add_(padded[tap : tap + n], alpha=weight)
     return out.movedim(0, axis)
 
 

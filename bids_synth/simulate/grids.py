@@ -40,8 +40,14 @@ def apply_affine(affine: np.ndarray, points: torch.Tensor) -> torch.Tensor:
     return points @ matrix[:3, :3].T + matrix[:3, 3]
 
 
-def sample(volume: torch.Tensor, affine: np.ndarray, points: torch.Tensor, *,
-           mode: str = "bilinear", padding_mode: str = "border") -> torch.Tensor:
+def sample(
+    volume: torch.Tensor,
+    affine: np.ndarray,
+    points: torch.Tensor,
+    *,
+    mode: str = "bilinear",
+    padding_mode: str = "border",
+) -> torch.Tensor:
     """Interpolate ``volume`` (``(C, D, H, W)`` or ``(D, H, W)``) at world ``points`` (``(..., 3)``).
 
     Returns ``(C, *points.shape[:-1])`` (or ``points.shape[:-1]`` for a 3D volume); trilinear by
@@ -54,14 +60,22 @@ def sample(volume: torch.Tensor, affine: np.ndarray, points: torch.Tensor, *,
     normalised = (2 * index / (size - 1).clamp(min=1) - 1).flip(-1)  # grid_sample wants (k, j, i)
     out_shape = points.shape[:-1]
     grid = normalised.reshape(1, 1, 1, -1, 3)
-    values = F.grid_sample(channels[None].float(), grid, mode=mode, padding_mode=padding_mode,
-                           align_corners=True)
+    values = F.grid_sample(
+        channels[None].float(), grid, mode=mode, padding_mode=padding_mode, align_corners=True
+    )
     values = values.reshape(channels.shape[0], *out_shape)
     return values[0] if squeeze else values
 
 
-def resample(volume: torch.Tensor, affine: np.ndarray, shape, target_affine: np.ndarray, *,
-             mode: str = "bilinear", padding_mode: str = "border") -> torch.Tensor:
+def resample(
+    volume: torch.Tensor,
+    affine: np.ndarray,
+    shape,
+    target_affine: np.ndarray,
+    *,
+    mode: str = "bilinear",
+    padding_mode: str = "border",
+) -> torch.Tensor:
     """``volume`` resampled onto the grid ``(shape, target_affine)``."""
     points = grid_points(shape, target_affine, device=volume.device)
     return sample(volume, affine, points, mode=mode, padding_mode=padding_mode)

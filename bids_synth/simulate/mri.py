@@ -70,8 +70,9 @@ def tissue_properties(field_strength: float, jitter: np.ndarray | None = None) -
     return table if jitter is None else table * jitter
 
 
-def draw_property_jitter(rng: np.random.Generator, *, spread: float = 0.05,
-                         fluid_spread: float = 0.015) -> np.ndarray:
+def draw_property_jitter(
+    rng: np.random.Generator, *, spread: float = 0.05, fluid_spread: float = 0.015
+) -> np.ndarray:
     """Per-subject multiplicative jitter of every tissue property, log-normal with ``spread``
     (``fluid_spread`` for CSF, which is nearly pure water everywhere)."""
     spreads = np.full((len(Tissue), 1), spread)
@@ -98,7 +99,13 @@ class Sequence:
         if self.kind == "SE":
             return pd * (1 - e1) * np.exp(-self.te / t2)
         if self.kind == "FLASH":
-            return pd * math.sin(alpha) * (1 - e1) / (1 - math.cos(alpha) * e1) * np.exp(-self.te / t2s)
+            return (
+                pd
+                * math.sin(alpha)
+                * (1 - e1)
+                / (1 - math.cos(alpha) * e1)
+                * np.exp(-self.te / t2s)
+            )
         inversion = np.abs(1 - 2 * np.exp(-self.ti / t1) + e1)
         if self.kind == "IR":
             return pd * inversion * np.exp(-self.te / t2)

@@ -119,8 +119,14 @@ class PhantomParams:
         has_lesions = rng.random() < 0.4 if lesions is None else lesions
         lesion_list = []
         for _ in range(int(rng.integers(2, 12)) if has_lesions else 0):
-            centre = (rng.choice([-1, 1]) * rng.uniform(8, 24), rng.uniform(-30, 22), rng.uniform(8, 28))
-            lesion_list.append(Ellipsoid(tuple(np.asarray(centre) * scale), tuple(rng.uniform(1.5, 5, 3))))
+            centre = (
+                rng.choice([-1, 1]) * rng.uniform(8, 24),
+                rng.uniform(-30, 22),
+                rng.uniform(8, 28),
+            )
+            lesion_list.append(
+                Ellipsoid(tuple(np.asarray(centre) * scale), tuple(rng.uniform(1.5, 5, 3)))
+            )
 
         return cls(
             cavity=(place(_CAVITY, 0, 0.03), place(_POSTERIOR_FOSSA, 1.5, 0.06)),
@@ -133,8 +139,9 @@ class PhantomParams:
             airway=place(_AIRWAY, 1.0, 0.1),
             spine=place(_SPINE, 1.0, 0.05),
             deep_gm=tuple(place(spec, 1.0, 0.08) for spec in _DEEP_GM),
-            ventricles=tuple(place(spec, 0.8, 0.1, ventricle_factor, _VENTRICLE_CENTRE)
-                             for spec in _VENTRICLES),
+            ventricles=tuple(
+                place(spec, 0.8, 0.1, ventricle_factor, _VENTRICLE_CENTRE) for spec in _VENTRICLES
+            ),
             fissure_stop=place(_FISSURE_STOP, 0, 0.05),
             lesions=tuple(lesion_list),
             skin_mm=float(rng.uniform(1.5, 2.5)),
@@ -146,14 +153,16 @@ class PhantomParams:
             cortex_mm=float(rng.uniform(2.4, 3.0) - 0.3 * atrophy),
             sulcus_depth_mm=float(rng.uniform(13, 18)),
             sulcus_half_width_mm=float(0.5 + 0.8 * atrophy),
-            shape_waves=RandomWaves.draw(rng, n_waves=16, wavelength_mm=(60, 160),
-                                         n_fields=len(SHAPE_FIELDS)),
+            shape_waves=RandomWaves.draw(
+                rng, n_waves=16, wavelength_mm=(60, 160), n_fields=len(SHAPE_FIELDS)
+            ),
             sulci=RandomWaves.draw(rng, n_waves=64, wavelength_mm=(15, 20)),
         )
 
 
-def phantom_fractions(params: PhantomParams, points: torch.Tensor, *, voxel_mm: float,
-                      chunk: int | None = None) -> torch.Tensor:
+def phantom_fractions(
+    params: PhantomParams, points: torch.Tensor, *, voxel_mm: float, chunk: int | None = None
+) -> torch.Tensor:
     """Tissue fractions ``(N_TISSUES, *points.shape[:-1])`` at phantom-space ``points`` (mm).
 
     ``voxel_mm`` is the voxel size in phantom space (sets the partial-volume ramp). Points are
@@ -164,8 +173,8 @@ def phantom_fractions(params: PhantomParams, points: torch.Tensor, *, voxel_mm: 
     flat = points.reshape(-1, 3)
     out = torch.zeros(N_TISSUES, flat.shape[0], dtype=torch.float32, device=points.device)
     for start in range(0, flat.shape[0], chunk):
-        rows = flat[start:start + chunk].T.contiguous()  # (3, n): one contiguous row per axis
-        _paint_chunk(params, rows, out[:, start:start + chunk], voxel_mm)
+        rows = flat[start : start + chunk].T.contiguous()  # (3, n): one contiguous row per axis
+        _paint_chunk(params, rows, out[:, start : start + chunk], voxel_mm)
     return out.reshape(N_TISSUES, *points.shape[:-1])
 
 
@@ -219,8 +228,9 @@ def _paint_chunk(p: PhantomParams, x: torch.Tensor, f: torch.Tensor, h: float) -
         return
     wave = dict(zip(SHAPE_FIELDS, p.shape_waves(x)))
     head = union(*(e.sdf(x) for e in p.head)) - 2.0 * wave["head"]
-    cavity = torch.maximum(union(*(e.sdf(x) for e in p.cavity)) - 2.0 * wave["cavity"],
-                           _cranial_floor(p, x) - x[2])
+    cavity = torch.maximum(
+        union(*(e.sdf(x) for e in p.cavity)) - 2.0 * wave["cavity"], _cranial_floor(p, x) - x[2]
+    )
 
     canvas.paint(Tissue.SKIN, head)
     canvas.paint(Tissue.FAT, head + p.skin_mm)
@@ -245,14 +255,16 @@ def _paint_chunk(p: PhantomParams, x: torch.Tensor, f: torch.Tensor, h: float) -
     canvas.paint(Tissue.CSF, cavity)
     inside = (cavity < h).nonzero().squeeze(1)
     if inside.numel():
-        _paint_brain(p, canvas.subset(inside), cavity[inside], {k: v[inside] for k, v in wave.items()})
+        _paint_brain(
+            p, canvas.subset(inside), cavity[inside], {k: v[inside] for k, v in wave.items()}
+        )
     canvas.composite(f)
 
 
 def _cranial_floor(p: PhantomParams, x: torch.Tensor) -> torch.Tensor:
     """Height (mm) of the cranial floor: rising anteriorly, dipping laterally under the
     temporal lobes and dropping behind into the posterior fossa."""
-    temporal = torch.exp(-(x[1] / 20) ** 2) * torch.sigmoid((x[0].abs() - 20) / 4)
+    temporal = torch.exp(-((x[1] / 20) ** 2)) * torch.sigmoid((x[0].abs() - 20) / 4)
     posterior = torch.sigmoid((-x[1] - 35) / 6)
     return p.floor_z + p.floor_slope * x[1] - p.temporal_dip_mm * temporal - 30 * posterior
 
@@ -262,8 +274,10 @@ def _paint_brain(p: PhantomParams, canvas: _Canvas, cavity, wave) -> None:
     x = canvas.x
     depth = -(cavity + (p.csf_mm * (1 + 0.4 * wave["csf"])).clamp(min=0.5))  # below brain surface
     n, grad = p.sulci.value_and_gradient(x)
-    sulcus = intersection(slab(n / grad.norm(dim=0).clamp(min=1e-3), p.sulcus_half_width_mm),
-                          depth - p.sulcus_depth_mm * (1 + 0.25 * wave["sulcus"]))
+    sulcus = intersection(
+        slab(n / grad.norm(dim=0).clamp(min=1e-3), p.sulcus_half_width_mm),
+        depth - p.sulcus_depth_mm * (1 + 0.25 * wave["sulcus"]),
+    )
     fissure = torch.maximum(slab(x[0] - p.cavity[0].centre[0], 1.0), -p.fissure_stop.sdf(x))
     to_csf = union(depth, sulcus, fissure)  # distance from the nearest CSF, positive in parenchyma
     cortex_mm = (p.cortex_mm * (1 + 0.15 * wave["cortex"])).clamp(min=1.5)

@@ -99,8 +99,13 @@ class ScannerStyle:
             kvp=int(rng.choice([100, 120, 140], p=[0.2, 0.6, 0.2])),
             kernel_fwhm_mm=float(rng.uniform(0.6, 1.5)),
             noise_hu=float(rng.uniform(4, 15)),
-            acquisition=Acquisition((float(rng.uniform(0.45, 1.0)),) * 2 + (1.0,), 2,
-                                    float(rng.choice([1.0, 1.5, 2.5])), 0.0, "rect"),
+            acquisition=Acquisition(
+                (float(rng.uniform(0.45, 1.0)),) * 2 + (1.0,),
+                2,
+                float(rng.choice([1.0, 1.5, 2.5])),
+                0.0,
+                "rect",
+            ),
         )
         return cls(name or f"style{seed}", field, mr, ct)
 
@@ -108,8 +113,14 @@ class ScannerStyle:
     def for_site(cls, site: int) -> ScannerStyle:
         return cls.draw(1_000_003 * (site + 1), name=f"site{site}")
 
-    def with_overrides(self, *, noise: float | None = None, resolution=None,
-                       slice_axis: int | None = None, resolutions=None) -> ScannerStyle:
+    def with_overrides(
+        self,
+        *,
+        noise: float | None = None,
+        resolution=None,
+        slice_axis: int | None = None,
+        resolutions=None,
+    ) -> ScannerStyle:
         """This style with a fixed MR noise fraction and/or acquisition voxel size for all images;
         ``resolutions`` (contrast → voxel size) overrides the voxel size of single contrasts."""
         mr, ct = dict(self.mr), self.ct

@@ -62,10 +62,19 @@ def site_style(site: int | None, seed: int) -> ScannerStyle:
     return ScannerStyle.draw(seed) if site is None else ScannerStyle.for_site(site)
 
 
-def simulate_subject(seed: int, *, label_source: str = "phantom", shape=None, spacing=1.0,
-                     contrasts=("T1w", "T2w", "CT"), site: int | None = None,
-                     noise: float | None = None, resolution=None, slice_axis: int | None = None,
-                     device: str | torch.device = "cpu") -> SubjectDraw:
+def simulate_subject(
+    seed: int,
+    *,
+    label_source: str = "phantom",
+    shape=None,
+    spacing=1.0,
+    contrasts=("T1w", "T2w", "CT"),
+    site: int | None = None,
+    noise: float | None = None,
+    resolution=None,
+    slice_axis: int | None = None,
+    device: str | torch.device = "cpu",
+) -> SubjectDraw:
     """Draw an anatomy from ``seed`` and acquire ``contrasts`` with a scanner style.
 
     ``site``: an integer selects that site's fixed style (same seed, other site: a traveling
@@ -74,16 +83,32 @@ def simulate_subject(seed: int, *, label_source: str = "phantom", shape=None, sp
     overrides every acquisition's voxel size; the coarsest axis is the slice axis unless
     ``slice_axis`` is given.
     """
-    anatomy = draw_anatomy(seed, label_source=label_source, shape=shape, spacing=spacing,
-                           device=device)
+    anatomy = draw_anatomy(
+        seed, label_source=label_source, shape=shape, spacing=spacing, device=device
+    )
     style = site_style(site, seed)
-    return acquire(anatomy, style, contrasts=contrasts, site=site, noise=noise,
-                   resolution=resolution, slice_axis=slice_axis)
+    return acquire(
+        anatomy,
+        style,
+        contrasts=contrasts,
+        site=site,
+        noise=noise,
+        resolution=resolution,
+        slice_axis=slice_axis,
+    )
 
 
-def acquire(anatomy: Anatomy, style: ScannerStyle, *, contrasts=("T1w", "T2w", "CT"),
-            site: int | None = None, noise: float | None = None, resolution=None,
-            slice_axis: int | None = None, resolutions=None) -> SubjectDraw:
+def acquire(
+    anatomy: Anatomy,
+    style: ScannerStyle,
+    *,
+    contrasts=("T1w", "T2w", "CT"),
+    site: int | None = None,
+    noise: float | None = None,
+    resolution=None,
+    slice_axis: int | None = None,
+    resolutions=None,
+) -> SubjectDraw:
     """Acquire ``contrasts`` of ``anatomy`` with ``style`` (see :func:`simulate_subject`);
     ``resolutions`` (contrast → voxel size, mm) overrides ``resolution`` for single contrasts."""
     unknown = [c for c in contrasts if c not in CONTRASTS]
@@ -91,21 +116,35 @@ def acquire(anatomy: Anatomy, style: ScannerStyle, *, contrasts=("T1w", "T2w", "
         raise ValueError(f"unknown contrast(s) {unknown}; choose from {', '.join(CONTRASTS)}")
     if noise is not None and not 0 <= noise < 1:
         raise ValueError(f"noise is a fraction of the reference signal (0.03 = 3 %), got {noise}")
-    style = style.with_overrides(noise=noise, resolution=resolution, slice_axis=slice_axis,
-                                 resolutions=resolutions)
+    style = style.with_overrides(
+        noise=noise, resolution=resolution, slice_axis=slice_axis, resolutions=resolutions
+    )
     draw = SubjectDraw(
-        seed=anatomy.seed, site=site, affine=anatomy.affine, labels=anatomy.labels,
-        fractions=anatomy.fractions, head_mask=anatomy.head_mask, clean={}, images={},
-        noise_free={}, acquired={}, bias={},
+        seed=anatomy.seed,
+        site=site,
+        affine=anatomy.affine,
+        labels=anatomy.labels,
+        fractions=anatomy.fractions,
+        head_mask=anatomy.head_mask,
+        clean={},
+        images={},
+        noise_free={},
+        acquired={},
+        bias={},
         params={
-            "seed": anatomy.seed, "site": site, "label_source": anatomy.label_source,
+            "seed": anatomy.seed,
+            "site": site,
+            "label_source": anatomy.label_source,
             "grid": {"shape": list(anatomy.shape), "spacing_mm": list(anatomy.spacing)},
-            "deformation": anatomy.transform.to_json(), "style": style.to_json(), "contrasts": {},
+            "deformation": anatomy.transform.to_json(),
+            "style": style.to_json(),
+            "contrasts": {},
         },
     )
     for contrast in contrasts:
-        generator = torch_generator(anatomy.seed, "acquisition", style.name, contrast,
-                                    device=anatomy.fractions.device)
+        generator = torch_generator(
+            anatomy.seed, "acquisition", style.name, contrast, device=anatomy.fractions.device
+        )
         if contrast == "CT":
             _acquire_ct(anatomy, style, draw, generator)
         else:
@@ -113,8 +152,13 @@ def acquire(anatomy: Anatomy, style: ScannerStyle, *, contrasts=("T1w", "T2w", "
     return draw
 
 
-def _acquire_mr(anatomy: Anatomy, style: ScannerStyle, contrast: str, draw: SubjectDraw,
-                generator: torch.Generator) -> None:
+def _acquire_mr(
+    anatomy: Anatomy,
+    style: ScannerStyle,
+    contrast: str,
+    draw: SubjectDraw,
+    generator: torch.Generator,
+) -> None:
     protocol = style.mr[contrast]
     properties = tissue_properties(style.field_strength, anatomy.property_jitter)
     physical = protocol.sequence.signal(properties)
@@ -122,8 +166,9 @@ def _acquire_mr(anatomy: Anatomy, style: ScannerStyle, contrast: str, draw: Subj
     weights = torch.as_tensor(signals, dtype=torch.float32, device=anatomy.fractions.device)
     clean = torch.einsum("t...,t->...", anatomy.fractions, weights)
     clean = clean * (1 + MR_TEXTURE * anatomy.textures[0])
-    bias = bias_field(anatomy.shape, spacing=anatomy.spacing, strength=protocol.bias_strength,
-                      generator=generator)
+    bias = bias_field(
+        anatomy.shape, spacing=anatomy.spacing, strength=protocol.bias_strength, generator=generator
+    )
     acquisition = protocol.acquisition.coarsened_to(anatomy.spacing)
     noise_free, acquired_affine = sample_acquisition(clean * bias, anatomy.affine, acquisition)
     reference = reference_signal(signals)
@@ -151,16 +196,22 @@ def _acquire_mr(anatomy: Anatomy, style: ScannerStyle, contrast: str, draw: Subj
     }
 
 
-def _acquire_ct(anatomy: Anatomy, style: ScannerStyle, draw: SubjectDraw,
-                generator: torch.Generator) -> None:
+def _acquire_ct(
+    anatomy: Anatomy, style: ScannerStyle, draw: SubjectDraw, generator: torch.Generator
+) -> None:
     protocol = style.ct
     clean = clean_ct(anatomy.fractions, anatomy.tissue_hu, anatomy.textures[1])
     sigma = tuple(protocol.kernel_fwhm_mm / FWHM_PER_SIGMA / s for s in anatomy.spacing)
     acquisition = protocol.acquisition.coarsened_to(anatomy.spacing)
-    noise_free, acquired_affine = sample_acquisition(gaussian_blur(clean, sigma), anatomy.affine,
-                                                     acquisition)
-    acquired = noise_free + ct_noise(noise_free.shape, sigma_hu=protocol.noise_hu,
-                                     grain_voxels=CT_NOISE_GRAIN_VOXELS, generator=generator)
+    noise_free, acquired_affine = sample_acquisition(
+        gaussian_blur(clean, sigma), anatomy.affine, acquisition
+    )
+    acquired = noise_free + ct_noise(
+        noise_free.shape,
+        sigma_hu=protocol.noise_hu,
+        grain_voxels=CT_NOISE_GRAIN_VOXELS,
+        generator=generator,
+    )
     draw.clean["CT"] = clean
     draw.noise_free["CT"] = (noise_free, acquired_affine)
     draw.acquired["CT"] = (acquired, acquired_affine)

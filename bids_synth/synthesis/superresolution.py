@@ -304,8 +304,13 @@ def smore(
     content = np.array([np.abs(targets[i]).mean() + 1e-3 for i in train])  # favour detail
     patch_voxels = options["batch_size"] * int(np.prod(options["patch"]))
     voxels = sum(inputs[i].size for i in train)
-    options["steps"] = int(np.clip(round(options["epochs"] * voxels / patch_voxels),
-                                   min(options["min_steps"], options["steps"]), options["steps"]))
+    options["steps"] = int(
+        np.clip(
+            round(options["epochs"] * voxels / patch_voxels),
+            min(options["min_steps"], options["steps"]),
+            options["steps"],
+        )
+    )
     validation = _patch_batch(
         [inputs[i] for i in np.flatnonzero(held_out)],
         [targets[i] for i in np.flatnonzero(held_out)],

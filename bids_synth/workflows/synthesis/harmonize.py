@@ -160,7 +160,9 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
         return None
     for bundle in {b.path: b for b in chosen.values()}.values():
         bundle.verify()
-    needed = sorted({c for b in chosen.values() for c in contract(b)[0]}, key=SESSION_MR_SUFFIXES.index)
+    needed = sorted(
+        {c for b in chosen.values() for c in contract(b)[0]}, key=SESSION_MR_SUFFIXES.index
+    )
     fields = ["head_mask", *(_input_field(c) for c in needed)]
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")

@@ -24,7 +24,6 @@ from bids_synth.workflows.synthesis import Task, TaskBranch
 LOG = logging.getLogger("bids_synth")
 
 
-
 def add_arguments(group) -> None:
     group.add_argument(
         "--superres-method",
