@@ -193,6 +193,30 @@ def test_a_two_channel_bundle_skips_a_session_without_t2w(tmp_path, caplog, no_s
     assert branch.outputs["ct"]["metadata"]["Model"]["Id"] == "sct-tiny"
 
 
+def test_each_session_gets_the_sct_bundle_that_uses_the_most_of_its_contrasts(
+    tmp_path, no_shipped_bundles
+):
+    from bids_synth.models import install_bundle
+    from bids_synth.workflows.synthesis.sct import build
+
+    for bundle_id, sources in (("sct-t1w", ["T1w"]), ("sct-t1w-t2w", ["T1w", "T2w"])):
+        install_bundle(
+            save_tiny_bundle(
+                tmp_path / bundle_id, task="sct", sources=sources, target="CT", bundle_id=bundle_id
+            ).path,
+            destination=tmp_path / "home" / "models",
+        )
+    kwargs = {"options": {"method": "model"}, "omp_nthreads": 1, "seed": 0, "device": "cpu",
+              "name": "sct_wf"}  # fmt: skip
+    t1w_only = build(unit=_unit(tmp_path / "a", ["T1w"]), **kwargs)
+    both = build(unit=_unit(tmp_path / "b", ["T1w", "T2w"]), **kwargs)
+    assert t1w_only.outputs["ct"]["metadata"]["Model"]["Id"] == "sct-t1w"
+    assert both.outputs["ct"]["metadata"]["Model"]["Id"] == "sct-t1w-t2w"
+    named = build(unit=_unit(tmp_path / "c", ["T1w"]), **{**kwargs, "options": {
+        "method": "model", "model": "sct-t1w-t2w"}})  # fmt: skip
+    assert named is None  # the named bundle needs a T2w this session lacks
+
+
 def test_sct_runs_in_the_app(tmp_path):
     bids = write_bids(tmp_path / "bids", {"sub-01": ["T1w"]})
     out = tmp_path / "out"

@@ -30,6 +30,15 @@ def model_fields(bundle) -> dict:
     }
 
 
+def task_bundles(task: str, source: str, target: str) -> list:
+    """The installed ``task`` bundles whose first input is ``source`` and output ``target``."""
+    return [
+        b
+        for b in list_bundles()
+        if b.task == task and contract(b)[0][:1] == (source,) and contract(b)[1] == target
+    ]
+
+
 def find_task_bundle(task: str, source: str, target: str, ref: str | None = None):
     """The bundle named by ``ref``, else the newest ``task`` bundle whose first input is ``source``
     and whose output is ``target`` (user bundles before shipped ones).
@@ -43,11 +52,7 @@ def find_task_bundle(task: str, source: str, target: str, ref: str | None = None
                 f"model bundle {bundle.ref} serves task {bundle.task!r}, not {task!r}"
             )
         return bundle
-    matches = [
-        b
-        for b in list_bundles()
-        if b.task == task and contract(b)[0][:1] == (source,) and contract(b)[1] == target
-    ]
+    matches = task_bundles(task, source, target)
     if not matches:
         raise ModelBundleError(
             f"no {task} model bundle for {source}→{target}: train one with `bids-synth train "

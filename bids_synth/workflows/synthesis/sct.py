@@ -16,10 +16,12 @@ from nipype.pipeline import engine as pe
 from bids_synth.errors import UsageError
 from bids_synth.interfaces.sct import METHODS, HeadModelAtlas, SyntheticCT
 from bids_synth.models.selection import (
+    choose_bundle,
     contract,
     evidence_default,
     find_task_bundle,
     model_fields,
+    task_bundles,
 )
 from bids_synth.synthesis.sct_methods import BONE_SHELL_MM, BULK_HU
 from bids_synth.workflows.synthesis import Task, TaskBranch
@@ -70,15 +72,23 @@ def default_method() -> str:
     return evidence_default("sct", "T1w", "CT", FALLBACK_METHOD)
 
 
+def _model_bundle(unit, ref: str | None):
+    """The bundle named by ``ref``, else the one using the most of the session's contrasts
+    (newest first), else the newest (a session lacking its inputs is then skipped)."""
+    newest = find_task_bundle("sct", "T1w", "CT", ref)
+    if ref:
+        return newest
+    available = ("T1w", *unit.others)
+    return choose_bundle(task_bundles("sct", "T1w", "CT"), "CT", available) or newest
+
+
 def build(*, unit, options, omp_nthreads, seed, device, name):
     from bids_synth.nn.devices import uses_gpu
 
     method = options.get("method") or default_method()
     if bool(options.get("atlas_t1w")) != bool(options.get("atlas_ct")):
         raise UsageError("--sct-atlas-t1w and --sct-atlas-ct go together")
-    bundle = (
-        find_task_bundle("sct", "T1w", "CT", options.get("model")) if method == "model" else None
-    )
+    bundle = _model_bundle(unit, options.get("model")) if method == "model" else None
     channels = contract(bundle)[0] if bundle else ("T1w",)
     missing = [s for s in channels[1:] if s not in unit.others]
     if missing:
