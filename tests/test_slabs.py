@@ -79,6 +79,34 @@ def test_slab_batches_are_shaped_seeded_and_physical():
     assert not torch.equal(first[0]["source"], list(source.epoch_batches(1, 1))[0]["source"])
 
 
+def test_slabs_of_several_inputs_draw_one_image_per_contrast():
+    heads = [_shell_head()]
+    source = RandomisedSlabs(
+        heads, heads, slices=3, size=48, batch_size=2, seed=5, inputs=("T1w", "T2w")
+    )
+    first, again = (list(source.epoch_batches(0, 2)) for _ in range(2))
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(first, again) for k in a)
+    batch = first[0]
+    assert batch["source"].shape == (2, 6, 48, 48)  # T1w slices, then T2w slices
+    assert batch["target"].shape == batch["mask"].shape == (2, 1, 48, 48)
+    assert batch["target"].min() >= -1.001 and batch["target"].max() <= 1.501
+    t1w, t2w = batch["source"][:, 1], batch["source"][:, 4]
+    assert not torch.allclose(t1w, t2w)
+    physics_only = Randomisation(physics_share=1.0, thick_share=0.0, noise_range=(0.0, 0.0))
+    source = RandomisedSlabs(
+        heads, heads, slices=1, size=48, seed=1, inputs=("T1w", "T2w"), randomisation=physics_only
+    )
+    (batch,) = source.validation_batches(1)
+    ct = batch["target"][:, 0] * 1000
+    wm, csf = (ct - 27).abs() < 1, (ct - 8).abs() < 1
+    assert wm.any() and csf.any()
+    wm_brighter = [  # the shell head's physics T1w has WM above CSF, its T2w the reverse
+        float(image[wm].mean() - image[csf].mean()) > 0
+        for image in (batch["source"][:, 0], batch["source"][:, 1])
+    ]
+    assert wm_brighter == [True, False]
+
+
 def test_slab_stack_replicates_edges():
     volume = torch.arange(4.0).view(1, 4, 1, 1).expand(1, 4, 2, 2)
     stack = slab_stack(volume, 0, [0, 3], 3)
@@ -252,6 +280,65 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
     with pytest.raises(ValueError, match="other recipe settings"):  # the parent at another epoch
         late = dataclasses.replace(fine_tune, fine_tune_from=2)
         run_recipe(late, tmp_path / "late", epochs=3, seed_checkpoint=seed)
+
+
+def test_a_widened_fine_tune_starts_as_its_parent_and_learns_from_both_inputs(tmp_path):
+    import dataclasses
+
+    from bids_synth.nn.checkpoint import load_checkpoint
+    from bids_synth.training.recipes import (
+        RECIPES,
+        build_trainer,
+        export_bundle,
+        run_recipe,
+        write_seed_checkpoint,
+    )
+
+    parent = dataclasses.replace(
+        RECIPES["sct-t1w-slab"],
+        train_heads=(("phantom", 1),),
+        validation_heads=(("phantom", 2),),
+        slices=3,
+        size=48,
+        batch_size=2,
+        channels=(4, 8),
+        steps_per_epoch=2,
+        loss_emphasis=None,
+        fine_tune_from=None,
+    )
+    widened = dataclasses.replace(
+        parent,
+        id="sct-t1w-t2w-slab",
+        suffixes=("T1w", "T2w"),
+        parent_id=parent.id,
+        widened_from=("T1w",),
+        fine_tune_from=1,
+    )
+    assert widened.parent() == parent
+    for workdir in (tmp_path / "parent", tmp_path / "widened"):
+        (workdir / "heads").mkdir(parents=True)
+        for seed in (1, 2):
+            _shell_head().save(workdir / "heads" / head_file_name("phantom", seed))
+    history = run_recipe(parent, tmp_path / "parent", epochs=1)
+    seed = write_seed_checkpoint(parent, tmp_path / "parent", tmp_path / "seed")
+    run_recipe(widened, tmp_path / "widened", epochs=1, seed_checkpoint=seed)  # the start only
+    before, start = build_trainer(parent), build_trainer(widened)
+    load_checkpoint(tmp_path / "parent" / "checkpoints", before)
+    load_checkpoint(tmp_path / "widened" / "checkpoints", start)
+    t1w = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = before.generator(t1w)
+        without, with_t2w = (
+            start.generator(torch.cat([t1w, t2w], 1))
+            for t2w in (torch.zeros(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+        )
+    assert torch.equal(without, with_t2w)  # the T2w slices weigh nothing yet
+    torch.testing.assert_close(without, expected, rtol=0, atol=5e-3)  # half-precision seed
+    tuned = run_recipe(widened, tmp_path / "widened", epochs=2)
+    assert len(tuned) == 2 and tuned[0] == history[0]
+    meta = export_bundle(widened, tmp_path / "widened", tmp_path / "bundle").meta
+    assert meta["input"]["suffixes"] == ["T1w", "T2w"] and meta["input"]["channels"] == 2
+    assert "started from the T1w weights" in meta["training"]["data"]["description"]
 
 
 def test_emphasised_loss_weighs_the_voxels_above_the_threshold():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -56,8 +57,11 @@ class RandomisedSlabs:
     (``target="clean"``: a denoiser's pairs, :func:`~bids_synth.simulate.randomise.
     randomised_denoising_pair`; heads may then be real :class:`~bids_synth.simulate.randomise.
     CleanImage` too) or of one of the heads' translation ``targets`` (an MR suffix), normalised
-    by its own head percentiles. Batches of epoch ``e`` depend only on ``(seed, e)``; validation batches
-    come from ``validation_heads``.
+    by its own head percentiles. With ``inputs`` (MR suffixes, e.g. ``("T1w", "T2w")``) the source
+    has one randomised image per suffix, each drawn on its own (a physics draw of that suffix or
+    a Gaussian mixture), ``(B, len(inputs)·slices, S, S)`` suffix-major like :func:`slab_stack`;
+    without, one image of any contrast. Batches of epoch ``e`` depend only on ``(seed, e)``;
+    validation batches come from ``validation_heads``.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class RandomisedSlabs:
         target: str = "ct",
         rotation_deg: float = 12.0,
         scaling: float = 0.12,
+        inputs: tuple[str, ...] = (),
     ):
         from bids_synth.simulate.randomise import Randomisation
 
@@ -86,6 +91,11 @@ class RandomisedSlabs:
         self.randomisation = randomisation or Randomisation()
         self.ct_scale, self.rotation_deg, self.scaling = ct_scale, rotation_deg, scaling
         self.target = target
+        if inputs and target == "clean":
+            raise ValueError("a denoiser's slabs have one input of any contrast")
+        self.inputs = tuple(inputs)
+        #: channels of the source before the slab stacking: one per input suffix, else one
+        self.channels = max(1, len(self.inputs))
         # the target's value outside the head (padding, affine borders): air or black
         self.background = -1000.0 / ct_scale if target == "ct" else 0.0
 
@@ -117,20 +127,25 @@ class RandomisedSlabs:
         centres = rng.integers(start - low, start - low + BAND, self.batch_size).clip(
             0, high - low - 1
         )
-        source = slab_stack(volume[:1], axis, centres, self.slices)
-        others = slab_stack(volume[1:], axis, centres, 1)
+        source = slab_stack(volume[: self.channels], axis, centres, self.slices)
+        others = slab_stack(volume[self.channels :], axis, centres, 1)
         batch = torch.cat([source, others], dim=1)
         batch = self._crop(batch, rng)
         if augment:
             batch = self._affine(batch, rng)
+        target = self._target_channel
         return {
-            "source": batch[:, : self.slices].contiguous(),
-            "target": batch[:, self.slices : self.slices + 1].contiguous(),
-            "mask": (batch[:, self.slices + 1 :] > 0.5).float(),
+            "source": batch[:, :target].contiguous(),
+            "target": batch[:, target : target + 1].contiguous(),
+            "mask": (batch[:, target + 1 :] > 0.5).float(),
         }
 
+    @property
+    def _target_channel(self) -> int:
+        return self.channels * self.slices
+
     def _volume(self, band, rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
-        """(source, target, mask) of a band of a head, stacked: ``(3, X, Y, Z)``."""
+        """(sources…, target, mask) of a band of a head, stacked: ``(channels + 2, X, Y, Z)``."""
         from bids_synth.simulate.randomise import (
             percentile_normalised,
             randomised_denoising_pair,
@@ -141,7 +156,12 @@ class RandomisedSlabs:
         if self.target == "clean":
             noisy, clean = randomised_denoising_pair(band, rng, generator, self.randomisation)
             return torch.stack([noisy, clean, mask])
-        image = randomised_mr(band, rng, generator, self.randomisation)
+        images = [
+            randomised_mr(
+                band, rng, generator, replace(self.randomisation, physics_inputs=(suffix,))
+            )
+            for suffix in self.inputs
+        ] or [randomised_mr(band, rng, generator, self.randomisation)]
         if self.target == "ct":
             target = torch.from_numpy(np.ascontiguousarray(band.ct)).float() / self.ct_scale
         else:
@@ -149,7 +169,7 @@ class RandomisedSlabs:
                 torch.from_numpy(np.ascontiguousarray(band.targets[self.target])).float(),
                 mask > 0,
             )
-        return torch.stack([image, target, mask])
+        return torch.stack([*images, target, mask])
 
     def _crop(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Crop or pad the in-plane axes to ``size`` (random offset where the slice is larger;
@@ -166,7 +186,7 @@ class RandomisedSlabs:
                 pad[(3 - dim) * 2] = before
                 pad[(3 - dim) * 2 + 1] = self.size - n - before
                 padded = F.pad(out, pad)
-                padded[:, self.slices].masked_fill_(
+                padded[:, self._target_channel].masked_fill_(
                     _outside(padded.shape, dim, before, n), self.background
                 )
                 out = padded
@@ -186,11 +206,11 @@ class RandomisedSlabs:
         )
         air = self.background
         shifted = batch.clone()
-        shifted[:, self.slices] -= air  # background → 0 so that zero padding is background
+        shifted[:, self._target_channel] -= air  # background → 0: zero padding is background
         warped = F.grid_sample(
             shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
-        warped[:, self.slices] += air
+        warped[:, self._target_channel] += air
         return warped
 
 

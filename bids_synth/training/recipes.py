@@ -40,10 +40,11 @@ _RECORDED_WHEN_SET = {
     "adversarial": 0.0,
     "fine_tune_from": None,
     "parent_id": None,
+    "widened_from": None,
 }
 
 #: settings a fine-tune (``fine_tune_from``) may change against its parent trajectory
-_FINE_TUNE_SETTINGS = ("loss_emphasis", "adversarial")
+_FINE_TUNE_SETTINGS = ("loss_emphasis", "adversarial", "widened_from")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ class SlabRecipe:
     the noise-free image from a noisy one of any of ``suffixes`` (one channel), on the label heads
     and on ``clean_images`` (real, nearly noise-free reference images, each ``clean_image_copies``
     times in the pool). ``identity`` adds the centre input slice to the output (residual learning);
-    ``content`` is the loss (``l1`` or ``l2``).
+    ``content`` is the loss (``l1`` or ``l2``). A fine-tune (``fine_tune_from``) may add input
+    contrasts to its parent's (``widened_from``: the parent's ``suffixes``): it starts from the
+    parent's weights with zero weights on the new contrasts' slices, so it starts as the parent.
     """
 
     id: str
@@ -86,6 +89,7 @@ class SlabRecipe:
     adversarial: float = 0.0
     fine_tune_from: int | None = None
     parent_id: str | None = None
+    widened_from: tuple[str, ...] | None = None
 
     def parent(self) -> SlabRecipe:
         """The recipe whose trajectory a fine-tune continues (itself when it is none)."""
@@ -93,7 +97,12 @@ class SlabRecipe:
             return self
         neutral = {key: _RECORDED_WHEN_SET[key] for key in _FINE_TUNE_SETTINGS}
         return replace(
-            self, id=self.parent_id or self.id, fine_tune_from=None, parent_id=None, **neutral
+            self,
+            id=self.parent_id or self.id,
+            fine_tune_from=None,
+            parent_id=None,
+            suffixes=self.widened_from or self.suffixes,
+            **neutral,
         )
 
     @property
@@ -219,6 +228,18 @@ RECIPES = {
 }
 
 
+#: T1w+T2w → CT: CSF, dark like bone in a T1w, is bright in a T2w. The plain T1w trajectory at
+#: epoch 98 widened to a T2w input, with the bone emphasis of sct-t1w-slab 2.2.0
+RECIPES["sct-t1w-t2w-slab"] = replace(
+    RECIPES["sct-t1w-slab"],
+    id="sct-t1w-t2w-slab",
+    version="1.0.0",
+    suffixes=("T1w", "T2w"),
+    parent_id="sct-t1w-slab",
+    widened_from=("T1w",),
+)
+
+
 #: the adversarial option, tried as a fine-tune: can a PatchGAN sharpen T1w → T2w without
 #: inventing structure? (pix2pix's λ_L1 = 100)
 RECIPES["translate-t1w-t2w-slab-pix2pix"] = replace(
@@ -278,6 +299,7 @@ def data_source(recipe: SlabRecipe, workdir: Path):
         randomisation=recipe.randomisation,
         ct_scale=CT_SCALE_HU,
         target=recipe.slab_target,
+        inputs=recipe.suffixes if recipe.input_channels > 1 else (),
     )
 
 
@@ -324,9 +346,32 @@ def _start_from_seed(recipe: SlabRecipe, trainer, seed: Path) -> tuple[int, list
     )
     if progress["run"] != recipe.run_settings() and not fine_tune_start:
         raise ValueError(f"seed checkpoint {seed} was written by other recipe settings")
-    weights = load_safetensors((seed / SEED_WEIGHTS).read_bytes())
-    trainer.generator.load_state_dict({k: v.float() for k, v in weights.items()})
+    weights = {
+        k: v.float() for k, v in load_safetensors((seed / SEED_WEIGHTS).read_bytes()).items()
+    }
+    if fine_tune_start and recipe.widened_from:
+        weights = _widened(weights, trainer.generator.state_dict(), recipe)
+    trainer.generator.load_state_dict(weights)
     return int(progress["epoch"]), list(progress["history"])
+
+
+def _widened(weights: dict, target: dict, recipe: SlabRecipe) -> dict:
+    """The parent's ``weights`` for the wider network of ``target``: the input channels of each
+    parent contrast where that contrast is now (suffix-major slabs), zero on the new ones."""
+    import torch
+
+    widened = dict(weights)
+    for key, tensor in weights.items():
+        if tensor.shape == target[key].shape:
+            continue
+        grown = torch.zeros_like(target[key])
+        for index, suffix in enumerate(recipe.widened_from):
+            new = recipe.suffixes.index(suffix)
+            old_slices = slice(index * recipe.slices, (index + 1) * recipe.slices)
+            new_slices = slice(new * recipe.slices, (new + 1) * recipe.slices)
+            grown[:, new_slices] = tensor[:, old_slices]
+        widened[key] = grown
+    return widened
 
 
 def run_recipe(
@@ -412,8 +457,8 @@ def _output_contract(recipe: SlabRecipe) -> dict:
     }
 
 
-def _loss_description(recipe: SlabRecipe) -> str:
-    """The loss, when it is more than the plain content loss (emphasis, adversarial term)."""
+def _fine_tune_description(recipe: SlabRecipe) -> str:
+    """What a fine-tune changes (loss emphasis, added inputs, adversarial term), and from when."""
     terms = []
     if recipe.loss_emphasis:
         threshold, factor = recipe.loss_emphasis
@@ -421,6 +466,11 @@ def _loss_description(recipe: SlabRecipe) -> str:
             f"{threshold * CT_SCALE_HU:.0f} HU" if recipe.slab_target == "ct" else f"{threshold:g}"
         )
         terms.append(f"the voxels of target ≥ {unit} weighing {factor:g}× in the L1 loss")
+    if recipe.widened_from:
+        terms.append(
+            f"{'+'.join(recipe.suffixes)} inputs, started from the "
+            f"{'+'.join(recipe.widened_from)} weights (zero on the new contrasts)"
+        )
     if recipe.adversarial:
         terms.append(
             f"a pix2pix adversarial loss (2D PatchGAN, weight {recipe.adversarial:g} against L1)"
@@ -444,7 +494,7 @@ def _data_description(recipe: SlabRecipe) -> str:
     if recipe.slab_target == "ct":
         return (
             f"{text}, Rician/Gaussian noise, in-plane affine, flips; slabs of {recipe.slices} "
-            f"slices along all three axes → CT (HU){_loss_description(recipe)}"
+            f"slices along all three axes → CT (HU){_fine_tune_description(recipe)}"
         )
     if recipe.task in ("translate", "harmonize"):
         return (
@@ -452,13 +502,13 @@ def _data_description(recipe: SlabRecipe) -> str:
             f"are {'/'.join(recipe.randomisation.physics_inputs or ('MR',))} only; slabs of "
             f"{recipe.slices} slices along all three axes → the head's noise-free "
             f"{recipe.target} in the reference scanner style (site 0), percentile-normalised"
-            f"{_loss_description(recipe)}"
+            f"{_fine_tune_description(recipe)}"
         )
     return (
         f"{text}; and the real reference images {', '.join(recipe.clean_images)} under a random "
         f"bias field and gamma; Rician/Gaussian noise of σ {noise[0]:.0%}–{noise[1]:.0%} of the "
         f"99th head percentile, in-plane affine, flips; slabs of {recipe.slices} noisy slices "
-        f"along all three axes → the noise-free centre slice{_loss_description(recipe)}"
+        f"along all three axes → the noise-free centre slice{_fine_tune_description(recipe)}"
     )
 
 
