@@ -8,7 +8,8 @@ Colin27 T1 at 1 mm and the low-resolution KmeansTest T1, resampled to 1 mm by th
 inference) go through the same methods; their brain and bone HU are compared with the real head CT
 of the reference data (another person: distributions, not voxels) and with the goals: brain median
 within 15–45 HU, bone-range voxels < 0.5 % of the brain core, bone mean within ±30 % of the real
-CT's.
+CT's. A T1w+T2w bundle gets the held-out heads' T2w too, and its real scans are the one real
+co-registered T1/T2 pair of the reference data, SPM's avg152 templates (2 mm averages).
 
     python benchmarks/bench_sct.py [--subjects 3] [--spacing 2] [--bundle DIR] [--no-atlas] [--append]
 """
@@ -51,9 +52,10 @@ def preprocess(t1w):
     return corrected, head, brain_mask(corrected, head)
 
 
-def synthesize(t1w, head, brain, atlases, bundle, affine=None) -> dict[str, np.ndarray]:
+def synthesize(t1w, head, brain, atlases, bundle, affine=None, t2w=None) -> dict[str, np.ndarray]:
     """Every method's HU on ``t1w``'s grid; ``affine`` (nibabel, RAS) orients the model's input
-    (default: the grid's axes taken as RAS)."""
+    (default: the grid's axes taken as RAS); ``t2w`` (on the same grid) is the model's second
+    input when it takes one."""
     out = {"bulk": sct_methods.bulk_ct(t1w, head, brain).numpy()}
     if atlases:
         out["atlas"] = sct_methods.atlas_ct(t1w, head, atlases).numpy()
@@ -63,7 +65,7 @@ def synthesize(t1w, head, brain, atlases, bundle, affine=None) -> dict[str, np.n
         started = time.perf_counter()
         out["model"], _ = predict_on_grid(
             bundle,
-            [t1w.numpy()],
+            [t1w.numpy(), *([] if t2w is None else [t2w.numpy()])],
             np.diag([*t1w.spacing, 1.0]) if affine is None else affine,
             device="cpu",
             mask=head.numpy() > 0.5,
@@ -91,12 +93,17 @@ def held_out(args, atlases, bundle) -> tuple[list[dict], dict]:
     rows, example = [], None
     for index in range(args.subjects):
         seed = HELD_OUT_SEED + index
+        contrasts = ("T1w", "T2w", "CT") if _uses_t2w(bundle) else ("T1w", "CT")
         draw = simulate_subject(
-            seed, label_source=args.label_source, spacing=args.spacing, contrasts=("T1w", "CT")
+            seed, label_source=args.label_source, spacing=args.spacing, contrasts=contrasts
         )
         t1w, head, brain = preprocess(_ants(draw.images["T1w"].numpy(), draw.affine))
+        t2w = None
+        if _uses_t2w(bundle):
+            raw = _ants(draw.images["T2w"].numpy(), draw.affine)
+            t2w = ants.n4_bias_field_correction(raw, mask=head, shrink_factor=2)
         started = time.perf_counter()
-        synthetic = synthesize(t1w, head, brain, atlases, bundle)
+        synthetic = synthesize(t1w, head, brain, atlases, bundle, t2w=t2w)
         ct = draw.images["CT"].numpy()
         body = draw.head_mask.numpy().astype(bool)
         for method, hu in synthetic.items():
@@ -122,6 +129,16 @@ REAL_SCANS = {
     "Colin27": ("ch2.nii.gz", "ch2bet.nii.gz"),
     "KmeansTest": ("KmeansTest_T1UCharRaw.nii.gz", None),
 }
+#: real T1w + T2w pairs on one grid (for T1w+T2w bundles)
+REAL_PAIRS = {"avg152": ("spm/avg152T1.nii.gz", None, "spm/avg152T2.nii.gz")}
+
+
+def _uses_t2w(bundle) -> bool:
+    from bids_synth.models.selection import contract
+
+    return bundle is not None and "T2w" in contract(bundle)[0]
+
+
 REAL_CT = "real CT (InVesalius 0051)"
 GOALS = {"brain median HU": (15.0, 45.0), "core bone %": 0.5, "bone mean tolerance": 0.3}
 
@@ -133,10 +150,21 @@ def real_scans(atlases, bundle) -> tuple[dict, dict]:
     from bids_synth.refdata import reference_file
 
     summary, images = {}, {}
-    for name, (file, brain_file) in REAL_SCANS.items():
+    scans = (
+        REAL_PAIRS
+        if _uses_t2w(bundle)
+        else {name: (*files, None) for name, files in REAL_SCANS.items()}
+    )
+    for name, (file, brain_file, t2w_file) in scans.items():
         path = str(reference_file(file))
         t1w, head, brain = preprocess(ants.image_read(path))
-        synthetic = synthesize(t1w, head, brain, atlases, bundle, affine=nib.load(path).affine)
+        t2w = None
+        if t2w_file:
+            raw = ants.image_read(str(reference_file(t2w_file)))
+            t2w = ants.n4_bias_field_correction(raw, mask=head, shrink_factor=2)
+        synthetic = synthesize(
+            t1w, head, brain, atlases, bundle, affine=nib.load(path).affine, t2w=t2w
+        )
         reference_brain = brain_file and np.asanyarray(nib.load(reference_file(brain_file)).dataobj)
         brain_voxels = (reference_brain if brain_file else brain.numpy()) > 0.5
         summary[name] = {
@@ -169,7 +197,7 @@ def record(bundle, rows: list[dict], real: dict, args) -> None:
     """Held-out MAE and the real-scan check into the bundle's metadata and card."""
     from bids_synth.models.card import record_evaluation
 
-    scans = [name for name in REAL_SCANS if "model" in real.get(name, {})]
+    scans = [name for name in real if "model" in real[name]]
     real_ct = real[REAL_CT]["-"]
     passed = bool(scans) and all(meets_goals(real[name]["model"], real_ct) for name in scans)
     summary = "; ".join(
