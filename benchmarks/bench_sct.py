@@ -129,8 +129,27 @@ REAL_SCANS = {
     "Colin27": ("ch2.nii.gz", "ch2bet.nii.gz"),
     "KmeansTest": ("KmeansTest_T1UCharRaw.nii.gz", None),
 }
-#: real T1w + T2w pairs on one grid (for T1w+T2w bundles)
-REAL_PAIRS = {"avg152": ("spm/avg152T1.nii.gz", None, "spm/avg152T2.nii.gz")}
+#: real T1w + T2w pairs on one grid (for T1w+T2w bundles), with the SPM TPM's brain (both in MNI
+#: space) as their independent brain mask
+REAL_PAIRS = {"avg152": ("spm/avg152T1.nii.gz", "spm/TPM.nii.gz", "spm/avg152T2.nii.gz")}
+
+
+def _reference_brain(path, scan) -> np.ndarray:
+    """The brain of a reference mask on ``scan``'s grid: a mask on that grid, or a tissue
+    probability map (GM + WM + CSF > ½) in the same world space, resampled."""
+    import nibabel as nib
+    from scipy import ndimage
+
+    image = nib.load(path)
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    if data.ndim == 3:
+        return data > 0.5
+    voxel_to_map = np.linalg.inv(image.affine) @ scan.affine
+    brain = data[..., :3].sum(axis=-1)
+    resampled = ndimage.affine_transform(
+        brain, voxel_to_map[:3, :3], voxel_to_map[:3, 3], output_shape=scan.shape[:3], order=1
+    )
+    return resampled > 0.5
 
 
 def _uses_t2w(bundle) -> bool:
@@ -165,8 +184,11 @@ def real_scans(atlases, bundle) -> tuple[dict, dict]:
         synthetic = synthesize(
             t1w, head, brain, atlases, bundle, affine=nib.load(path).affine, t2w=t2w
         )
-        reference_brain = brain_file and np.asanyarray(nib.load(reference_file(brain_file)).dataobj)
-        brain_voxels = (reference_brain if brain_file else brain.numpy()) > 0.5
+        brain_voxels = (
+            _reference_brain(reference_file(brain_file), nib.load(path))
+            if brain_file
+            else brain.numpy() > 0.5
+        )
         summary[name] = {
             m: sct_methods.ct_qc(hu, head.numpy() > 0.5, brain_voxels)
             for m, hu in synthetic.items()
@@ -324,7 +346,7 @@ def main(argv=None) -> int:
         if rows
         else ""
     )
-    body += "\n\nReal T1w scans → sCT, and the real head CT (another person):\n\n"
+    body += "\n\nReal scans → sCT, and the real head CT (another person):\n\n"
     body += real_table(real) + "\n"
     print(body)
     if args.record and bundle is not None:
