@@ -217,6 +217,29 @@ def test_each_session_gets_the_sct_bundle_that_uses_the_most_of_its_contrasts(
     assert named is None  # the named bundle needs a T2w this session lacks
 
 
+def test_a_session_defaults_to_the_model_when_its_own_bundle_passed_the_real_scan_check(
+    tmp_path, no_shipped_bundles
+):
+    from bids_synth.models import install_bundle
+    from bids_synth.models.card import record_evaluation
+    from bids_synth.workflows.synthesis.sct import default_method
+
+    home = tmp_path / "home" / "models"
+    for bundle_id, sources, passed in (
+        ("sct-t1w", ["T1w"], False),
+        ("sct-t1w-t2w", ["T1w", "T2w"], True),
+    ):
+        bundle = save_tiny_bundle(
+            tmp_path / bundle_id, task="sct", sources=sources, target="CT", bundle_id=bundle_id
+        )
+        record_evaluation(
+            bundle.path, [], checks={"real_scans": {"passed": passed, "summary": "x"}}
+        )
+        install_bundle(bundle.path, destination=home)
+    assert default_method(_unit(tmp_path / "a", ["T1w", "T2w"])) == "model"
+    assert default_method(_unit(tmp_path / "b", ["T1w"])) == "bulk"
+
+
 def test_sct_runs_in_the_app(tmp_path):
     bids = write_bids(tmp_path / "bids", {"sub-01": ["T1w"]})
     out = tmp_path / "out"

@@ -70,8 +70,12 @@ def evidence_default(task: str, source: str, target: str, fallback: str) -> str:
         bundle = find_task_bundle(task, source, target)
     except ModelBundleError:
         return fallback
-    passed = bundle.meta.get("checks", {}).get("real_scans", {}).get("passed", False)
-    return "model" if passed else fallback
+    return "model" if passed_real_scan_check(bundle) else fallback
+
+
+def passed_real_scan_check(bundle) -> bool:
+    """Whether ``bundle`` passed the real-scan check its benchmark recorded."""
+    return bool(bundle.meta.get("checks", {}).get("real_scans", {}).get("passed", False))
 
 
 def installed_pairs(task: str) -> dict:

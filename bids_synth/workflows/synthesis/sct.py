@@ -3,7 +3,7 @@
 Methods: ``model`` (a ``sct`` bundle, T1w or T1w+T2w → CT), ``bulk`` (tissue classes → fixed HU,
 :func:`bids_synth.synthesis.sct_methods.bulk_ct`) and ``atlas`` (MR/CT atlas pairs registered to
 the participant, :func:`bids_synth.synthesis.sct_methods.atlas_ct`). The default is ``model`` when
-the newest ``sct`` bundle passed the real-scan check (:func:`default_method`), otherwise ``bulk``.
+the session's ``sct`` bundle passed the real-scan check (:func:`default_method`), otherwise ``bulk``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_synth.errors import UsageError
+from bids_synth.errors import ModelBundleError, UsageError
 from bids_synth.interfaces.sct import METHODS, HeadModelAtlas, SyntheticCT
 from bids_synth.models.selection import (
     choose_bundle,
@@ -21,6 +21,7 @@ from bids_synth.models.selection import (
     evidence_default,
     find_task_bundle,
     model_fields,
+    passed_real_scan_check,
     task_bundles,
 )
 from bids_synth.synthesis.sct_methods import BONE_SHELL_MM, BULK_HU
@@ -66,10 +67,17 @@ def add_arguments(group) -> None:
     )
 
 
-def default_method() -> str:
-    """``model`` when the newest sct bundle passed the real-scan check of ``benchmarks/bench_sct.py
-    --record`` (plausible brain and bone HU on real T1w scans), else ``bulk``."""
-    return evidence_default("sct", "T1w", "CT", FALLBACK_METHOD)
+def default_method(unit=None) -> str:
+    """``model`` when the sct bundle of ``unit`` (:func:`_model_bundle`; with no session, the
+    newest) passed the real-scan check of ``benchmarks/bench_sct.py --record`` (plausible brain
+    and bone HU on real scans), else ``bulk``."""
+    if unit is None:
+        return evidence_default("sct", "T1w", "CT", FALLBACK_METHOD)
+    try:
+        bundle = _model_bundle(unit, None)
+    except ModelBundleError:
+        return FALLBACK_METHOD
+    return "model" if passed_real_scan_check(bundle) else FALLBACK_METHOD
 
 
 def _model_bundle(unit, ref: str | None):
@@ -85,7 +93,7 @@ def _model_bundle(unit, ref: str | None):
 def build(*, unit, options, omp_nthreads, seed, device, name):
     from bids_synth.nn.devices import uses_gpu
 
-    method = options.get("method") or default_method()
+    method = options.get("method") or default_method(unit)
     if bool(options.get("atlas_t1w")) != bool(options.get("atlas_ct")):
         raise UsageError("--sct-atlas-t1w and --sct-atlas-ct go together")
     bundle = _model_bundle(unit, options.get("model")) if method == "model" else None
