@@ -9,6 +9,10 @@ back; head mask from SPM's TPM); the baseline is the T1w inverted inside the hea
 Prediction and truth are each divided by their 99.5th percentile in the head and scored in the
 brain (SPM TPM grey + white matter + CSF > 0.5): PSNR with data range 1, SSIM.
 
+There is no real FLAIR in the reference data: T1w → FLAIR bundles are applied to avg152T1 and
+shown, and their tissue contrast is reported (mean in the TPM's grey matter, white matter and CSF
+> 0.7, relative to white matter; a FLAIR has its CSF nulled and grey matter above white matter).
+
 No shipped model trained on these templates. The ``mni2009a`` label source of the 2.5D recipes is
 the nonlinear ICBM152 2009a average (the same population); its T2w/PD intensities are not in the
 reference data and were never seen.
@@ -42,9 +46,8 @@ def _load(name: str):
     return np.asanyarray(image.dataobj, dtype=np.float32), image.affine
 
 
-def _masks(shape: tuple[int, ...], affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(head, brain) on the templates' grid from SPM's TPM: not background (class 6) > 0.5, and
-    grey + white matter + CSF > 0.5."""
+def _tpm(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """SPM's TPM on the templates' grid, ``(6, *shape)``: GM, WM, CSF, bone, soft tissue, air."""
     import nibabel as nib
 
     from bids_synth.refdata import reference_file
@@ -52,9 +55,13 @@ def _masks(shape: tuple[int, ...], affine: np.ndarray) -> tuple[np.ndarray, np.n
 
     tpm = nib.load(reference_file("spm/TPM.nii.gz"))
     classes = np.asanyarray(tpm.dataobj, dtype=np.float32)
-    head = resample_onto(1.0 - classes[..., 5], tpm.affine, shape, affine) > 0.5
-    brain = resample_onto(classes[..., :3].sum(-1), tpm.affine, shape, affine) > 0.5
-    return head, brain & head
+    return np.stack([resample_onto(classes[..., k], tpm.affine, shape, affine) for k in range(6)])
+
+
+def _masks(tpm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(head, brain) from the TPM: not background (class 6) > 0.5, and GM + WM + CSF > 0.5."""
+    head = 1.0 - tpm[5] > 0.5
+    return head, (tpm[:3].sum(0) > 0.5) & head
 
 
 def _unit(image: np.ndarray, head: np.ndarray) -> np.ndarray:
@@ -96,7 +103,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     t1w, affine = _load("avg152T1")
-    head, brain = _masks(t1w.shape, affine)
+    tpm = _tpm(t1w.shape, affine)
+    head, brain = _masks(tpm)
     lines = [
         "| avg152T1 → | method | PSNR (dB) | SSIM | seconds |",
         "|---|---|---|---|---|",
@@ -122,6 +130,7 @@ def main(argv=None) -> int:
         RESULTS.mkdir(exist_ok=True)
         mosaic(shown, RESULTS / f"translate_spm_{target}_mosaic.png",
                windows=dict.fromkeys(shown, (0.0, 1.0)))  # fmt: skip
+    flair = _flair_contrast(t1w, affine, head, tpm, args.bundles)
     body = "\n".join(
         [
             "Real co-registered SPM templates (2 mm); PSNR (data range 1) and SSIM in the brain "
@@ -132,6 +141,7 @@ def main(argv=None) -> int:
             "",
             "Mosaics: `benchmarks/results/translate_spm_T2w_mosaic.png`, "
             "`translate_spm_PD_mosaic.png`.",
+            *flair,
         ]
     )
     print(body)
@@ -144,6 +154,37 @@ def main(argv=None) -> int:
             body,
         )
     return 0
+
+
+def _flair_contrast(t1w, affine, head, tpm, refs) -> list[str]:
+    """T1w → FLAIR bundles on avg152T1: a mosaic and the tissue means relative to white matter."""
+    from bids_synth.models.prediction import predict_on_grid
+
+    bundles = _bundles_for("FLAIR", refs)
+    if not bundles:
+        return []
+    tissues = {"GM": tpm[0] > 0.7, "WM": tpm[1] > 0.7, "CSF": tpm[2] > 0.7}
+    lines = [
+        "",
+        "No real FLAIR: T1w → FLAIR on avg152T1, tissue means relative to white matter (TPM > 0.7):",
+        "",
+        "| bundle | GM / WM | CSF / WM | seconds |",
+        "|---|---|---|---|",
+    ]
+    shown = {"avg152T1": _unit(t1w, head)}
+    for bundle in bundles:
+        started = time.perf_counter()
+        predicted, _ = predict_on_grid(bundle, [t1w], affine, device="cpu", mask=head)
+        seconds = time.perf_counter() - started
+        means = {name: float(predicted[mask].mean()) for name, mask in tissues.items()}
+        lines.append(
+            f"| {bundle.ref} | {means['GM'] / means['WM']:.2f} | {means['CSF'] / means['WM']:.2f} "
+            f"| {seconds:.1f} |"
+        )
+        shown[bundle.ref] = _unit(np.where(head, predicted, 0.0), head)
+    mosaic(shown, RESULTS / "translate_spm_FLAIR_mosaic.png",
+           windows=dict.fromkeys(shown, (0.0, 1.0)))  # fmt: skip
+    return [*lines, "", "Mosaic: `benchmarks/results/translate_spm_FLAIR_mosaic.png`."]
 
 
 if __name__ == "__main__":
