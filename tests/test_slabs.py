@@ -6,6 +6,7 @@ import torch
 
 from bids_synth.nn.slabs import RandomisedSlabs, predict_slabs, slab_stack
 from bids_synth.simulate.randomise import (
+    HEAD_MODEL_REVISION,
     LabelHead,
     Randomisation,
     head_file_name,
@@ -228,8 +229,11 @@ def test_recipe_trains_resumes_from_a_seed_checkpoint_and_exports(tmp_path):
     assert (seed / "seed.safetensors").stat().st_size < 200_000
     resumed = run_recipe(recipe, second, epochs=2, seed_checkpoint=seed)
     assert len(resumed) == 2 and resumed[0] == history[0]
+    assert {row["head_model_revision"] for row in resumed} == {HEAD_MODEL_REVISION}
     bundle = export_bundle(recipe, second, tmp_path / "bundle")
     assert Bundle.read(bundle.path).meta["training"]["steps"] == 4
+    description = bundle.meta["training"]["data"]["description"]
+    assert f"head model (revision {HEAD_MODEL_REVISION};" in description
     assert bundle.meta["inference"]["mode"] == "slabs"
     assert "cpu_hours" in bundle.meta["training"]
     with pytest.raises(ValueError, match="other recipe settings"):
@@ -239,6 +243,17 @@ def test_recipe_trains_resumes_from_a_seed_checkpoint_and_exports(tmp_path):
             epochs=3,
             seed_checkpoint=seed,
         )
+
+
+def test_the_card_says_which_head_model_revision_each_span_of_epochs_trained_on():
+    from bids_synth.training.recipes import _head_model_revisions
+
+    untagged = [{"epoch": 1}, {"epoch": 2}]  # rows written before the tag: revision 1
+    tagged = [{"epoch": e, "head_model_revision": 2} for e in (3, 4, 5)]
+    assert _head_model_revisions(untagged) == "revision 1"
+    assert _head_model_revisions(untagged + tagged) == (
+        "revision 1 for epochs 1–2, revision 2 for epochs 3–5"
+    )
 
 
 def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path):

@@ -52,13 +52,15 @@ def fit(
     resume: bool = False,
     validation_draws: int = 4,
     output_scale: float = 1.0,
+    tags: dict | None = None,
 ) -> list[dict]:
     """Train ``trainer`` on ``data`` (see :mod:`bids_synth.nn.data`) and return the per-epoch history.
 
     After each epoch: validation on ``validation_draws`` held-out batches, ``history.csv`` and a
     checkpoint in ``workdir/checkpoints``. ``run`` (the settings that define the trajectory) is stored
     with the checkpoint; ``resume=True`` continues from the latest checkpoint, bit for bit on CPU,
-    and refuses a checkpoint written with different settings.
+    and refuses a checkpoint written with different settings. ``tags`` are recorded in every row
+    this call adds to the history (what the run's data was, e.g. the head model's revision).
     """
     checkpoints = workdir / "checkpoints"
     history: list[dict] = []
@@ -90,7 +92,7 @@ def fit(
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value
             bar.set_postfix(loss=f"{losses['loss']:.4g}")
-        row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch}
+        row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, **(tags or {})}
         row.update({f"train_{name}": total / steps_per_epoch for name, total in totals.items()})
         row.update(validate(trainer, validation, output_scale=output_scale))
         row["seconds"] = round(time.perf_counter() - started, 3)

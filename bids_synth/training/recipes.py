@@ -19,6 +19,7 @@ from pathlib import Path
 from bids_synth.modalities import CT_HU_RANGE
 from bids_synth.simulate.normalisation import CT_SCALE_HU
 from bids_synth.simulate.randomise import (
+    HEAD_MODEL_REVISION,
     PERCENTILE_NORMALISATION,
     PHYSICS_CONTRASTS,
     Randomisation,
@@ -408,6 +409,7 @@ def run_recipe(
         resume=True,
         validation_draws=16,
         output_scale=recipe.output_scale,
+        tags={"head_model_revision": HEAD_MODEL_REVISION},
     )
     LOG.info(
         "trained for %.0f s on %d thread(s)", time.perf_counter() - started, torch.get_num_threads()
@@ -481,11 +483,27 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
     return f"; {' and '.join(terms)}{since}"
 
 
-def _data_description(recipe: SlabRecipe) -> str:
+def _head_model_revisions(history: list[dict]) -> str:
+    """Which head model revision the epochs of ``history`` trained on, e.g. "revision 1 for
+    epochs 1–155, revision 2 for epochs 156–190" (rows without the tag predate it: revision 1)."""
+    spans: list[list[int]] = []  # [revision, first epoch, last epoch]
+    for row in history:
+        revision = int(row.get("head_model_revision", 1))
+        if spans and spans[-1][0] == revision:
+            spans[-1][2] = row["epoch"]
+        else:
+            spans.append([revision, row["epoch"], row["epoch"]])
+    if len(spans) == 1:
+        return f"revision {spans[0][0]}"
+    return ", ".join(f"revision {r} for epochs {first}–{last}" for r, first, last in spans)
+
+
+def _data_description(recipe: SlabRecipe, history: list[dict]) -> str:
     sources = ", ".join(sorted({source for source, _ in recipe.train_heads}))
     noise = recipe.randomisation.noise_range
     text = (
-        f"{len(recipe.train_heads)} label heads from the bids-synth head model ({sources} "
+        f"{len(recipe.train_heads)} label heads from the bids-synth head model "
+        f"({_head_model_revisions(history)}; {sources} "
         "anatomies, random affine and nonlinear deformation), re-randomised for every batch: "
         "Gaussian-mixture contrasts per tissue "
         f"({recipe.randomisation.physics_share:.0%} physics-based T1w/T2w), bias field, thick "
@@ -582,7 +600,7 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
             "lr": recipe.lr,
             "data": {
                 "kind": "simulated",
-                "description": _data_description(recipe),
+                "description": _data_description(recipe, history),
                 "randomisation": recipe.randomisation.to_json(),
                 "validation": ", ".join(f"{s} seed {n}" for s, n in recipe.validation_heads),
             },
