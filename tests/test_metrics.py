@@ -214,3 +214,18 @@ def test_wasserstein_of_shifted_distributions_equals_the_shift(rng):
     shifted = np.where(mask, a + 7.5, -1e6)  # far outliers outside the mask are ignored
     assert metrics.intensity_wasserstein(a, shifted, mask, mask) == pytest.approx(7.5)
     assert metrics.intensity_wasserstein(a, a, mask, mask) == 0.0
+
+
+def test_skull_thickness_of_a_spherical_shell():
+    """Rays from the centre cross a 6 mm shell radially: 6 mm whatever the voxel size."""
+    voxel_mm = np.array([1.0, 1.0, 2.0])
+    shape = (140, 140, 70)
+    centre = (np.array(shape) - 1) / 2 * voxel_mm
+    grid = np.stack(np.indices(shape), axis=-1) * voxel_mm
+    radius = np.linalg.norm(grid - centre, axis=-1)
+    head = radius <= 60.0  # its top lies 60 mm above the centre, where the rays start
+    bone = head & (radius > 50.0) & (radius <= 56.0)
+    thickness = metrics.skull_thickness_mm(bone, head, voxel_mm)
+    assert thickness["median"] == pytest.approx(6.0, abs=1.0)
+    assert thickness["p25"] <= thickness["median"] <= thickness["p75"]
+    assert thickness["rays"] > 100

@@ -5,11 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from bids_synth.metrics import skull_thickness_mm
 from bids_synth.refdata import reference_dir
 from bids_synth.simulate import (
     CT_SCALE_HU,
@@ -27,6 +29,7 @@ from bids_synth.simulate.atlases import (
     TABLE_MM,
     _individual_skull,
     _split_bone,
+    load_colin27,
     neuromorphometrics_tissue,
 )
 from bids_synth.simulate.deformation import (
@@ -401,3 +404,19 @@ def test_file_label_sources(source):
     t1 = draw.clean["T1w"]
     assert _pure_mean(draw, t1, Tissue.WM, purity=0.8) > _pure_mean(draw, t1, Tissue.GM, purity=0.6)
     assert float(draw.head_mask.float().mean()) > 0.2
+
+
+@pytest.mark.skipif(
+    not (reference_dir() / "ch2.nii.gz").exists(),
+    reason="reference data (BIDS_SYNTH_REFDATA) not available",
+)
+def test_the_colin27_skull_is_as_thick_as_a_real_heads():
+    """Inner table and diploë included: the real head CT's calvarium measures 8.0 mm (7.0–9.0)
+    by the same rays; the outer table alone, dark in the T1w, measured 3.0 mm."""
+    volume = load_colin27()
+    assert nib.aff2axcodes(volume.affine) == ("R", "A", "S")  # the rays' voxel order
+    bone = volume.fractions[Tissue.CORTICAL_BONE] + volume.fractions[Tissue.MARROW] > 0.5
+    head = volume.fractions[Tissue.BACKGROUND] < 0.5
+    thickness = skull_thickness_mm(bone, head, np.abs(np.diag(volume.affine)[:3]))
+    assert 6.0 <= thickness["median"] <= 10.0
+    assert volume.fractions[Tissue.MARROW][bone].mean() > 0.2  # the diploë

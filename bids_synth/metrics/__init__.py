@@ -3,6 +3,7 @@
 =====================  ==============================================================================
 module                 contents
 =====================  ==============================================================================
+:mod:`.anatomy`        skull thickness over the vertex (anatomical plausibility of a head)
 :mod:`.ct`             SynthRAD2023 MAE / PSNR / SSIM for synthetic CT, plus MS-SSIM on the same inputs
 :mod:`.image`          PSNR, SSIM, MS-SSIM, NRMSE within a mask (MR and generic images)
 :mod:`.segmentation`   Dice per label, mean Dice, an intensity k-means tissue classifier
@@ -12,6 +13,7 @@ module                 contents
 =====================  ==============================================================================
 """
 
+from bids_synth.metrics.anatomy import skull_thickness_mm
 from bids_synth.metrics.ct import (
     HU_DATA_RANGE,
     ct_mae,
@@ -57,6 +59,7 @@ __all__ = [
     "ms_ssim_scales",
     "nrmse",
     "psnr",
+    "skull_thickness_mm",
     "ssim",
     "wavelet_noise_sigma",
 ]

@@ -29,6 +29,10 @@ from bids_synth.simulate.tissues import N_TISSUES, Tissue
 
 VENTRICLE_DEPTH_MM = 10.0
 SKULL_SHELL_MM = 15.0
+#: widest gap between the brain and the skull's dark outer table that is bone (Colin27)
+SKULL_GAP_MM = 8.0
+#: CSF between the brain mask and the inner table (Colin27)
+SUBARACHNOID_MM = 1.0
 SKIN_MM, FAT_MM = 2.0, 5.0
 #: the bone prior ramps from no bone to bone between 0.5 ∓ half of this
 BONE_PRIOR_RAMP = 0.5
@@ -179,12 +183,35 @@ def _memberships(values: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return out
 
 
+def _ball(radius_mm: float, affine: np.ndarray) -> np.ndarray:
+    half = np.floor(radius_mm / _voxel_mm(affine)).astype(int)
+    grid = np.mgrid[tuple(slice(-h, h + 1) for h in half)]
+    mm = grid * _voxel_mm(affine)[:, None, None, None]
+    return (mm**2).sum(axis=0) <= radius_mm**2
+
+
+def _colin27_skull(
+    brain: np.ndarray, tables: np.ndarray, darker_than_gm: np.ndarray, affine: np.ndarray
+) -> np.ndarray:
+    """The skull between the brain and the dark bone bands of a T1w.
+
+    Only the skull's outer cortical table is dark enough to tell from CSF; the inner table and
+    the diploë between them (grey in a T1w) lie in the gap between that band and the brain, so
+    the gap is closed (:data:`SKULL_GAP_MM` wide at most) and kept where it is darker than grey
+    matter and within :data:`SKULL_GAP_MM` of the band.
+    """
+    closed = ndimage.binary_closing(brain | tables, structure=_ball(SKULL_GAP_MM / 2, affine))
+    near_band = ndimage.distance_transform_edt(~tables, sampling=_voxel_mm(affine)) <= SKULL_GAP_MM
+    return tables | (closed & ~brain & near_band & darker_than_gm)
+
+
 def load_colin27() -> LabelVolume:
     """Colin27 (T1 with head + brain mask) segmented by intensity and distance to the brain.
 
-    Brain: fuzzy CSF/GM/WM memberships between 1D k-means centres. Outside the brain: very dark
-    voxels are bone within :data:`SKULL_SHELL_MM` of the brain (else sinus air), CSF-dark voxels
-    next to the brain are CSF, bright voxels are fat, the rest is scalp soft tissue.
+    Brain: fuzzy CSF/GM/WM memberships between 1D k-means centres. Outside the brain: the skull
+    (:func:`_colin27_skull`) within :data:`SKULL_SHELL_MM` of the brain, very dark voxels farther
+    out are sinus air, CSF-dark voxels next to the brain are CSF, bright voxels are fat, the rest
+    is scalp soft tissue.
     """
     img = nib.load(reference_file("ch2.nii.gz"))
     t1 = np.asarray(img.dataobj, dtype=np.float32)
@@ -197,13 +224,15 @@ def load_colin27() -> LabelVolume:
     _split_csf(f, csf, _depth_mm(brain, img.affine))
     to_brain = ndimage.distance_transform_edt(~brain, sampling=_voxel_mm(img.affine))
     very_dark = head & (t1 < 0.6 * csf_c)
-    csf_dark = head & ~very_dark & (t1 < 0.5 * (csf_c + gm_c)) & (to_brain < 4)
     bright = head & (t1 > 0.5 * (gm_c + wm_c))
-    _split_bone(f, (very_dark & (to_brain < SKULL_SHELL_MM)).astype(np.float32), img.affine)
-    f[Tissue.SINUS] += very_dark & (to_brain >= SKULL_SHELL_MM)
-    f[Tissue.CSF] += csf_dark
+    skull = _colin27_skull(brain, very_dark & (to_brain < SKULL_SHELL_MM), t1 < gm_c, img.affine)
+    skull &= head & ~bright & (to_brain < SKULL_SHELL_MM) & (to_brain > SUBARACHNOID_MM)
+    csf_dark = head & ~very_dark & ~skull & (t1 < 0.5 * (csf_c + gm_c)) & (to_brain < 4)
+    _split_bone(f, skull.astype(np.float32), img.affine)
+    f[Tissue.SINUS] += very_dark & ~skull & (to_brain >= SKULL_SHELL_MM)
+    f[Tissue.CSF] += csf_dark | (very_dark & ~skull & (to_brain < SKULL_SHELL_MM))
     f[Tissue.FAT] += bright
-    soft = (head & ~very_dark & ~csf_dark & ~bright).astype(np.float32)
+    soft = (head & ~skull & ~very_dark & ~csf_dark & ~bright).astype(np.float32)
     _split_scalp(f, soft, _depth_mm(head | brain, img.affine))
     return LabelVolume(_normalised(f), img.affine, MNI_HEAD_CENTRE_MM)
 
