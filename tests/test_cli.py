@@ -188,3 +188,10 @@ def test_vv_shows_the_nipype_log_on_stderr_in_the_package_format(tmp_path):
     stamp = r"^\d\d:\d\d:\d\d nipype\.workflow"
     assert any(re.match(rf"{stamp} DEBUG: ", line) for line in lines)
     assert any(re.match(rf'{stamp} INFO: \[Node\] Executing "n4" ', line) for line in lines)
+
+
+@pytest.mark.parametrize(("nprocs", "threads"), [(1, 1), (2, 1), (4, 2), (16, 8), (64, 8)])
+def test_default_threads_per_process_let_two_nodes_run_at_once(nprocs, threads):
+    from bids_synth.config import default_omp_nthreads
+
+    assert default_omp_nthreads(nprocs) == threads

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--omp-nthreads",
         type=_positive_int,
         metavar="N",
-        help="threads per process (ITK, torch) (default: min(nprocs, 8))",
+        help="threads per process (ITK, torch) (default: half of nprocs, 1 to 8)",
     )
     perf.add_argument(
         "--mem-gb",

@@ -13,7 +13,7 @@ import yaml
 
 from bids_synth.cli import guarded, setup_logging
 from bids_synth.cli.parser import build_parser
-from bids_synth.config import Config
+from bids_synth.config import Config, default_omp_nthreads
 from bids_synth.errors import InputDatasetError, OutputError, UsageError
 
 LOG = logging.getLogger("bids_synth")
@@ -78,7 +78,7 @@ def build_config(args) -> Config:
         if getattr(args, name) is not None:
             setattr(nipype, name, getattr(args, name))
     nipype.nprocs = nipype.nprocs or os.cpu_count() or 1
-    nipype.omp_nthreads = nipype.omp_nthreads or min(nipype.nprocs, 8)
+    nipype.omp_nthreads = nipype.omp_nthreads or default_omp_nthreads(nipype.nprocs)
 
     if args.tasks is not None:
         workflow.tasks = args.tasks
