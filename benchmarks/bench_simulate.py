@@ -11,7 +11,9 @@
      extra-cranial soft tissue, intracranial brain), and the skull's thickness over the vertex
      (bone length along upward rays, :func:`bids_synth.metrics.skull_thickness_mm`);
    - T1w intensity histogram inside the head, simulated vs Colin27, both divided by their
-     99.5th percentile.
+     99.5th percentile;
+   - grey/white and CSF/white contrast of every simulated MR image beside SPM's avg152 T1, T2
+     and PD templates.
 3. A mosaic of several draws (T1w, T2w, FLAIR, PD, CT; three planes).
 
 Writes PNGs and ``simulate.json`` into ``--out`` and prints a markdown summary.
@@ -199,6 +201,48 @@ def realism_t1(draws, out: Path) -> dict | None:
     return {"histogram_overlap_with_colin27": overlaps}
 
 
+#: real images whose tissue contrast the simulated ones are compared with (SPM's 2 mm averages)
+CONTRAST_TEMPLATES = {"T1w": "avg152T1", "T2w": "avg152T2", "PD": "avg152PD"}
+
+
+def _tissue_ratios(image: np.ndarray, gm, wm, csf) -> dict[str, float]:
+    wm_mean = float(image[wm].mean())
+    return {
+        "GM/WM": round(float(image[gm].mean()) / wm_mean, 3),
+        "CSF/WM": round(float(image[csf].mean()) / wm_mean, 3),
+    }
+
+
+def realism_contrast(draws, names) -> dict | None:
+    """Grey/white and CSF/white contrast of each simulated MR image (noise-free, voxels > 90 %
+    one tissue) beside SPM's avg152 templates (TPM class > 0.7 on their grid)."""
+    tpm_path = reference_dir() / "spm" / "TPM.nii.gz"
+    if not tpm_path.exists():
+        return None
+    from bids_synth.resampling import resample_onto
+    from bids_synth.simulate.tissues import Tissue
+
+    tpm = nib.load(tpm_path)
+    real = {}
+    for suffix, name in CONTRAST_TEMPLATES.items():
+        template = nib.load(reference_dir() / "spm" / f"{name}.nii.gz")
+        image = np.asarray(template.dataobj, dtype=np.float32).squeeze()
+        classes = [
+            resample_onto(np.asarray(tpm.dataobj[..., k], np.float32), tpm.affine,
+                          image.shape, template.affine) > 0.7
+            for k in range(3)
+        ]  # fmt: skip
+        real[suffix] = {"template": name, **_tissue_ratios(image, *classes)}
+    simulated = []
+    for draw, name in zip(draws, names):
+        pure = [(draw.fractions[t] > 0.9).numpy() for t in (Tissue.GM, Tissue.WM, Tissue.CSF)]
+        simulated.append({
+            "source": name,
+            **{c: _tissue_ratios(draw.clean[c].numpy(), *pure) for c in draw.clean if c != "CT"},
+        })  # fmt: skip
+    return {"real": real, "simulated": simulated}
+
+
 def mosaic(draws, names, out: Path) -> None:
     contrasts = ("T1w", "T2w", "FLAIR", "PD", "CT")
     fig, axes = plt.subplots(
@@ -263,6 +307,7 @@ def main() -> None:
     phantoms = [d for d, (source, _) in zip(draws, sources) if source == "phantom"]
     results["ct_realism"] = realism_ct(draws, names, args.out)
     results["t1w_realism"] = realism_t1(phantoms, args.out)
+    results["contrast_realism"] = realism_contrast(draws, names)
     (args.out / "simulate.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=1))
 

@@ -24,7 +24,12 @@ from bids_synth.simulate.tissues import Tissue
 # Tissue (T1 ms, T2 ms, T2* ms, PD). 1.5 T brain values from BrainWeb; 3 T T1 from the literature
 # (GM ≈ 1300–1600, WM ≈ 800–1100, CSF ≈ 4000 ms). Bone: almost no visible signal. Fat and marrow
 # have an *effective* PD below water's (spectral dephasing of the fat peaks), which brings scalp
-# fat to the 1.1–1.7× WM seen in T1w images (checked against Colin27).
+# fat to the 1.1–1.7× WM seen in T1w images (checked against Colin27). GM's T2 and WM's PD
+# (water content ≈ 0.71 against GM's ≈ 0.83) are set so that the heads' grey/white contrast in the
+# T2-weighted images matches real ones: GM/WM 1.07–1.12 in PD (SPM's avg152PD: 1.16), 1.10–1.18
+# in FLAIR (grey matter above white matter), 1.32–1.39 in T2w (avg152T2, an average: 1.28).
+# With BrainWeb's 1.5 T T2 and PD (GM 83 ms, 0.86; WM 70 ms, 0.77) the PD was flat (0.98–1.05)
+# and the FLAIR had grey matter *below* white matter (0.91–0.97).
 _PROPERTIES = {
     1.5: {
         Tissue.SKIN: (800, 45, 30, 0.80),
@@ -34,8 +39,8 @@ _PROPERTIES = {
         Tissue.MARROW: (380, 65, 40, 0.60),
         Tissue.CSF: (2569, 329, 58, 1.00),
         Tissue.VENTRICLE: (2569, 329, 58, 1.00),
-        Tissue.GM: (833, 83, 69, 0.86),
-        Tissue.WM: (500, 70, 61, 0.77),
+        Tissue.GM: (833, 90, 69, 0.86),
+        Tissue.WM: (500, 72, 61, 0.72),
         Tissue.DEEP_GM: (740, 75, 55, 0.82),
         Tissue.LESION: (900, 150, 90, 0.85),
     },
@@ -47,8 +52,8 @@ _PROPERTIES = {
         Tissue.MARROW: (400, 60, 30, 0.60),
         Tissue.CSF: (4000, 1000, 200, 1.00),
         Tissue.VENTRICLE: (4000, 1000, 200, 1.00),
-        Tissue.GM: (1450, 90, 45, 0.86),
-        Tissue.WM: (950, 75, 40, 0.77),
+        Tissue.GM: (1450, 95, 45, 0.86),
+        Tissue.WM: (950, 72, 40, 0.72),
         Tissue.DEEP_GM: (1200, 65, 35, 0.82),
         Tissue.LESION: (1600, 160, 70, 0.85),
     },

@@ -33,10 +33,11 @@ from bids_synth.simulate.tissues import N_TISSUES, Tissue
 #: Input normalisation of networks trained on these images (see :mod:`bids_synth.nn.intensity`).
 PERCENTILE_NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
 HEAD_MARGIN_VOXELS = 8
-#: raised whenever the anatomy drawn from a label source of the training heads changes, so that
-#: cached heads of an earlier head model are simulated anew (2: an individual skull from the TPM's
-#: bone prior; Colin27's skull, held out from training, changes no cached head)
-HEAD_MODEL_REVISION = 2
+#: raised whenever the training heads change (their anatomy or the physics of their images), so
+#: that cached heads of an earlier head model are simulated anew (2: an individual skull from the
+#: TPM's bone prior; 3: grey/white contrast of the T2-weighted images, see
+#: :mod:`bids_synth.simulate.mri`; Colin27's skull, held out from training, changes no cached head)
+HEAD_MODEL_REVISION = 3
 #: the physics MR images of a label head, each in its own random scanner style
 PHYSICS_CONTRASTS = ("T1w", "T1w", "T2w")
 
