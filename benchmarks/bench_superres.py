@@ -48,11 +48,13 @@ def thick_slices(truth: np.ndarray, spacing: float, factor: float, thickness: fl
 def atropos(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     import ants
 
+    from bids_synth.fileio import private_tempdir
+
     img = ants.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     region = ants.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
-    return ants.atropos(a=img, x=region, i="kmeans[3]", m="[0.2,1x1x1]", c="[3,0]")[
-        "segmentation"
-    ].numpy()
+    with private_tempdir():  # Atropos leaves its probability images in the temp folder
+        result = ants.atropos(a=img, x=region, i="kmeans[3]", m="[0.2,1x1x1]", c="[3,0]")
+        return result["segmentation"].numpy()
 
 
 def main(argv=None) -> int:

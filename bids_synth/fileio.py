@@ -110,6 +110,20 @@ def links_into(root: str | os.PathLike, target: str | os.PathLike) -> list[Path]
     return sorted(found)
 
 
+@contextlib.contextmanager
+def private_tempdir():
+    """Point :mod:`tempfile`'s default folder at a new folder for the block, then remove it with
+    whatever was left there: for library calls that leave files in the system temp folder
+    (antspyx's Atropos writes its probability images there and never removes them)."""
+    saved = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="bids-synth-") as folder:
+        tempfile.tempdir = folder
+        try:
+            yield Path(folder)
+        finally:
+            tempfile.tempdir = saved
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_write(path, "w") as handle:
         handle.write(text)

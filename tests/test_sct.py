@@ -109,6 +109,23 @@ def test_every_method_writes_ct_mask_mumap_and_qc(tmp_path, phantom, method):
         assert np.mean(hu[skull] == 1125) > 0.9
 
 
+def test_bulk_leaves_nothing_in_the_temp_folder(tmp_path, phantom, monkeypatch):
+    """antspyx's Atropos writes its probability images into the temp folder and keeps them."""
+    import tempfile
+
+    import ants
+
+    from bids_synth.synthesis.sct_methods import bulk_ct
+
+    system_temp = tmp_path / "system-temp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    t1w, brain, head = (ants.image_read(phantom[k]) for k in ("t1w", "brain_mask", "head_mask"))
+    bulk_ct(t1w, head, brain)
+    assert not list(system_temp.iterdir())
+    assert tempfile.tempdir == str(system_temp)
+
+
 def _rerun(tmp_path, method, inputs) -> np.ndarray:
     from bids_synth.interfaces.sct import SyntheticCT
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bids_synth.fileio import private_tempdir
 from bids_synth.modalities import CT_HU_RANGE, SCORING_HU_RANGE
 from bids_synth.simulate.ct import HU_DISTRIBUTIONS
 from bids_synth.simulate.tissues import Tissue
@@ -79,16 +80,17 @@ def _atropos(image, mask: np.ndarray, classes: int) -> np.ndarray:
     if mask.sum() < classes * 10:
         return np.zeros(mask.shape, np.uint8)
     try:
-        result = ants.atropos(
-            a=image,
-            x=image.new_image_like(mask.astype(np.float32)),
-            i=f"kmeans[{classes}]",
-            m="[0.1,1x1x1]",
-            c="[5,0]",
-            verbose=0,
-            **{"use-random-seed": 0},
-        )
-        labels = result["segmentation"].numpy().astype(np.uint8)
+        with private_tempdir():  # its probability images would stay in the system temp folder
+            result = ants.atropos(
+                a=image,
+                x=image.new_image_like(mask.astype(np.float32)),
+                i=f"kmeans[{classes}]",
+                m="[0.1,1x1x1]",
+                c="[5,0]",
+                verbose=0,
+                **{"use-random-seed": 0},
+            )
+            labels = result["segmentation"].numpy().astype(np.uint8)
     except Exception:  # antspyx raises a bare Exception when Atropos exits non-zero
         labels = np.zeros(mask.shape, np.uint8)
         labels[mask] = _kmeans_1d(values[mask], classes) + 1
