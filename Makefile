@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/bids-synth demo demo_output
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25
 
 # a real single-node Slurm (Debian's slurm-wlm and munge) started and stopped by the test
 test-slurm: $(STAMP)
