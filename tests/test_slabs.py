@@ -124,6 +124,30 @@ def test_predict_slabs_fuses_three_orientations():
     assert out.shape == volume.shape and torch.allclose(out, volume)
 
 
+def test_median_fusion_keeps_only_what_two_orientations_agree_on():
+    """A network that moves the centre slice one pixel along its first in-plane axis moves a
+    bright voxel along y in the sagittal slices and along x in the coronal and axial ones: the
+    mean smears it (2/3 and 1/3), the median keeps what two orientations agree on; where all
+    agree, both fusions are exact."""
+    shift = torch.nn.Conv2d(3, 1, (3, 1), padding=(1, 0), bias=False)
+    with torch.no_grad():
+        shift.weight.zero_()
+        shift.weight[0, 1, 0, 0] = 1.0  # out[i] = centre[i - 1]
+    volume = torch.zeros(1, 9, 9, 9)
+    volume[0, 4, 4, 4] = 1.0
+    common = dict(slices=3, multiple=1, batch_size=4)
+    mean = predict_slabs(shift, volume, fusion="mean", **common)[0]
+    median = predict_slabs(shift, volume, fusion="median", **common)[0]
+    assert mean[5, 4, 4] == pytest.approx(2 / 3) and mean[4, 5, 4] == pytest.approx(1 / 3)
+    assert median[5, 4, 4] == 1 and median.sum() == 1
+    constant = torch.ones(1, 9, 9, 9)
+    for fusion in ("mean", "median"):
+        inside = predict_slabs(shift, constant, fusion=fusion, **common)[:, 1:, 1:, 1:]
+        assert torch.equal(inside, torch.ones_like(inside))
+    with pytest.raises(ValueError, match="fusion"):
+        predict_slabs(shift, volume, fusion="max", **common)
+
+
 def test_tiny_25d_unet_learns_a_contrast_swap_in_seconds():
     from bids_synth.nn.factory import build_network
     from bids_synth.nn.trainers import RegressionTrainer

@@ -90,6 +90,7 @@ def predict_on_grid(
             slices=inference["slices"],
             axes=inference.get("axes", (0, 1, 2)),
             amp=inference.get("amp", "auto"),
+            fusion=inference.get("fusion", "mean"),
             **common,
         )
     else:

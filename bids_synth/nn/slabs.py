@@ -221,6 +221,10 @@ def _outside(shape, dim: int, before: int, n: int) -> torch.Tensor:
     return plane.expand(shape[2], shape[3])
 
 
+#: how the predictions along the orientations are fused (:func:`predict_slabs`)
+FUSIONS = ("mean", "median")
+
+
 @torch.inference_mode()
 def predict_slabs(
     network: nn.Module,
@@ -232,13 +236,18 @@ def predict_slabs(
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
     multiple: int = 16,
+    fusion: str = "mean",
 ) -> torch.Tensor:
-    """Average over ``axes`` of the 2D ``network``'s slice-by-slice prediction of a normalised
-    ``(C, X, Y, Z)`` CPU volume; returns ``(C_out, X, Y, Z)`` float32 on the CPU. In-plane sizes
-    are padded (edge values) to a multiple of ``multiple`` and cropped back."""
+    """The 2D ``network``'s slice-by-slice predictions of a normalised ``(C, X, Y, Z)`` CPU volume
+    along each of ``axes``, fused by their ``fusion`` (``mean`` or ``median``: the median keeps
+    an edge where one orientation puts it elsewhere, the mean blurs it); returns
+    ``(C_out, X, Y, Z)`` float32 on the CPU. In-plane sizes are padded (edge values) to a multiple
+    of ``multiple`` and cropped back."""
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
     device = torch.device(device)
     network = network.to(device).eval()
-    total = None
+    total, predictions = None, []
     for axis in axes:
         n = volume.shape[axis + 1]
         plane = [s for a, s in enumerate(volume.shape[1:]) if a != axis]
@@ -252,7 +261,12 @@ def predict_slabs(
                 y = network(x.to(device))
             outputs.append(y.float().cpu()[:, :, : plane[0], : plane[1]])
         prediction = torch.cat(outputs).movedim(0, axis + 1)  # (C_out, …) with axis restored
-        total = prediction if total is None else total + prediction
+        if fusion == "median":
+            predictions.append(prediction)
+        else:
+            total = prediction if total is None else total + prediction
+    if fusion == "median":
+        return torch.stack(predictions).median(dim=0).values
     return total / len(axes)
 
 
@@ -268,6 +282,7 @@ def predict_volume_slabs(
     input_norm: dict | None = None,
     output_norm: dict | None = None,
     foreground: np.ndarray | None = None,
+    fusion: str = "mean",
 ) -> tuple[np.ndarray, dict]:
     """:func:`predict_slabs` on a ``(C, X, Y, Z)`` array with the bundle's intensity maps, as
     :func:`bids_synth.nn.inference.predict_volume` does for 3D networks; same return values."""
@@ -294,6 +309,7 @@ def predict_volume_slabs(
         device=device,
         dtype=dtype,
         multiple=getattr(inner, "multiple", 1),
+        fusion=fusion,
     ).numpy()
     if maps is not None:
         result = output_map(output_norm or {"method": "input"}, maps[0]).invert(result)
@@ -304,6 +320,7 @@ def predict_volume_slabs(
         "batch_size": batch_size,
         "windows": sum(array.shape[1 + a] for a in axes),
         "passes": len(axes),
+        "fusion": fusion,
         "fallbacks": [],
         "seconds": round(time.perf_counter() - started, 3),
     }

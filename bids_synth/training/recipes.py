@@ -61,6 +61,8 @@ class SlabRecipe:
     ``content`` is the loss (``l1`` or ``l2``). A fine-tune (``fine_tune_from``) may add input
     contrasts to its parent's (``widened_from``: the parent's ``suffixes``): it starts from the
     parent's weights with zero weights on the new contrasts' slices, so it starts as the parent.
+    ``fusion`` is how the bundle fuses its three orientations at inference (not part of the
+    training trajectory).
     """
 
     id: str
@@ -91,6 +93,7 @@ class SlabRecipe:
     fine_tune_from: int | None = None
     parent_id: str | None = None
     widened_from: tuple[str, ...] | None = None
+    fusion: str = "mean"
 
     def parent(self) -> SlabRecipe:
         """The recipe whose trajectory a fine-tune continues (itself when it is none)."""
@@ -130,7 +133,7 @@ class SlabRecipe:
     def run_settings(self) -> dict:
         """What defines the trajectory (a checkpoint of other settings is not resumed)."""
         settings = asdict(self)
-        for key in ("version", "epochs"):
+        for key in ("version", "epochs", "fusion"):  # the bundle's, not the training's
             settings.pop(key)
         for dotted, neutral in _RECORDED_WHEN_SET.items():
             *parents, key = dotted.split(".")
@@ -558,6 +561,7 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
             "slices": recipe.slices,
             "axes": [0, 1, 2],
             "amp": recipe.amp,
+            "fusion": recipe.fusion,
         },
         "input": {
             "suffixes": list(recipe.suffixes),
