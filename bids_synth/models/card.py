@@ -32,6 +32,17 @@ def _compute_line(training: dict, history: list[dict]) -> str:
     return line + (" — a small CPU budget, not a converged model." if kind == "a CPU" else ".")
 
 
+def _inference_lines(inference: dict) -> list[str]:
+    if inference.get("mode") != "slabs":
+        return []
+    return [
+        f"Inference: slabs of {inference.get('slices', '?')} slices along each of "
+        f"{len(inference.get('axes', []))} orientations, fused by their "
+        f"{inference.get('fusion', 'mean')}, under {inference.get('amp', 'no')} autocast.",
+        "",
+    ]
+
+
 def _harmonization_lines(meta: dict) -> list[str]:
     """What a harmonization bundle maps to (absent for other tasks)."""
     harmonization = meta.get("harmonization")
@@ -110,6 +121,7 @@ def render_model_card(meta: dict, history: list[dict]) -> str:
         + json.dumps(output.get("normalization", {}), sort_keys=True)
         + "`.",
         "",
+        *_inference_lines(meta.get("inference", {})),
         *_harmonization_lines(meta),
         "## Training data",
         "",
