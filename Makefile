@@ -18,14 +18,14 @@ demo: $(STAMP)
 	$(BIN)/bids-synth demo demo_output
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 # a real single-node Slurm (Debian's slurm-wlm and munge) started and stopped by the test
 test-slurm: $(STAMP)
 	$(BIN)/python -m pytest -q -rs -p no:xdist -m slurm tests/test_slurm.py
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "slow or not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "slow or not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check bids_synth tests benchmarks

@@ -11,8 +11,6 @@ import pytest
 from bids_synth.cli import main
 from bids_synth.validation import errors, summarise, validate, validator_executable
 
-pytestmark = pytest.mark.xdist_group("demo")  # one worker builds the shared fixture
-
 MANIFEST = Path(__file__).parent / "data" / "demo_manifest.txt"
 README = Path(__file__).parents[1] / "README.md"
 #: the placeholders of the README's output listing
@@ -42,7 +40,7 @@ def nifti_digests(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module")  # built once: make test sends a module's tests to one worker
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     assert main(["demo", str(out), "--resolution", "3", "--nprocs", "2"]) == 0
