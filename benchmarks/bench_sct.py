@@ -27,8 +27,9 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 
 import ants  # noqa: E402
 import numpy as np  # noqa: E402
+from harness import ct_skull_thickness  # noqa: E402
 
-from bids_synth.metrics import ct_metrics, skull_thickness_mm  # noqa: E402
+from bids_synth.metrics import ct_metrics  # noqa: E402
 from bids_synth.preproc.masks import brain_mask, head_mask  # noqa: E402
 from bids_synth.synthesis import sct_methods  # noqa: E402
 
@@ -192,7 +193,7 @@ def real_scans(atlases, bundle) -> tuple[dict, dict]:
         summary[name] = {
             m: {
                 **sct_methods.ct_qc(hu, head.numpy() > 0.5, brain_voxels),
-                "SkullThicknessMm": skull_thickness(hu, nib.load(path).affine),
+                "SkullThicknessMm": ct_skull_thickness(hu, nib.load(path).affine),
             }
             for m, hu in synthetic.items()
         }
@@ -206,22 +207,12 @@ def real_scans(atlases, bundle) -> tuple[dict, dict]:
     summary[REAL_CT] = {
         "-": {
             **sct_methods.ct_qc(hu, inside, real_brain),
-            "SkullThicknessMm": skull_thickness(
+            "SkullThicknessMm": ct_skull_thickness(
                 hu, nib.load(reference_file("ct_head_invesalius0051.nii.gz")).affine
             ),
         }
     }
     return summary, images
-
-
-def skull_thickness(hu: np.ndarray, affine: np.ndarray) -> list[float]:
-    """The skull's thickness over the vertex (median, p25, p75 in mm; RAS+ voxel order)."""
-    import nibabel as nib
-
-    canonical = nib.as_closest_canonical(nib.Nifti1Image(hu.astype(np.float32), affine))
-    voxels = np.asarray(canonical.dataobj)
-    found = skull_thickness_mm(voxels > 300, voxels > -400, canonical.header.get_zooms()[:3])
-    return [found["median"], found["p25"], found["p75"]]
 
 
 def meets_goals(qc: dict, real_ct: dict) -> bool:
@@ -284,11 +275,11 @@ def real_table(summary: dict) -> str:
                 if method == "-"
                 else ("yes" if meets_goals(qc, summary[REAL_CT]["-"]) else "no")
             )
-            median, p25, p75 = qc["SkullThicknessMm"]
+            skull = qc["SkullThicknessMm"]
             lines.append(
                 f"| {scan} | {method} | {qc['MedianHUBrain']:.1f} | {qc['MeanHUBrain']:.1f} | "
                 f"{'–' if core is None else f'{100 * core:.2f} %'} | {bone} | "
-                f"{median:.1f} [{p25:.1f}, {p75:.1f}] | {met} |"
+                f"{skull['median']:.1f} [{skull['p25']:.1f}, {skull['p75']:.1f}] | {met} |"
             )
     return "\n".join(lines)
 

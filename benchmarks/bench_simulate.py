@@ -35,9 +35,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from harness import CT_HEAD_HU, ct_skull_thickness  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from bids_synth.metrics import skull_thickness_mm  # noqa: E402
 from bids_synth.refdata import reference_dir  # noqa: E402
 from bids_synth.simulate import draw_anatomy, simulate_subject  # noqa: E402
 from bids_synth.simulate.normalisation import mr_scale  # noqa: E402
@@ -88,7 +88,7 @@ def _sync(device: str) -> None:
 def segment_ct(hu: np.ndarray, voxel_mm) -> dict[str, np.ndarray]:
     """HU/morphology classes of a head CT: air (outside the head), bone (> 300 HU), brain
     (inside the skull, −20…100 HU), soft tissue (the rest of the head, −250…250 HU)."""
-    head = ndimage.binary_fill_holes(ndimage.binary_closing(hu > -400, iterations=2))
+    head = ndimage.binary_fill_holes(ndimage.binary_closing(hu > CT_HEAD_HU, iterations=2))
     labels, n = ndimage.label(head)
     if n > 1:
         head = labels == 1 + np.argmax(ndimage.sum(head, labels, range(1, n + 1)))
@@ -112,9 +112,8 @@ def canonical_ct(hu: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, tuple]
     return np.asarray(image.dataobj, dtype=np.float32), image.header.get_zooms()[:3]
 
 
-def ct_statistics(hu: np.ndarray, voxel_mm, classes: dict) -> dict:
-    """HU statistics per class and the skull's thickness over the vertex (RAS+ voxel order)."""
-    thickness = skull_thickness_mm(classes["bone"], hu > -400, voxel_mm)
+def ct_statistics(hu: np.ndarray, classes: dict, thickness: dict) -> dict:
+    """HU statistics per class, and the skull's ``thickness`` over the vertex."""
     return {
         "skull_thickness_mm": {key: round(value, 2) for key, value in thickness.items()},
         **{
@@ -135,9 +134,11 @@ def realism_ct(draws, names, out: Path) -> dict | None:
     if not path.exists():
         return None
     img = nib.load(path)
-    real, voxel_mm = canonical_ct(np.asarray(img.dataobj, dtype=np.float32), img.affine)
+    raw = np.asarray(img.dataobj, dtype=np.float32)
+    real, voxel_mm = canonical_ct(raw, img.affine)
     real_classes = segment_ct(real, voxel_mm)
-    result = {"real": ct_statistics(real, voxel_mm, real_classes), "simulated": []}
+    thickness = ct_skull_thickness(raw, img.affine)
+    result = {"real": ct_statistics(real, real_classes, thickness), "simulated": []}
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     for axis, name in zip(axes, CT_CLASSES):
         axis.hist(
@@ -153,7 +154,8 @@ def realism_ct(draws, names, out: Path) -> dict | None:
         image, affine = draw.acquired["CT"]
         sim, voxel_mm = canonical_ct(image.cpu().numpy(), affine)
         classes = segment_ct(sim, voxel_mm)
-        result["simulated"].append({"source": draw_name, **ct_statistics(sim, voxel_mm, classes)})
+        thickness = ct_skull_thickness(image.cpu().numpy(), np.asarray(affine))
+        result["simulated"].append({"source": draw_name, **ct_statistics(sim, classes, thickness)})
         for axis, name in zip(axes, CT_CLASSES):
             axis.hist(
                 sim[classes[name]],

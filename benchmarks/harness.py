@@ -7,6 +7,9 @@ import os
 import platform
 from pathlib import Path
 
+#: CT voxels above this HU are inside the head (not air)
+CT_HEAD_HU = -400.0
+
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
@@ -65,3 +68,19 @@ def mosaic(images: dict, path: Path, windows: dict | None = None) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def ct_skull_thickness(hu, affine) -> dict[str, float]:
+    """A CT's skull thickness over the vertex (:func:`bids_synth.metrics.skull_thickness_mm` on
+    bone-range voxels, in RAS+ voxel order): median, p25, p75 (mm) and rays."""
+    import nibabel as nib
+    import numpy as np
+
+    from bids_synth.metrics import skull_thickness_mm
+    from bids_synth.synthesis.sct_methods import BONE_QC_HU
+
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(hu, np.float32), affine))
+    voxels = np.asarray(canonical.dataobj)
+    return skull_thickness_mm(
+        voxels >= BONE_QC_HU, voxels > CT_HEAD_HU, canonical.header.get_zooms()[:3]
+    )

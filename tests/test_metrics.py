@@ -229,3 +229,5 @@ def test_skull_thickness_of_a_spherical_shell():
     assert thickness["median"] == pytest.approx(6.0, abs=1.0)
     assert thickness["p25"] <= thickness["median"] <= thickness["p75"]
     assert thickness["rays"] > 100
+    nothing = metrics.skull_thickness_mm(np.zeros_like(bone), head, voxel_mm)
+    assert nothing["rays"] == 0 and math.isnan(nothing["median"])

@@ -172,6 +172,7 @@ def test_tiny_25d_unet_learns_a_contrast_swap_in_seconds():
 def test_slab_bundle_round_trips_and_predicts_on_any_grid(tmp_path):
     from safetensors.torch import load as load_safetensors
 
+    from bids_synth.errors import ModelBundleError
     from bids_synth.models import Bundle
     from bids_synth.models.bundle import save_bundle
     from bids_synth.models.prediction import predict_on_grid
@@ -205,7 +206,11 @@ def test_slab_bundle_round_trips_and_predicts_on_any_grid(tmp_path):
     first, info = predict_on_grid(bundle, [image], affine, device="auto", mask=head)
     second, _ = predict_on_grid(bundle, [image], affine, device="auto", mask=head)
     assert first.shape == image.shape and np.array_equal(first, second)
-    assert info["passes"] == 3 and info["device"] == "cpu"
+    assert info["passes"] == 3 and info["device"] == "cpu" and info["fusion"] == "mean"
+    meta["inference"]["fusion"] = "max"
+    unknown = save_bundle(tmp_path / "max", net, meta=meta)
+    with pytest.raises(ModelBundleError, match="unknown inference fusion 'max'"):
+        predict_on_grid(unknown, [image], affine, device="auto", mask=head)
 
 
 def test_sct_qc_flags_bone_in_the_brain_core():

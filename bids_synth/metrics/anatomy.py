@@ -21,8 +21,9 @@ def skull_thickness_mm(bone: np.ndarray, head: np.ndarray, voxel_mm) -> dict[str
 
     The rays leave from the head's centre :data:`RAY_ORIGIN_BELOW_VERTEX_MM` below its top, every
     5° of elevation from :data:`MIN_ELEVATION_DEG` up and every 10° of azimuth, and count the
-    ``bone`` voxels they cross (rays that cross none are left out). Oblique crossings make it
-    longer than the skull's normal thickness, the same way for every head it is applied to.
+    ``bone`` voxels they cross (rays that cross none are left out; NaN when none crosses any).
+    Oblique crossings make it longer than the skull's normal thickness, the same way for every
+    head it is applied to.
     """
     voxel_mm = np.asarray(voxel_mm, dtype=float)
     rows = np.nonzero(head.reshape(-1, head.shape[2]).sum(axis=0))[0]
@@ -46,5 +47,7 @@ def skull_thickness_mm(bone: np.ndarray, head: np.ndarray, voxel_mm) -> dict[str
             crossed = bone[tuple(index[inside].T)].sum() * RAY_STEP_MM
             if crossed:
                 lengths.append(crossed)
+    if not lengths:
+        return {"median": float("nan"), "p25": float("nan"), "p75": float("nan"), "rays": 0}
     p25, median, p75 = np.percentile(lengths, [25, 50, 75])
     return {"median": float(median), "p25": float(p25), "p75": float(p75), "rays": len(lengths)}

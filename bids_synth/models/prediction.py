@@ -58,8 +58,16 @@ def predict_on_grid(
     from nibabel import orientations as ornt
     from scipy.ndimage import zoom
 
+    from bids_synth.errors import ModelBundleError
     from bids_synth.nn.inference import predict_volume
-    from bids_synth.nn.slabs import predict_volume_slabs
+    from bids_synth.nn.slabs import FUSIONS, predict_volume_slabs
+
+    inference = bundle.meta.get("inference", {})
+    if inference.get("fusion", "mean") not in FUSIONS:
+        raise ModelBundleError(
+            f"model bundle {bundle.ref}: unknown inference fusion {inference['fusion']!r} "
+            f"(expected one of {', '.join(FUSIONS)})"
+        )
 
     ras = [_canonical(c, affine) for c in channels]
     volume = np.stack([r[0] for r in ras]).astype(np.float32)
@@ -73,7 +81,6 @@ def predict_on_grid(
         if foreground is not None:
             foreground = zoom(foreground.astype(np.uint8), spacing / wanted, order=0) > 0
     network = bundle.load_network("cpu")
-    inference = bundle.meta.get("inference", {})
     box = head_box(foreground) if foreground is not None else (slice(None),) * 3
     common = dict(
         batch_size=batch_size,
