@@ -213,6 +213,47 @@ def test_slab_bundle_round_trips_and_predicts_on_any_grid(tmp_path):
         predict_on_grid(unknown, [image], affine, device="auto", mask=head)
 
 
+def test_an_acquired_grid_bundle_runs_on_the_image_voxels_and_a_spacing_one_resamples(tmp_path):
+    """An identity denoiser gives the image back bit for bit on its own 3 mm voxels; resampled
+    to a 1 mm contract and back, it does not."""
+    from bids_synth.errors import ModelBundleError
+    from bids_synth.models.bundle import save_bundle
+    from bids_synth.models.prediction import predict_on_grid
+    from bids_synth.nn.factory import build_network
+
+    kwargs = {"in_channels": 3, "out_channels": 1, "channels": [4, 8], "dims": 2}
+    net = build_network("unet", identity_channel=1, **kwargs)
+    meta = {
+        "id": "denoise-test-slab",
+        "version": "0.0.1",
+        "task": "denoise",
+        "architecture": {"name": "unet", "kwargs": {**kwargs, "identity_channel": 1}},
+        "inference": {"mode": "slabs", "slices": 3, "axes": [0, 1, 2], "amp": "off"},
+        "input": {
+            "suffixes": ["T1w"],
+            "spacing_mm": [1.0] * 3,
+            "grid": "acquired",
+            "orientation": "RAS",
+            "normalization": {"method": "percentile", "low": 0.5, "high": 99.5},
+        },
+        "output": {"suffix": "T1w", "normalization": {"method": "input"}},
+    }
+    image = np.random.default_rng(1).random((10, 12, 8)).astype(np.float32) + 1
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    head = np.ones(image.shape, bool)
+    acquired = save_bundle(tmp_path / "acquired", net, meta=meta)
+    same, _ = predict_on_grid(acquired, [image], affine, device="cpu", mask=head)
+    np.testing.assert_allclose(same, image, rtol=1e-6)
+    meta["input"]["grid"] = "spacing"
+    spacing = save_bundle(tmp_path / "spacing", net, meta=meta)
+    resampled, _ = predict_on_grid(spacing, [image], affine, device="cpu", mask=head)
+    assert np.abs(resampled - image).mean() > 0.05
+    meta["input"]["grid"] = "native"
+    unknown = save_bundle(tmp_path / "native", net, meta=meta)
+    with pytest.raises(ModelBundleError, match="unknown input grid 'native'"):
+        predict_on_grid(unknown, [image], affine, device="cpu", mask=head)
+
+
 def test_sct_qc_flags_bone_in_the_brain_core():
     from bids_synth.synthesis.sct_methods import ct_qc
 
@@ -465,6 +506,7 @@ def test_denoise_recipe_trains_and_exports_an_input_scale_bundle(tmp_path):
     meta = export_bundle(recipe, tmp_path, tmp_path / "bundle").meta
     assert meta["input"]["channels"] == 1 and meta["input"]["suffixes"][0] == "T1w"
     assert meta["output"]["normalization"] == {"method": "input"}
+    assert meta["input"]["grid"] == "acquired"  # a denoiser is never resampled
     assert meta["architecture"]["kwargs"]["identity_channel"] == 1
     assert "sct" not in meta["training"]["data"]["description"]
     sct = RECIPES["sct-t1w-slab"].run_settings()

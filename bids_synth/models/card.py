@@ -82,6 +82,21 @@ def _check_lines(checks: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _grid_text(inputs: dict) -> str:
+    """Where the network runs, as the input contract's ``grid`` says."""
+    orientation = inputs.get("orientation", "?")
+    if inputs.get("grid") == "acquired":
+        return (
+            f"on the image's own voxels ({orientation}; trained at "
+            f"{inputs.get('spacing_mm', '?')} mm, never resampled: interpolation would correlate "
+            "the noise) as bids-synth does before inference."
+        )
+    return (
+        f"resampled to {inputs.get('spacing_mm', '?')} mm ({orientation}) as bids-synth does "
+        "before inference."
+    )
+
+
 def render_model_card(meta: dict, history: list[dict]) -> str:
     """The model card text: what the model does, its training data, held-out metrics, limits and
     the command that retrains it."""
@@ -104,8 +119,7 @@ def render_model_card(meta: dict, history: list[dict]) -> str:
         "",
         "## Intended use",
         "",
-        f"Research use: produce {use} of the head, resampled to "
-        f"{inputs.get('spacing_mm', '?')} mm ({inputs.get('orientation', '?')}) as bids-synth does before inference. "
+        f"Research use: produce {use} of the head, {_grid_text(inputs)} "
         "Not a medical device; not for diagnosis or treatment planning without independent validation.",
         "",
         "## Architecture",

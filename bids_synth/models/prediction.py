@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 SPACING_TOLERANCE = 0.1  # relative: closer to the contract's spacing than this runs as is
+#: the input contract's ``grid``: resample to its ``spacing_mm``, or run on the image's own voxels
+#: (a denoiser: noise is independent per acquired voxel, and interpolation correlates it)
+GRIDS = ("spacing", "acquired")
 HEAD_MARGIN_VOXELS = 4  # context kept around the head's bounding box
 
 
@@ -49,7 +52,7 @@ def predict_on_grid(
     """The bundle's prediction for ``channels`` (same grid, ``affine``), on that grid.
 
     The volumes are reoriented to RAS, resampled (linear) to the contract's spacing when it
-    differs by more than 10 %, normalised as the contract declares (statistics inside ``mask``,
+    differs by more than 10 % (never for an ``acquired`` grid, see :data:`GRIDS`), normalised as the contract declares (statistics inside ``mask``,
     the head mask, as in training, when given), predicted with :func:`predict_volume` (3D
     bundles) or :func:`predict_volume_slabs` (2.5D bundles, ``inference.mode`` ``slabs``), only
     in the mask's bounding box when given (air costs no windows; outside it the prediction's
@@ -68,11 +71,21 @@ def predict_on_grid(
             f"model bundle {bundle.ref}: unknown inference fusion {inference['fusion']!r} "
             f"(expected one of {', '.join(FUSIONS)})"
         )
+    grid = bundle.meta["input"].get("grid", "spacing")
+    if grid not in GRIDS:
+        raise ModelBundleError(
+            f"model bundle {bundle.ref}: unknown input grid {grid!r} "
+            f"(expected one of {', '.join(GRIDS)})"
+        )
 
     ras = [_canonical(c, affine) for c in channels]
     volume = np.stack([r[0] for r in ras]).astype(np.float32)
     spacing, back = ras[0][1], ras[0][2]
-    wanted = np.asarray(bundle.meta["input"].get("spacing_mm", spacing), float)
+    wanted = (
+        spacing
+        if grid == "acquired"
+        else np.asarray(bundle.meta["input"].get("spacing_mm", spacing), float)
+    )
     shape = volume.shape[1:]
     resample = np.any(np.abs(spacing / wanted - 1) > SPACING_TOLERANCE)
     foreground = None if mask is None else _canonical(mask.astype(np.float32), affine)[0] > 0.5

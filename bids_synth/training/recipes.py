@@ -211,7 +211,7 @@ RECIPES = {
     ),
     "denoise-slab": SlabRecipe(
         id="denoise-slab",
-        version="2.0.0",
+        version="2.1.0",
         task="denoise",
         suffixes=("T1w", "T2w", "FLAIR", "PD"),
         target="T1w",
@@ -571,6 +571,8 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
             "suffixes": list(recipe.suffixes),
             "channels": recipe.input_channels,
             "spacing_mm": [recipe.spacing_mm] * 3,
+            # a denoiser runs on the acquired voxels, whose noise is what it learned to remove
+            "grid": "acquired" if recipe.task == "denoise" else "spacing",
             "orientation": "RAS",
             "normalization": PERCENTILE_NORMALISATION,
         },
