@@ -420,3 +420,16 @@ def test_the_colin27_skull_is_as_thick_as_a_real_heads():
     thickness = skull_thickness_mm(bone, head, np.abs(np.diag(volume.affine)[:3]))
     assert 6.0 <= thickness["median"] <= 10.0
     assert volume.fractions[Tissue.MARROW][bone].mean() > 0.2  # the diploë
+
+
+@pytest.mark.skipif(
+    not (reference_dir() / "ch2.nii.gz").exists(),
+    reason="reference data (BIDS_SYNTH_REFDATA) not available",
+)
+def test_the_colin27_head_has_a_real_heads_share_of_fat():
+    """Fat is what is bright in the T1w, nothing more: the real head CT has 9.1 % of its head in
+    −190…−30 HU (and 6 % in −30…0, partial volumes); labelling a subcutaneous layer as fat as
+    well, as for sources without intensities, had given 22 %."""
+    volume = load_colin27()
+    head = volume.fractions[Tissue.BACKGROUND] < 0.5
+    assert 0.06 <= volume.fractions[Tissue.FAT][head].mean() <= 0.15

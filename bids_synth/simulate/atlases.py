@@ -67,10 +67,17 @@ def _fill_head(head: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(closed)
 
 
-def _split_scalp(f: np.ndarray, soft: np.ndarray, head_depth: np.ndarray) -> None:
-    f[Tissue.SKIN] += soft * (head_depth < SKIN_MM)
-    f[Tissue.FAT] += soft * ((head_depth >= SKIN_MM) & (head_depth < FAT_MM))
-    f[Tissue.MUSCLE] += soft * (head_depth >= FAT_MM)
+def _split_scalp(
+    f: np.ndarray, soft: np.ndarray, head_depth: np.ndarray, *, fat_layer: bool = True
+) -> None:
+    """Soft tissue by depth below the head's surface: skin to :data:`SKIN_MM`, then (``fat_layer``:
+    for sources that cannot tell fat by its intensity) subcutaneous fat to :data:`FAT_MM`, muscle
+    deeper."""
+    skin = head_depth < SKIN_MM
+    fat = ~skin & (head_depth < FAT_MM) if fat_layer else np.zeros_like(skin)
+    f[Tissue.SKIN] += soft * skin
+    f[Tissue.FAT] += soft * fat
+    f[Tissue.MUSCLE] += soft * (~skin & ~fat)
 
 
 def _split_bone(f: np.ndarray, bone: np.ndarray, affine: np.ndarray) -> None:
@@ -211,7 +218,7 @@ def load_colin27() -> LabelVolume:
     Brain: fuzzy CSF/GM/WM memberships between 1D k-means centres. Outside the brain: the skull
     (:func:`_colin27_skull`) within :data:`SKULL_SHELL_MM` of the brain, very dark voxels farther
     out are sinus air, CSF-dark voxels next to the brain are CSF, bright voxels are fat, the rest
-    is scalp soft tissue.
+    is skin and muscle.
     """
     img = nib.load(reference_file("ch2.nii.gz"))
     t1 = np.asarray(img.dataobj, dtype=np.float32)
@@ -233,7 +240,8 @@ def load_colin27() -> LabelVolume:
     f[Tissue.CSF] += csf_dark | (very_dark & ~skull & (to_brain < SKULL_SHELL_MM))
     f[Tissue.FAT] += bright
     soft = (head & ~skull & ~very_dark & ~csf_dark & ~bright).astype(np.float32)
-    _split_scalp(f, soft, _depth_mm(head | brain, img.affine))
+    # the T1w has found the fat (bright): the rest of the soft tissue is not fat at any depth
+    _split_scalp(f, soft, _depth_mm(head | brain, img.affine), fat_layer=False)
     return LabelVolume(_normalised(f), img.affine, MNI_HEAD_CENTRE_MM)
 
 
