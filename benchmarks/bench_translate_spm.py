@@ -193,19 +193,16 @@ def _flair_contrast(t1w, affine, head, tpm, refs) -> list[str]:
 def _colin27_mosaic(refs) -> list[str]:
     """Every T1w-input translate bundle on the real Colin27 T1 (1 mm, one person: sharper than
     the templates), each image divided by its 99.5th head percentile: a mosaic to look at."""
-    import nibabel as nib
+    from bench_denoise import load_colin27
 
     from bids_synth.models.prediction import predict_mr_in_head
-    from bids_synth.refdata import reference_file
 
-    image = nib.load(reference_file("ch2.nii.gz"))
-    t1w = np.asanyarray(image.dataobj, dtype=np.float32)
-    brain = np.asanyarray(nib.load(reference_file("ch2bet.nii.gz")).dataobj) > 0
-    head = t1w > 0.1 * np.median(t1w[brain])
+    colin = load_colin27()
+    t1w, head = colin["clean"], colin["head"]
     shown = {"Colin27 T1w": _unit(t1w, head)}
     for target in ("T2w", "PD", "FLAIR"):
         for bundle in _bundles_for(target, refs):
-            predicted, _ = predict_mr_in_head(bundle, [t1w], image.affine, head, device="cpu")
+            predicted, _ = predict_mr_in_head(bundle, [t1w], colin["affine"], head, device="cpu")
             shown[bundle.ref] = _unit(predicted, head)
     mosaic(shown, RESULTS / "translate_colin27_mosaic.png",
            windows=dict.fromkeys(shown, (0.0, 1.0)))  # fmt: skip
