@@ -30,6 +30,7 @@ from bids_synth.simulate.atlases import (
     _individual_skull,
     _split_bone,
     load_colin27,
+    load_ct_head,
     neuromorphometrics_tissue,
 )
 from bids_synth.simulate.deformation import (
@@ -433,3 +434,25 @@ def test_the_colin27_head_has_a_real_heads_share_of_fat():
     volume = load_colin27()
     head = volume.fractions[Tissue.BACKGROUND] < 0.5
     assert 0.06 <= volume.fractions[Tissue.FAT][head].mean() <= 0.15
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (reference_dir() / "ct_head_invesalius0051.nii.gz").exists(),
+    reason="reference data (BIDS_SYNTH_REFDATA) not available",
+)
+def test_the_ct_head_keeps_the_real_skull_and_fills_its_cavity_with_a_brain():
+    """The real head CT measures 8.0 mm (7.0–9.0) over the vertex and has 18.3 % of its head in
+    bone (≥ 300 HU); the fitted MNI brain fills its cranial cavity."""
+    volume = load_ct_head()
+    f = volume.fractions
+    assert nib.aff2axcodes(volume.affine) == ("R", "A", "S")
+    assert np.allclose(f.sum(axis=0), 1, atol=1e-4)
+    head = f[Tissue.BACKGROUND] < 0.5
+    bone = f[Tissue.CORTICAL_BONE] + f[Tissue.MARROW]
+    assert 7.0 <= skull_thickness_mm(bone > 0.5, head, np.ones(3))["median"] <= 9.0
+    assert 0.15 <= bone[head].mean() <= 0.21
+    assert f[Tissue.SINUS][head].mean() > 0.01  # sinuses and mastoid air
+    cavity = f[[Tissue.CSF, Tissue.VENTRICLE, Tissue.GM, Tissue.WM]].sum(axis=0)
+    assert 1.2e6 <= cavity.sum() <= 1.7e6  # mm³: an adult's intracranial volume
+    assert f[[Tissue.GM, Tissue.WM]].sum() / cavity.sum() > 0.75

@@ -347,6 +347,7 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
         steps_per_epoch=2,
         loss_emphasis=None,
         fine_tune_from=None,
+        base=None,
     )
     fine_tune = dataclasses.replace(parent, loss_emphasis=(0.3, 3.0), fine_tune_from=1)
     assert fine_tune.parent() == parent and parent.parent() is parent
@@ -365,6 +366,25 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
     with pytest.raises(ValueError, match="other recipe settings"):  # the parent at another epoch
         late = dataclasses.replace(fine_tune, fine_tune_from=2)
         run_recipe(late, tmp_path / "late", epochs=3, seed_checkpoint=seed)
+
+    # a fine-tune of the fine-tune, with one more head, continues it from its epoch 2
+    more = dataclasses.replace(
+        fine_tune,
+        train_heads=fine_tune.train_heads + (("phantom", 3),),
+        base=fine_tune,
+        fine_tune_from=2,
+    )
+    assert more.parent() is fine_tune and more.run_settings()["base"] == fine_tune.run_settings()
+    (tmp_path / "more" / "heads").mkdir(parents=True)
+    for head in (1, 2, 3):
+        _shell_head().save(tmp_path / "more" / "heads" / head_file_name("phantom", head))
+    tuned_seed = write_seed_checkpoint(fine_tune, tmp_path / "fine-tune", tmp_path / "seed-2")
+    continued = run_recipe(more, tmp_path / "more", epochs=3, seed_checkpoint=tuned_seed)
+    assert len(continued) == 3 and continued[:2] == tuned
+    description = export_bundle(more, tmp_path / "more", tmp_path / "more-bundle").meta
+    assert description["training"]["data"]["description"].endswith(
+        "300 HU weighing 3× in the L1 loss from epoch 1 on; the phantom heads added from epoch 2 on"
+    )
 
 
 def test_a_widened_fine_tune_starts_as_its_parent_and_learns_from_both_inputs(tmp_path):
@@ -390,6 +410,7 @@ def test_a_widened_fine_tune_starts_as_its_parent_and_learns_from_both_inputs(tm
         steps_per_epoch=2,
         loss_emphasis=None,
         fine_tune_from=None,
+        base=None,
     )
     widened = dataclasses.replace(
         parent,

@@ -5,7 +5,9 @@ The files come from the reference-data folder (:mod:`bids_synth.refdata`, never 
 - ``spm/TPM.nii.gz``: SPM's 6 tissue probability maps (GM, WM, CSF, bone, soft tissue, air), 1.5 mm;
 - ``spm/labels_Neuromorphometrics.nii.gz`` + ``.xml``: brain labels (same grid as the TPM; its
   licence is CC BY-NC: fine for tests and benchmarks, not for training shipped models);
-- ``ch2.nii.gz`` + ``ch2bet.nii.gz``: Colin27, segmented here by intensity (a crude 1 mm anatomy).
+- ``ch2.nii.gz`` + ``ch2bet.nii.gz``: Colin27, segmented here by intensity (a crude 1 mm anatomy);
+- ``ct_head_invesalius0051.nii.gz``: a real head CT, whose skull, sinuses and scalp are read from its
+  HU (:func:`load_ct_head`), with the MNI 2009a brain fitted into its cranial cavity.
 
 What the maps lack is derived with simple morphology: ventricles are CSF deeper than
 :data:`VENTRICLE_DEPTH_MM` inside the brain; the scalp is split by depth below the head surface
@@ -25,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from bids_synth.refdata import reference_file
+from bids_synth.simulate.ct import HU_DISTRIBUTIONS
 from bids_synth.simulate.tissues import N_TISSUES, Tissue
 
 VENTRICLE_DEPTH_MM = 10.0
@@ -288,9 +291,180 @@ def load_mni2009a() -> LabelVolume:
     return LabelVolume(_normalised(f), gm_img.affine, MNI_HEAD_CENTRE_MM)
 
 
+#: the real head CT's voxels mix the two tissues whose mean HU (:data:`HU_DISTRIBUTIONS`) bracket
+#: their own, along this ladder; bone only within :data:`CT_BONE_REACH_MM` of bone (the noise of
+#: soft tissue is no marrow) and fat only farther than :data:`CT_AIR_EDGE_MM` from air (an
+#: air–skin edge is no fat)
+CT_LADDER = (Tissue.SINUS, Tissue.FAT, Tissue.MUSCLE, Tissue.MARROW, Tissue.CORTICAL_BONE)
+CT_HEAD_HU, CT_BONE_HU = -400.0, 250.0
+CT_BONE_REACH_MM, CT_AIR_EDGE_MM = 2.0, 1.5
+#: the cranial cavity is soft tissue of this HU range, cut from the scalp by an opening of this
+#: radius (the foramina and orbits are narrower than it)
+CT_CAVITY_HU, CT_CAVITY_OPENING_MM = (-20.0, 100.0), 5.0
+_BRAIN_TISSUES = (Tissue.CSF, Tissue.VENTRICLE, Tissue.GM, Tissue.WM, Tissue.DEEP_GM)
+
+
+def _ladder_fractions(hu: np.ndarray, tissues: tuple[Tissue, ...]) -> np.ndarray:
+    """Two-tissue partial volumes along ``tissues`` (ascending mean HU): ``(len(tissues), ...)``."""
+    anchors = np.array([HU_DISTRIBUTIONS[t][0] for t in tissues], dtype=np.float32)
+    clipped = np.clip(hu, anchors[0], anchors[-1])
+    out = np.zeros((len(tissues), *hu.shape), dtype=np.float32)
+    for k in range(len(tissues) - 1):
+        inside = (clipped >= anchors[k]) & (clipped < anchors[k + 1])
+        t = (clipped - anchors[k]) / (anchors[k + 1] - anchors[k])
+        out[k] += np.where(inside, 1 - t, 0)
+        out[k + 1] += np.where(inside, t, 0)
+    out[-1] += clipped >= anchors[-1]
+    return out
+
+
+def _resampled_1mm(img) -> tuple[np.ndarray, np.ndarray]:
+    """``img`` (any orientation and voxel size) on a 1 mm RAS grid over its field of view."""
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    corners = np.array(np.meshgrid(*[(0, n - 1) for n in data.shape], indexing="ij"))
+    world = nib.affines.apply_affine(img.affine, corners.reshape(3, -1).T)
+    low, high = world.min(axis=0), world.max(axis=0)
+    affine = np.eye(4)
+    affine[:3, 3] = low
+    shape = tuple(int(n) for n in np.floor(high - low) + 1)
+    to_source = np.linalg.inv(img.affine) @ affine
+    resampled = ndimage.affine_transform(
+        data, to_source[:3, :3], to_source[:3, 3], output_shape=shape, order=1, cval=data.min()
+    )
+    return resampled, affine
+
+
+def _slicewise_filled(mask: np.ndarray) -> np.ndarray:
+    """Holes filled in each axial slice (air of the airway and sinuses open below the field of
+    view is still inside the head)."""
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2), in_plane)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        raise ValueError("the head CT has no head")
+    return labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+
+
+def _head_without_rest(body: np.ndarray) -> np.ndarray:
+    """The head of a CT's ``body`` mask, not the thin head rest it lies on: the largest component
+    of the mask eroded by 2 voxels, grown back inside it."""
+    core = _largest_component(ndimage.binary_erosion(body, iterations=2))
+    return ndimage.binary_dilation(core, iterations=2) & body
+
+
+def _cranial_cavity(hu: np.ndarray, head: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The largest soft-tissue region once the scalp's bridges to it are opened, restored to its
+    full extent and with its holes filled."""
+    soft = head & (hu > CT_CAVITY_HU[0]) & (hu < CT_CAVITY_HU[1])
+    ball = _ball(CT_CAVITY_OPENING_MM, affine)
+    core = _largest_component(ndimage.binary_erosion(soft, ball))
+    return ndimage.binary_fill_holes(ndimage.binary_dilation(core, ball) & soft)
+
+
+def _block_mean(array: np.ndarray, affine: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``array`` averaged over blocks of ``k``³ voxels, and the affine of the coarser grid."""
+    shape = [n // k for n in array.shape]
+    blocks = array[: shape[0] * k, : shape[1] * k, : shape[2] * k]
+    coarse = blocks.reshape(shape[0], k, shape[1], k, shape[2], k).mean(axis=(1, 3, 5))
+    step = np.diag([k, k, k, 1.0])
+    step[:3, 3] = (k - 1) / 2
+    return coarse.astype(np.float32), affine @ step
+
+
+def _fitted(mni: LabelVolume, cavity: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """``mni``'s fractions, affinely registered (antspyx, one ITK thread) so that its brain and
+    CSF fill ``cavity``, on ``cavity``'s grid."""
+    import tempfile
+    from pathlib import Path
+
+    import ants
+
+    from bids_synth.interfaces.base import run_single_threaded
+
+    brain = mni.fractions[list(_BRAIN_TISSUES)].sum(axis=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        # two masks: 3 mm voxels fit them as well as 1 mm ones, 25× faster
+        for name, mask, grid in (("cavity", cavity, affine), ("brain", brain, mni.affine)):
+            coarse = nib.Nifti1Image(*_block_mean(mask.astype(np.float32), grid, 3))
+            nib.save(coarse, folder / f"{name}-3mm.nii.gz")
+        nib.save(nib.Nifti1Image(cavity.astype(np.float32), affine), folder / "cavity.nii.gz")
+        run_single_threaded(
+            "bids_synth.preproc.registration",
+            {
+                "fixed": str(folder / "cavity-3mm.nii.gz"),
+                "moving": str(folder / "brain-3mm.nii.gz"),
+                "fixed_mask": None,
+                "transform": "affine",
+                "background": 0.0,
+                "seed": 0,
+                "workdir": tmp,
+                "out_matrix": str(folder / "mni_to_ct.mat"),
+                "out_file": str(folder / "fitted.nii.gz"),
+            },
+        )
+        fixed = ants.image_read(str(folder / "cavity.nii.gz"))
+        fitted = []
+        for channel in mni.fractions:
+            nib.save(nib.Nifti1Image(channel, mni.affine), folder / "channel.nii.gz")
+            moved = ants.apply_transforms(
+                fixed,
+                ants.image_read(str(folder / "channel.nii.gz")),
+                [str(folder / "mni_to_ct.mat")],
+                interpolator="linear",
+            )
+            fitted.append(moved.numpy())
+    return np.stack(fitted).astype(np.float32)
+
+
+def load_ct_head() -> LabelVolume:
+    """A real head CT (InVesalius 0051, skull base to vertex) → fractions on a 1 mm grid.
+
+    Outside the cranial cavity every voxel is read from its HU along :data:`CT_LADDER` (the real
+    skull's tables and diploë, sinuses and mastoid air, scalp fat), soft tissue split by depth into
+    skin and muscle. The cavity holds the MNI 2009a brain and CSF, affinely fitted into it
+    (:func:`_fitted`) and rescaled to fill it. Below the field of view is air.
+    """
+    hu, affine = _resampled_1mm(nib.load(reference_file("ct_head_invesalius0051.nii.gz")))
+    head = _slicewise_filled(_head_without_rest(hu > CT_HEAD_HU))
+    cavity = _cranial_cavity(hu, head, affine)
+    bone_zone = ndimage.distance_transform_edt(hu < CT_BONE_HU, sampling=_voxel_mm(affine))
+    air_zone = ndimage.distance_transform_edt(hu > CT_HEAD_HU, sampling=_voxel_mm(affine))
+    ladder = _ladder_fractions(hu, CT_LADDER)
+    sinus, fat, soft, marrow, cortical = ladder
+    near_bone = bone_zone <= CT_BONE_REACH_MM
+    soft = np.where(near_bone, soft, soft + marrow + cortical)
+    marrow, cortical = marrow * near_bone, cortical * near_bone
+    near_air = air_zone <= CT_AIR_EDGE_MM
+    soft, fat = np.where(near_air, soft + fat, soft), fat * ~near_air
+    f = np.zeros((N_TISSUES, *hu.shape), dtype=np.float32)
+    outside = (head & ~cavity).astype(np.float32)
+    f[Tissue.CORTICAL_BONE], f[Tissue.MARROW] = cortical * outside, marrow * outside
+    f[Tissue.FAT], f[Tissue.SINUS] = fat * outside, sinus * outside
+    _split_scalp(f, soft * outside, _depth_mm(head, affine), fat_layer=False)
+    mni = load_mni2009a()
+    brain = _fitted(mni, cavity, affine)[list(_BRAIN_TISSUES)]
+    total = brain.sum(axis=0)
+    share = np.divide(1.0, total, out=np.zeros_like(total), where=total > 1e-3)
+    brain = brain * share
+    brain[_BRAIN_TISSUES.index(Tissue.CSF)] += total <= 1e-3  # what the fitted brain misses
+    for tissue, channel in zip(_BRAIN_TISSUES, brain):
+        f[tissue] += channel * cavity
+    centroid = nib.affines.apply_affine(affine, np.argwhere(cavity).mean(axis=0))
+    mni_brain = mni.fractions[list(_BRAIN_TISSUES)].sum(axis=0) > 0.5
+    mni_centroid = nib.affines.apply_affine(mni.affine, np.argwhere(mni_brain).mean(axis=0))
+    centre = centroid + np.asarray(MNI_HEAD_CENTRE_MM) - mni_centroid
+    return LabelVolume(_normalised(f), affine, tuple(float(c) for c in centre))
+
+
 FILE_SOURCES = {
     "tpm": load_tpm,
     "mni2009a": load_mni2009a,
     "neuromorphometrics": load_neuromorphometrics,
     "colin27": load_colin27,
+    "ct0051": load_ct_head,
 }

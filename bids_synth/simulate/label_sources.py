@@ -21,7 +21,7 @@ from bids_synth.simulate.tissues import Tissue
 if TYPE_CHECKING:
     from bids_synth.simulate.atlases import LabelVolume
 
-LABEL_SOURCES = ("phantom", "tpm", "mni2009a", "neuromorphometrics", "colin27")
+LABEL_SOURCES = ("phantom", "tpm", "mni2009a", "neuromorphometrics", "colin27", "ct0051")
 
 
 class PhantomSource:

@@ -42,6 +42,7 @@ _RECORDED_WHEN_SET = {
     "fine_tune_from": None,
     "parent_id": None,
     "widened_from": None,
+    "base": None,
 }
 
 #: settings a fine-tune (``fine_tune_from``) may change against its parent trajectory
@@ -61,8 +62,9 @@ class SlabRecipe:
     ``content`` is the loss (``l1`` or ``l2``). A fine-tune (``fine_tune_from``) may add input
     contrasts to its parent's (``widened_from``: the parent's ``suffixes``): it starts from the
     parent's weights with zero weights on the new contrasts' slices, so it starts as the parent.
-    ``fusion`` is how the bundle fuses its three orientations at inference (not part of the
-    training trajectory).
+    A fine-tune of a fine-tune names the recipe whose trajectory it continues (``base``) and may
+    change anything against it. ``fusion`` is how the bundle fuses its three orientations at
+    inference (not part of the training trajectory).
     """
 
     id: str
@@ -94,11 +96,14 @@ class SlabRecipe:
     parent_id: str | None = None
     widened_from: tuple[str, ...] | None = None
     fusion: str = "mean"
+    base: SlabRecipe | None = None
 
     def parent(self) -> SlabRecipe:
         """The recipe whose trajectory a fine-tune continues (itself when it is none)."""
         if self.fine_tune_from is None:
             return self
+        if self.base is not None:
+            return self.base
         neutral = {key: _RECORDED_WHEN_SET[key] for key in _FINE_TUNE_SETTINGS}
         return replace(
             self,
@@ -133,6 +138,8 @@ class SlabRecipe:
     def run_settings(self) -> dict:
         """What defines the trajectory (a checkpoint of other settings is not resumed)."""
         settings = asdict(self)
+        if self.base is not None:
+            settings["base"] = self.base.run_settings()
         for key in ("version", "epochs", "fusion"):  # the bundle's, not the training's
             settings.pop(key)
         for dotted, neutral in _RECORDED_WHEN_SET.items():
@@ -248,6 +255,17 @@ RECIPES["sct-t1w-t2w-slab"] = replace(
     suffixes=("T1w", "T2w"),
     parent_id="sct-t1w-slab",
     widened_from=("T1w",),
+)
+
+
+#: 2.5.0 continues 2.4.0 from epoch 182 with the real head CT's skull, sinuses and scalp
+#: (``ct0051``: tables and diploë, mastoid air, fat on the galea) among its heads
+RECIPES["sct-t1w-slab"] = replace(
+    RECIPES["sct-t1w-slab"],
+    version="2.5.0",
+    train_heads=RECIPES["sct-t1w-slab"].train_heads + _heads({"ct0051": 6}, 100),
+    base=RECIPES["sct-t1w-slab"],
+    fine_tune_from=182,
 )
 
 
@@ -470,7 +488,16 @@ def _output_contract(recipe: SlabRecipe) -> dict:
 
 
 def _fine_tune_description(recipe: SlabRecipe) -> str:
-    """What a fine-tune changes (loss emphasis, added inputs, adversarial term), and from when."""
+    """What a fine-tune changes (loss emphasis, added inputs, adversarial term, added heads), and
+    from when; a fine-tune of a fine-tune adds its own changes to its base's."""
+    if recipe.base is not None:
+        added = sorted({s for s, _ in set(recipe.train_heads) - set(recipe.base.train_heads)})
+        since = f" from epoch {recipe.fine_tune_from} on"
+        return (
+            f"{_fine_tune_description(recipe.base)}; the {', '.join(added)} heads added{since}"
+            if added
+            else _fine_tune_description(recipe.base)
+        )
     terms = []
     if recipe.loss_emphasis:
         threshold, factor = recipe.loss_emphasis
