@@ -13,18 +13,21 @@ CT_HEAD_THRESHOLD_HU = -500.0
 def head_mask(image: ants.ANTsImage, *, modality: str = "MR") -> ants.ANTsImage:
     """Binary head mask: everything inside the skin, sinuses and skull included.
 
-    MR: the clip level of the intensities (:func:`clip_level`); CT: voxels above −500 HU. Then a 5 mm closing, hole
-    filling (in 3D and slice by slice, so that cavities opening onto the edge of the field of view
-    are filled too: the skin encloses the dark skull and CSF), and the largest component.
+    MR: above the clip level of the intensities (:func:`clip_level`); CT: above −500 HU. Then
+    :func:`head_region`.
     """
     data = image.numpy()
-    if modality == "CT":
-        foreground = data > CT_HEAD_THRESHOLD_HU
-    else:
-        foreground = data > clip_level(data)
+    level = CT_HEAD_THRESHOLD_HU if modality == "CT" else clip_level(data)
+    return image.new_image_like(head_region(image, level).astype("float32"))
+
+
+def head_region(image: ants.ANTsImage, level: float) -> np.ndarray:
+    """The voxels above ``level``, closed by 5 mm, hole-filled (in 3D and slice by slice, so that
+    cavities opening onto the edge of the field of view are filled too: the skin encloses the dark
+    skull and CSF), largest component."""
+    foreground = image.numpy() > level
     mask = ndimage.binary_closing(foreground, _ball(5.0, image.spacing), border_value=0)
-    mask = _largest_component(_fill_holes(mask))
-    return image.new_image_like(mask.astype("float32"))
+    return _largest_component(_fill_holes(mask))
 
 
 def clip_level(data: np.ndarray, *, iterations: int = 20) -> float:
