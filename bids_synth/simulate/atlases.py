@@ -301,7 +301,7 @@ CT_BONE_REACH_MM, CT_AIR_EDGE_MM = 2.0, 1.5
 #: the cranial cavity is soft tissue of this HU range, cut from the scalp by an opening of this
 #: radius (the foramina and orbits are narrower than it)
 CT_CAVITY_HU, CT_CAVITY_OPENING_MM = (-20.0, 100.0), 5.0
-_BRAIN_TISSUES = (Tissue.CSF, Tissue.VENTRICLE, Tissue.GM, Tissue.WM, Tissue.DEEP_GM)
+BRAIN_TISSUES = (Tissue.CSF, Tissue.VENTRICLE, Tissue.GM, Tissue.WM, Tissue.DEEP_GM)
 
 
 def _ladder_fractions(hu: np.ndarray, tissues: tuple[Tissue, ...]) -> np.ndarray:
@@ -365,60 +365,33 @@ def _cranial_cavity(hu: np.ndarray, head: np.ndarray, affine: np.ndarray) -> np.
     return ndimage.binary_fill_holes(ndimage.binary_dilation(core, ball) & soft)
 
 
-def _block_mean(array: np.ndarray, affine: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``array`` averaged over blocks of ``k``³ voxels, and the affine of the coarser grid."""
-    shape = [n // k for n in array.shape]
-    blocks = array[: shape[0] * k, : shape[1] * k, : shape[2] * k]
-    coarse = blocks.reshape(shape[0], k, shape[1], k, shape[2], k).mean(axis=(1, 3, 5))
-    step = np.diag([k, k, k, 1.0])
-    step[:3, 3] = (k - 1) / 2
-    return coarse.astype(np.float32), affine @ step
+#: the head CT's world → MNI space (RAS mm): the affine that fits the MNI 2009a brain and CSF into
+#: the CT's cranial cavity, found by antspyx (``scripts/fit_ct_head.py``)
+MNI_FROM_CT_HEAD = np.array(
+    [
+        [1.093548, -0.025732, 0.008876, 138.320476],
+        [-0.012579, 0.987064, 0.341531, -146.969664],
+        [-0.010955, -0.385405, 1.099632, -45.250489],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
 
 
-def _fitted(mni: LabelVolume, cavity: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """``mni``'s fractions, affinely registered (antspyx, one ITK thread) so that its brain and
-    CSF fill ``cavity``, on ``cavity``'s grid."""
-    import tempfile
-    from pathlib import Path
+def ct_head_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The head CT on a 1 mm RAS grid: HU, affine, head mask and cranial cavity."""
+    hu, affine = _resampled_1mm(nib.load(reference_file("ct_head_invesalius0051.nii.gz")))
+    head = _slicewise_filled(_head_without_rest(hu > CT_HEAD_HU))
+    return hu, affine, head, _cranial_cavity(hu, head, affine)
 
-    import ants
 
-    from bids_synth.interfaces.base import run_single_threaded
-
-    brain = mni.fractions[list(_BRAIN_TISSUES)].sum(axis=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        # two masks: 3 mm voxels fit them as well as 1 mm ones, 25× faster
-        for name, mask, grid in (("cavity", cavity, affine), ("brain", brain, mni.affine)):
-            coarse = nib.Nifti1Image(*_block_mean(mask.astype(np.float32), grid, 3))
-            nib.save(coarse, folder / f"{name}-3mm.nii.gz")
-        nib.save(nib.Nifti1Image(cavity.astype(np.float32), affine), folder / "cavity.nii.gz")
-        run_single_threaded(
-            "bids_synth.preproc.registration",
-            {
-                "fixed": str(folder / "cavity-3mm.nii.gz"),
-                "moving": str(folder / "brain-3mm.nii.gz"),
-                "fixed_mask": None,
-                "transform": "affine",
-                "background": 0.0,
-                "seed": 0,
-                "workdir": tmp,
-                "out_matrix": str(folder / "mni_to_ct.mat"),
-                "out_file": str(folder / "fitted.nii.gz"),
-            },
-        )
-        fixed = ants.image_read(str(folder / "cavity.nii.gz"))
-        fitted = []
-        for channel in mni.fractions:
-            nib.save(nib.Nifti1Image(channel, mni.affine), folder / "channel.nii.gz")
-            moved = ants.apply_transforms(
-                fixed,
-                ants.image_read(str(folder / "channel.nii.gz")),
-                [str(folder / "mni_to_ct.mat")],
-                interpolator="linear",
-            )
-            fitted.append(moved.numpy())
-    return np.stack(fitted).astype(np.float32)
+def _on_ct_grid(mni: LabelVolume, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """``mni``'s fractions through :data:`MNI_FROM_CT_HEAD` on the head CT's grid (linear)."""
+    to_mni = np.linalg.inv(mni.affine) @ MNI_FROM_CT_HEAD @ affine
+    return np.stack([
+        ndimage.affine_transform(channel, to_mni[:3, :3], to_mni[:3, 3], output_shape=shape,
+                                 order=1, cval=0.0)
+        for channel in mni.fractions
+    ])  # fmt: skip
 
 
 def load_ct_head() -> LabelVolume:
@@ -427,11 +400,9 @@ def load_ct_head() -> LabelVolume:
     Outside the cranial cavity every voxel is read from its HU along :data:`CT_LADDER` (the real
     skull's tables and diploë, sinuses and mastoid air, scalp fat), soft tissue split by depth into
     skin and muscle. The cavity holds the MNI 2009a brain and CSF, affinely fitted into it
-    (:func:`_fitted`) and rescaled to fill it. Below the field of view is air.
+    (:data:`MNI_FROM_CT_HEAD`) and rescaled to fill it. Below the field of view is air.
     """
-    hu, affine = _resampled_1mm(nib.load(reference_file("ct_head_invesalius0051.nii.gz")))
-    head = _slicewise_filled(_head_without_rest(hu > CT_HEAD_HU))
-    cavity = _cranial_cavity(hu, head, affine)
+    hu, affine, head, cavity = ct_head_grid()
     bone_zone = ndimage.distance_transform_edt(hu < CT_BONE_HU, sampling=_voxel_mm(affine))
     air_zone = ndimage.distance_transform_edt(hu > CT_HEAD_HU, sampling=_voxel_mm(affine))
     ladder = _ladder_fractions(hu, CT_LADDER)
@@ -447,15 +418,15 @@ def load_ct_head() -> LabelVolume:
     f[Tissue.FAT], f[Tissue.SINUS] = fat * outside, sinus * outside
     _split_scalp(f, soft * outside, _depth_mm(head, affine), fat_layer=False)
     mni = load_mni2009a()
-    brain = _fitted(mni, cavity, affine)[list(_BRAIN_TISSUES)]
+    brain = _on_ct_grid(mni, hu.shape, affine)[list(BRAIN_TISSUES)]
     total = brain.sum(axis=0)
     share = np.divide(1.0, total, out=np.zeros_like(total), where=total > 1e-3)
     brain = brain * share
-    brain[_BRAIN_TISSUES.index(Tissue.CSF)] += total <= 1e-3  # what the fitted brain misses
-    for tissue, channel in zip(_BRAIN_TISSUES, brain):
+    brain[BRAIN_TISSUES.index(Tissue.CSF)] += total <= 1e-3  # what the fitted brain misses
+    for tissue, channel in zip(BRAIN_TISSUES, brain):
         f[tissue] += channel * cavity
     centroid = nib.affines.apply_affine(affine, np.argwhere(cavity).mean(axis=0))
-    mni_brain = mni.fractions[list(_BRAIN_TISSUES)].sum(axis=0) > 0.5
+    mni_brain = mni.fractions[list(BRAIN_TISSUES)].sum(axis=0) > 0.5
     mni_centroid = nib.affines.apply_affine(mni.affine, np.argwhere(mni_brain).mean(axis=0))
     centre = centroid + np.asarray(MNI_HEAD_CENTRE_MM) - mni_centroid
     return LabelVolume(_normalised(f), affine, tuple(float(c) for c in centre))
