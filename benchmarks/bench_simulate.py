@@ -6,7 +6,7 @@
 1. Speed: subjects per second for a full draw (anatomy + T1w, T2w, CT with degradations) on
    the default field of view (180×216×200 mm) at ``--spacing``.
 2. Realism (needs the reference images, see bids_synth.refdata; skipped when missing):
-   - HU histograms of simulated CTs (phantom, tpm, mni2009a and colin27 heads) and the real head
+   - HU histograms of simulated CTs (phantom, tpm, mni2009a, colin27 and ct0051 heads) and the real head
      CT, all segmented by the *same* HU and morphology rules (air outside the head, bone,
      extra-cranial soft tissue, intracranial brain), and the skull's thickness over the vertex
      (bone length along upward rays, :func:`bids_synth.metrics.skull_thickness_mm`);
@@ -292,7 +292,7 @@ def main() -> None:
     contrasts = ("T1w", "T2w", "FLAIR", "PD", "CT")
     sources = [("phantom", 0), ("phantom", 1), ("phantom", 2)]
     if (reference_dir() / "spm" / "TPM.nii.gz").exists():
-        sources += [("tpm", 3), ("mni2009a", 5), ("colin27", 4)]
+        sources += [("tpm", 3), ("mni2009a", 5), ("colin27", 4), ("ct0051", 6)]
     draws = [
         simulate_subject(
             seed,
