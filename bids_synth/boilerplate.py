@@ -110,7 +110,8 @@ def methods_text(steps: list[Step], bundles: list, *, seed: int) -> str:
         "The T1w image of each participant and session was corrected for intensity "
         f"non-uniformity with N4BiasFieldCorrection [@n4] (ANTs through antspyx "
         f"{_version('antspyx')} [@antsx2021]; shrink factor {shrink}); head and brain masks were "
-        "then computed from its intensities (Otsu thresholds) and mathematical morphology."
+        "then computed from its intensities (the head above its clip level, the brain above a "
+        "multi-Otsu threshold) and mathematical morphology."
     )
     coreg = by_desc.get(("xfm", "antsRegistration (antspyx)"))
     if coreg:

@@ -26,7 +26,8 @@ class _MaskOutputSpec(TraitedSpec):
 
 
 class HeadMask(SimpleInterface):
-    """Head mask: threshold (Otsu for MR, −500 HU for CT), largest component, closing, hole filling."""
+    """Head mask: threshold (the clip level for MR, −500 HU for CT), closing, hole filling, largest
+    component."""
 
     input_spec = _HeadMaskInputSpec
     output_spec = _MaskOutputSpec
