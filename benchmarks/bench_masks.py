@@ -1,8 +1,9 @@
 """Head masks of MR images: the clip level (bids-synth) against Otsu's threshold (its former rule).
 
-Both thresholds go through the same morphology (:func:`bids_synth.preproc.masks.head_region`). Scored by Dice against the true head of held-out
-simulated T1w heads (``colin27`` anatomy, seeds 900000…, random scanner styles, 2 mm), and as the
-agreement of the two masks on the real T1w images of the reference data (no truth there).
+Both thresholds go through the same morphology (:func:`bids_synth.preproc.masks.head_region`).
+Scored by Dice against the true head of held-out simulated T1w heads (``colin27`` anatomy, seeds
+900000…, random scanner styles, 2 mm), and as the agreement of the two masks on the real T1w
+images of the reference data (no truth there).
 
     python benchmarks/bench_masks.py [--subjects 6] [--append]
 """

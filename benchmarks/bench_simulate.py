@@ -6,8 +6,8 @@
 1. Speed: subjects per second for a full draw (anatomy + T1w, T2w, CT with degradations) on
    the default field of view (180×216×200 mm) at ``--spacing``.
 2. Realism (needs the reference images, see bids_synth.refdata; skipped when missing):
-   - HU histograms of simulated CTs (phantom, tpm, mni2009a, colin27 and ct0051 heads) and the real head
-     CT, all segmented by the *same* HU and morphology rules (air outside the head, bone,
+   - HU histograms of simulated CTs (phantom, tpm, mni2009a, colin27 and ct0051 heads) and the
+     real head CT, all segmented by the *same* HU and morphology rules (air outside the head, bone,
      extra-cranial soft tissue, intracranial brain), and the skull's thickness over the vertex
      (bone length along upward rays, :func:`bids_synth.metrics.skull_thickness_mm`);
    - T1w intensity histogram inside the head, simulated vs Colin27, both divided by their

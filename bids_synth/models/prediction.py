@@ -56,7 +56,8 @@ def predict_on_grid(
     the contract declares (statistics inside ``mask``, the head mask, as in training, when
     given), predicted with :func:`predict_volume` (3D bundles) or :func:`predict_volume_slabs`
     (2.5D bundles, ``inference.mode`` ``slabs``), only in the mask's bounding box when given (air
-    costs no windows; outside it the prediction's minimum), and mapped back. Returns the prediction and predict_volume's info.
+    costs no windows; outside it the prediction's minimum), and mapped back. Returns the
+    prediction and predict_volume's info.
     """
     from nibabel import orientations as ornt
     from scipy.ndimage import zoom

@@ -387,11 +387,13 @@ def ct_head_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def _on_ct_grid(mni: LabelVolume, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
     """``mni``'s fractions through :data:`MNI_FROM_CT_HEAD` on the head CT's grid (linear)."""
     to_mni = np.linalg.inv(mni.affine) @ MNI_FROM_CT_HEAD @ affine
-    return np.stack([
-        ndimage.affine_transform(channel, to_mni[:3, :3], to_mni[:3, 3], output_shape=shape,
-                                 order=1, cval=0.0)
-        for channel in mni.fractions
-    ])  # fmt: skip
+    matrix, offset = to_mni[:3, :3], to_mni[:3, 3]
+    return np.stack(
+        [
+            ndimage.affine_transform(channel, matrix, offset, output_shape=shape, order=1)
+            for channel in mni.fractions
+        ]
+    )
 
 
 def load_ct_head() -> LabelVolume:
