@@ -329,8 +329,10 @@ def test_the_card_says_which_head_model_revision_each_span_of_epochs_trained_on(
 def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path):
     import dataclasses
 
+    from bids_synth.nn.checkpoint import load_checkpoint
     from bids_synth.training.recipes import (
         RECIPES,
+        build_trainer,
         export_bundle,
         run_recipe,
         write_seed_checkpoint,
@@ -348,6 +350,7 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
         loss_emphasis=None,
         fine_tune_from=None,
         base=None,
+        lr_anneal=None,
     )
     fine_tune = dataclasses.replace(parent, loss_emphasis=(0.3, 3.0), fine_tune_from=1)
     assert fine_tune.parent() == parent and parent.parent() is parent
@@ -367,23 +370,34 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
         late = dataclasses.replace(fine_tune, fine_tune_from=2)
         run_recipe(late, tmp_path / "late", epochs=3, seed_checkpoint=seed)
 
-    # a fine-tune of the fine-tune, with one more head, continues it from its epoch 2
+    # a fine-tune of the fine-tune, with one more head and an annealed learning rate, continues
+    # it from its epoch 2
     more = dataclasses.replace(
         fine_tune,
         train_heads=fine_tune.train_heads + (("phantom", 3),),
         base=fine_tune,
         fine_tune_from=2,
+        lr_anneal=(2, 0.5),
     )
+    lr = more.lr
+    rates = [more.lr_at(epoch) for epoch in (0, 2, 3, 4, 9)]
+    assert rates == [lr, lr, 0.75 * lr, 0.5 * lr, 0.5 * lr]
     assert more.parent() is fine_tune and more.run_settings()["base"] == fine_tune.run_settings()
     (tmp_path / "more" / "heads").mkdir(parents=True)
     for head in (1, 2, 3):
         _shell_head().save(tmp_path / "more" / "heads" / head_file_name("phantom", head))
     tuned_seed = write_seed_checkpoint(fine_tune, tmp_path / "fine-tune", tmp_path / "seed-2")
     continued = run_recipe(more, tmp_path / "more", epochs=3, seed_checkpoint=tuned_seed)
-    assert len(continued) == 3 and continued[:2] == tuned
+    assert len(continued) == 3 and continued[:2] == tuned and continued[2]["lr"] == lr
+    continued = run_recipe(more, tmp_path / "more", epochs=4)
+    assert continued[3]["lr"] == 0.75 * lr
+    trainer = build_trainer(more)
+    load_checkpoint(tmp_path / "more" / "checkpoints", trainer)
+    assert trainer.optimizers["generator"].param_groups[0]["lr"] == 0.75 * lr
     description = export_bundle(more, tmp_path / "more", tmp_path / "more-bundle").meta
     assert description["training"]["data"]["description"].endswith(
-        "300 HU weighing 3× in the L1 loss from epoch 1 on; the phantom heads added from epoch 2 on"
+        "300 HU weighing 3× in the L1 loss from epoch 1 on; the phantom heads added and the "
+        f"learning rate annealed from {lr:g} to {lr / 2:g} (half cosine) over 2 epochs from epoch 2 on"
     )
 
 
@@ -411,6 +425,7 @@ def test_a_widened_fine_tune_starts_as_its_parent_and_learns_from_both_inputs(tm
         loss_emphasis=None,
         fine_tune_from=None,
         base=None,
+        lr_anneal=None,
     )
     widened = dataclasses.replace(
         parent,

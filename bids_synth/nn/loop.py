@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bids_synth.nn.checkpoint import load_checkpoint, read_latest, save_checkpoint
@@ -53,6 +54,7 @@ def fit(
     validation_draws: int = 4,
     output_scale: float = 1.0,
     tags: dict | None = None,
+    lr_at: Callable[[int], float] | None = None,
 ) -> list[dict]:
     """Train ``trainer`` on ``data`` (see :mod:`bids_synth.nn.data`) and return the per-epoch history.
 
@@ -61,6 +63,8 @@ def fit(
     with the checkpoint; ``resume=True`` continues from the latest checkpoint, bit for bit on CPU,
     and refuses a checkpoint written with different settings. ``tags`` are recorded in every row
     this call adds to the history (what the run's data was, e.g. the head model's revision).
+    ``lr_at`` gives each epoch's learning rate (0-based epoch → rate); without it the optimizers
+    keep theirs.
     """
     checkpoints = workdir / "checkpoints"
     history: list[dict] = []
@@ -80,6 +84,8 @@ def fit(
     validation = data.validation_batches(validation_draws)
     for epoch in range(start, epochs):
         started = time.perf_counter()
+        if lr_at is not None:
+            trainer.set_lr(lr_at(epoch))
         totals: dict[str, float] = {}
         bar = progress(
             data.epoch_batches(epoch, steps_per_epoch),
@@ -93,6 +99,8 @@ def fit(
                 totals[name] = totals.get(name, 0.0) + value
             bar.set_postfix(loss=f"{losses['loss']:.4g}")
         row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, **(tags or {})}
+        if lr_at is not None:
+            row["lr"] = lr_at(epoch)
         row.update({f"train_{name}": total / steps_per_epoch for name, total in totals.items()})
         row.update(validate(trainer, validation, output_scale=output_scale))
         row["seconds"] = round(time.perf_counter() - started, 3)

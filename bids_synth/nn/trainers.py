@@ -77,6 +77,12 @@ class Trainer(ABC):
         with autocast(self.device, self.dtype):
             return self.generator(source.to(self.device)).float().cpu()
 
+    def set_lr(self, lr: float) -> None:
+        """Set every optimizer's learning rate."""
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
     def _forward(self):
         return autocast(self.device, self.dtype)
 
