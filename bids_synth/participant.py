@@ -35,6 +35,7 @@ from bids_synth.execution import (
 )
 from bids_synth.fileio import atomic_write_text, load_image
 from bids_synth.reports import write_subject_report
+from bids_synth.reports.mosaics import mosaics_kept_in
 from bids_synth.runlog import UnitOutcome, write_run_log
 from bids_synth.workflows.base import init_bids_synth_wf, record_path
 from bids_synth.workflows.synthesis import registered_tasks
@@ -118,8 +119,9 @@ def process_units(
             LOG.error("%s: %s", unit.name, outcome.message)
         outcomes.append(outcome)
     write_run_log(execution.output_dir, execution.run_id, outcomes, started=started)
-    for subject in sorted({unit.subject for unit in valid}):
-        write_subject_report(execution.output_dir, subject)
+    with mosaics_kept_in(Path(execution.work_dir) / "reports"):
+        for subject in sorted({unit.subject for unit in valid}):
+            write_subject_report(execution.output_dir, subject)
     return exit_code(outcomes)
 
 

@@ -208,6 +208,26 @@ def test_views_are_in_ras_whatever_the_storage_order(tmp_path):
     assert axial[-1, -1] == 1  # with origin="lower": top right = anterior right (neurological)
 
 
+def test_a_mosaic_of_the_same_content_is_drawn_once(tmp_path, monkeypatch):
+    from bids_synth.reports import mosaics
+
+    volume = Volume(np.arange(8 * 9 * 10, dtype=np.float32).reshape(8, 9, 10), np.eye(4))
+    rows = [mosaics.Row("T1w", (mosaics.Layer(volume),))]
+    cuts = {AXIAL: [3.0, 5.0]}
+    drawn = mosaics.mosaic(rows, cuts, planes=(AXIAL,))
+    with mosaics.mosaics_kept_in(tmp_path):
+        assert mosaics.mosaic(rows, cuts, planes=(AXIAL,)) == drawn  # drawn and kept
+        monkeypatch.setattr(mosaics, "_draw", lambda *args: pytest.fail("drawn again"))
+        assert mosaics.mosaic(rows, cuts, planes=(AXIAL,)) == drawn  # read back
+        changed = [mosaics.Row("T1w", (mosaics.Layer(volume.with_data(volume.data + 1)),))]
+        for other in (changed, rows):  # other voxels; other cuts
+            with pytest.raises(pytest.fail.Exception, match="drawn again"):
+                mosaics.mosaic(other, {AXIAL: [3.0, 5.0] if other is changed else [4.0]}, (AXIAL,))
+    assert len(list(tmp_path.glob("mosaic-*.png"))) == 1
+    with pytest.raises(pytest.fail.Exception, match="drawn again"):  # outside the block: drawn
+        mosaics.mosaic(rows, cuts, planes=(AXIAL,))
+
+
 @pytest.mark.skipif(
     shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)"
 )

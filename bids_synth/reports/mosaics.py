@@ -4,16 +4,25 @@ A :class:`Row` is one picture of the head (an image with optional overlays and m
 mosaic draws every row at the same world coordinates in each requested plane, one block of rows
 per plane, so images on different voxel grids line up. All panels share one matplotlib axes in
 "panel units" (a panel is 1 unit wide), which is several times faster than an axes per panel.
+Within :func:`mosaics_kept_in`, a mosaic of the same content as one drawn before (same volumes,
+layers, cuts and software version) is read back instead of drawn again: a rerun's reports redraw
+only what changed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from matplotlib import patheffects
 from matplotlib.patches import Rectangle
 
+from bids_synth import __version__
+from bids_synth.fileio import atomic_write
 from bids_synth.reports.plotting import drawing, to_png
 from bids_synth.reports.volumes import AXIAL, CORONAL, PLANE_NAMES, SAGITTAL, SIDE_LABELS, Volume
 
@@ -52,6 +61,20 @@ class Row:
     colorbar: str | None = None
 
 
+_KEPT_IN: ContextVar[Path | None] = ContextVar("mosaics_kept_in", default=None)
+
+
+@contextlib.contextmanager
+def mosaics_kept_in(folder: Path):
+    """Within the block, keep every mosaic in ``folder`` under the hash of its content and reuse
+    it when the same content is drawn again."""
+    token = _KEPT_IN.set(Path(folder))
+    try:
+        yield
+    finally:
+        _KEPT_IN.reset(token)
+
+
 def mosaic(
     rows: list[Row], cuts: dict[int, list[float]], planes=(AXIAL, CORONAL, SAGITTAL)
 ) -> bytes:
@@ -59,6 +82,34 @@ def mosaic(
 
     Panels take the field of view of the first layer of the first row.
     """
+    folder = _KEPT_IN.get()
+    if folder is None:
+        return _draw(rows, cuts, planes)
+    kept = folder / f"mosaic-{_content_hash(rows, cuts, planes)}.png"
+    if kept.is_file():
+        return kept.read_bytes()
+    png = _draw(rows, cuts, planes)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(kept) as handle:
+        handle.write(png)
+    return png
+
+
+def _content_hash(rows: list[Row], cuts: dict[int, list[float]], planes) -> str:
+    """sha256 of everything a mosaic shows: the volumes' voxels and affines, every layer's and
+    row's settings, the cuts and planes, and the software version that draws them."""
+    digest = hashlib.sha256(repr((__version__, tuple(planes), sorted(cuts.items()))).encode())
+    for row in rows:
+        digest.update(repr((row.label, row.colorbar)).encode())
+        for layer in row.layers:
+            settings = (layer.kind, layer.window, layer.cmap, layer.alpha, layer.threshold)
+            digest.update(repr((*settings, layer.color, layer.volume.data.shape)).encode())
+            digest.update(np.ascontiguousarray(layer.volume.data, dtype=np.float32))
+            digest.update(np.ascontiguousarray(layer.volume.affine, dtype=np.float64))
+    return digest.hexdigest()
+
+
+def _draw(rows: list[Row], cuts: dict[int, list[float]], planes) -> bytes:
     columns = len(cuts[planes[0]])
     reference = rows[0].layers[0].volume
     aspect = {axis: _aspect(reference.extent(axis)) for axis in planes}
