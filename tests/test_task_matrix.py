@@ -73,11 +73,11 @@ def test_every_method_runs_end_to_end(dataset, tmp_path, case):
 
 
 def test_nyul_runs_after_the_group_level_reference(dataset, tmp_path):
-    out = tmp_path / "out"
-    assert run(dataset, out, "--tasks", "harmonize") == 0
+    out, one = tmp_path / "out", ["--participant-label", "01", "--tasks", "harmonize"]
+    assert run(dataset, out, *one) == 0
     work = ["-w", str(tmp_path / "work")]
     assert main([str(dataset), str(out), "group", "--tasks", "harmonize", *work]) == 0
-    assert run(dataset, out, "--tasks", "harmonize", "--harmonize-method", "nyul") == 0
+    assert run(dataset, out, *one, "--harmonize-method", "nyul") == 0
     sidecar = json.loads((out / "sub-01/anat/sub-01_desc-harmonized_T1w.json").read_text())
     assert sidecar["Method"].lower().startswith("nyul"), sidecar
 
