@@ -456,3 +456,50 @@ def test_the_ct_head_keeps_the_real_skull_and_fills_its_cavity_with_a_brain():
     cavity = f[[Tissue.CSF, Tissue.VENTRICLE, Tissue.GM, Tissue.WM]].sum(axis=0)
     assert 1.2e6 <= cavity.sum() <= 1.7e6  # mm³: an adult's intracranial volume
     assert f[[Tissue.GM, Tissue.WM]].sum() / cavity.sum() > 0.75
+
+
+def _shells(stretch_sd: float, seed: int, monkeypatch=None, scale=None) -> np.ndarray:
+    """Bone fraction along a ray from the centre of concentric shells (brain to 30 mm, bone to 36
+    mm, scalp to 42 mm; 1 mm grid, x axis flipped) through a :class:`VolumeSource`."""
+    from bids_synth.simulate import label_sources
+    from bids_synth.simulate.atlases import LabelVolume
+    from bids_synth.simulate.tissues import Tissue
+
+    if scale is not None:
+        monkeypatch.setattr(label_sources, "shell_scale", lambda points, rng, sd: scale)
+    n = 110
+    radius = np.linalg.norm(np.indices((n, n, n)) - (n - 1) / 2, axis=0)
+    f = np.zeros((N_TISSUES, n, n, n), np.float32)
+    f[Tissue.WM], f[Tissue.CORTICAL_BONE] = radius < 30, (radius >= 30) & (radius < 36)
+    f[Tissue.SKIN], f[Tissue.BACKGROUND] = (radius >= 36) & (radius < 42), radius >= 42
+    affine = np.diag([-1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = [(n - 1) / 2, -(n - 1) / 2, -(n - 1) / 2]  # centre at the origin
+    source = label_sources.VolumeSource("shells", LabelVolume(f, affine, (0.0, 0.0, 0.0)), "cpu")
+    ray = torch.zeros(121, 3)
+    ray[:, 0] = torch.linspace(0, 60, 121)
+    ray[:, 1] = ray[:, 0] * 0.5  # oblique
+    fractions = source.fractions(ray, voxel_mm=1.0, seed=seed, shell_stretch_sd=stretch_sd)
+    return fractions[Tissue.CORTICAL_BONE].numpy()
+
+
+def test_a_shell_stretch_thickens_the_skull_and_scalp_by_its_factor(monkeypatch):
+    depth = np.linspace(0, 60, 121) * np.sqrt(1.25)  # mm from the centre along the ray
+    bone = depth[_shells(0.0, 1) > 0.5]
+    assert 29.5 <= bone.min() <= 31 and 35 <= bone.max() <= 36.5  # unstretched (1 mm voxels)
+    stretched = depth[_shells(0.3, 1, monkeypatch, scale=torch.full((121,), 1.5)) > 0.5]
+    assert 29.5 <= stretched.min() <= 31 and 38 <= stretched.max() <= 39.5  # 6 mm × 1.5
+
+
+def test_the_shell_stretch_is_a_smooth_bounded_field_of_the_seed():
+    from bids_synth.simulate.seeding import numpy_rng
+    from bids_synth.simulate.shell import SHELL_SCALE_LIMITS, shell_scale
+
+    points = torch.stack(torch.meshgrid(*[torch.arange(-90.0, 91.0, 5.0)] * 3, indexing="ij"), -1)
+    scales = [shell_scale(points, numpy_rng(seed, "shell"), 0.3) for seed in (1, 1, 2)]
+    assert torch.equal(scales[0], scales[1]) and not torch.equal(scales[0], scales[2])
+    low, high = SHELL_SCALE_LIMITS
+    assert low - 1e-6 <= float(scales[0].min()) and float(scales[0].max()) <= high + 1e-6
+    assert 0.15 < float(scales[0].log().std()) < 0.45  # about the requested spread
+    step = (scales[0][1:] / scales[0][:-1]).log().abs().max()  # 5 mm apart
+    assert float(step) < 0.15  # smooth: correlated over tens of mm
+    assert not np.array_equal(_shells(0.3, 1), _shells(0.3, 2))  # the seed's own skull

@@ -58,9 +58,12 @@ def draw_anatomy(
     spacing=1.0,
     device: str | torch.device = "cpu",
     deform: bool = True,
+    shell_stretch_sd: float = 0.0,
 ) -> Anatomy:
     """A random anatomy on a grid of ``shape`` (default :func:`default_shape`) and ``spacing`` mm,
-    centred on the source's head; ``deform=False`` keeps the affine part only."""
+    centred on the source's head; ``deform=False`` keeps the affine part only;
+    ``shell_stretch_sd`` > 0 varies the thickness of a file source's skull and scalp
+    (:mod:`~bids_synth.simulate.shell`)."""
     spacing = as_spacing(spacing)
     shape = tuple(int(n) for n in (shape or default_shape(spacing)))
     source = get_label_source(label_source, device)
@@ -74,7 +77,9 @@ def draw_anatomy(
     )
     points = transform(grid_points(shape, affine, device=device))
     voxel_mm = float(np.mean(spacing)) * transform.volume_scale
-    fractions = source.fractions(points, voxel_mm=voxel_mm, seed=seed)
+    fractions = source.fractions(
+        points, voxel_mm=voxel_mm, seed=seed, shell_stretch_sd=shell_stretch_sd
+    )
     del points
     biology = numpy_rng(seed, "biology")
     textures = smooth_field(

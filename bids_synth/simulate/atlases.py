@@ -434,6 +434,17 @@ def load_ct_head() -> LabelVolume:
     return LabelVolume(_normalised(f), affine, tuple(float(c) for c in centre))
 
 
+def brain_depth_and_normal(fractions: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """``(4, ...)``: every voxel's depth (mm) below the surface of the brain and its CSF (0
+    inside), then the unit outward normal in world axes (the gradient of the smoothed depth)."""
+    brain = fractions[list(BRAIN_TISSUES)].sum(axis=0) > 0.5
+    depth = ndimage.distance_transform_edt(~brain, sampling=_voxel_mm(affine))
+    gradient = np.stack(np.gradient(ndimage.gaussian_filter(depth, 2.0)))  # per voxel index
+    normal = np.einsum("ij,j...->i...", np.linalg.inv(affine[:3, :3]).T, gradient)
+    normal /= np.maximum(np.linalg.norm(normal, axis=0), 1e-6)
+    return np.concatenate([depth[None], normal]).astype(np.float32)
+
+
 FILE_SOURCES = {
     "tpm": load_tpm,
     "mni2009a": load_mni2009a,

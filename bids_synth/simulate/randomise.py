@@ -162,17 +162,20 @@ def simulate_label_head(
     spacing: float = 1.0,
     physics_contrasts: tuple[str, ...] = PHYSICS_CONTRASTS,
     target_contrasts: tuple[str, ...] = (),
+    shell_stretch_sd: float = 0.0,
 ) -> LabelHead:
-    """Draw one anatomy (random affine + nonlinear deformation of ``label_source``) and keep its
-    labels, CT, the clean physics images of ``physics_contrasts`` (each with its own random
-    scanner style) and of ``target_contrasts`` (the reference style), cropped to the head's
-    bounding box."""
+    """Draw one anatomy (random affine + nonlinear deformation of ``label_source``, its skull
+    and scalp stretched by ``shell_stretch_sd``) and keep its labels, CT, the clean physics
+    images of ``physics_contrasts`` (each with its own random scanner style) and of
+    ``target_contrasts`` (the reference style), cropped to the head's bounding box."""
     from bids_synth.simulate.anatomy import draw_anatomy
     from bids_synth.simulate.ct import clean_ct
     from bids_synth.simulate.scanner import ScannerStyle
     from bids_synth.simulate.subject import acquire
 
-    anatomy = draw_anatomy(seed, label_source=label_source, spacing=spacing)
+    anatomy = draw_anatomy(
+        seed, label_source=label_source, spacing=spacing, shell_stretch_sd=shell_stretch_sd
+    )
     ct = clean_ct(anatomy.fractions, anatomy.tissue_hu, anatomy.textures[1])
     physics = []
     for index, contrast in enumerate(physics_contrasts):
@@ -204,11 +207,14 @@ def head_file_name(
     spacing: float = 1.0,
     physics_contrasts: tuple[str, ...] = PHYSICS_CONTRASTS,
     target_contrasts: tuple[str, ...] = (),
+    shell_stretch_sd: float = 0.0,
 ) -> str:
-    """The cache file of one simulated head (the head model's revision, anatomy and contrasts)."""
+    """The cache file of one simulated head (the head model's revision, anatomy, shell stretch
+    and contrasts)."""
     physics = "" if physics_contrasts == PHYSICS_CONTRASTS else "-" + "-".join(physics_contrasts)
     targets = physics + "".join(f"+{name}" for name in sorted(target_contrasts))
-    return f"head-r{HEAD_MODEL_REVISION}-{source}-{seed}-{spacing:g}mm{targets}.npz"
+    shell = f"-shell{shell_stretch_sd:g}" if shell_stretch_sd else ""
+    return f"head-r{HEAD_MODEL_REVISION}-{source}-{seed}{shell}-{spacing:g}mm{targets}.npz"
 
 
 def load_or_simulate_heads(
@@ -218,14 +224,17 @@ def load_or_simulate_heads(
     spacing: float = 1.0,
     physics_contrasts: tuple[str, ...] = PHYSICS_CONTRASTS,
     target_contrasts: tuple[str, ...] = (),
+    shell_stretch_sd: float = 0.0,
     log=None,
 ) -> list[LabelHead]:
-    """The heads ``(label_source, seed)`` of ``specs`` (with ``physics_contrasts`` and
-    ``target_contrasts``), simulated once and cached in ``folder``."""
+    """The heads ``(label_source, seed)`` of ``specs`` (with ``physics_contrasts``,
+    ``target_contrasts`` and ``shell_stretch_sd``), simulated once and cached in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     heads = []
     for source, seed in specs:
-        path = folder / head_file_name(source, seed, spacing, physics_contrasts, target_contrasts)
+        path = folder / head_file_name(
+            source, seed, spacing, physics_contrasts, target_contrasts, shell_stretch_sd
+        )
         if not path.exists():
             if log:
                 log(f"simulating head {source} seed {seed}")
@@ -235,6 +244,7 @@ def load_or_simulate_heads(
                 spacing=spacing,
                 physics_contrasts=physics_contrasts,
                 target_contrasts=target_contrasts,
+                shell_stretch_sd=shell_stretch_sd,
             ).save(path)
         heads.append(LabelHead.load(path))
     return heads

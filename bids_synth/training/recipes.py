@@ -45,6 +45,7 @@ _RECORDED_WHEN_SET = {
     "widened_from": None,
     "base": None,
     "lr_anneal": None,
+    "shell_stretch_sd": 0.0,
 }
 
 #: settings a fine-tune (``fine_tune_from``) may change against its parent trajectory
@@ -66,7 +67,9 @@ class SlabRecipe:
     parent's weights with zero weights on the new contrasts' slices, so it starts as the parent.
     A fine-tune of a fine-tune names the recipe whose trajectory it continues (``base``) and may
     change anything against it, e.g. anneal the learning rate (``lr_anneal``). ``fusion`` is how the bundle fuses its three orientations at
-    inference (not part of the training trajectory).
+    inference (not part of the training trajectory). ``shell_stretch_sd`` varies the thickness
+    of the training heads' skulls and scalps (:mod:`bids_synth.simulate.shell`; the validation
+    heads keep their sources' own).
     """
 
     id: str
@@ -100,6 +103,7 @@ class SlabRecipe:
     fusion: str = "mean"
     base: SlabRecipe | None = None
     lr_anneal: tuple[int, float] | None = None
+    shell_stretch_sd: float = 0.0
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of 0-based ``epoch``: ``lr``, or with ``lr_anneal`` (epochs, factor)
@@ -331,9 +335,11 @@ def data_source(recipe: SlabRecipe, workdir: Path):
         target_contrasts=recipe.target_contrasts,
         log=LOG.info,
     )
+    train_heads = load_or_simulate_heads(
+        pool, list(recipe.train_heads), shell_stretch_sd=recipe.shell_stretch_sd, **options
+    )
     return RandomisedSlabs(
-        load_or_simulate_heads(pool, list(recipe.train_heads), **options)
-        + clean * recipe.clean_image_copies,
+        train_heads + clean * recipe.clean_image_copies,
         load_or_simulate_heads(pool, list(recipe.validation_heads), **options),
         slices=recipe.slices,
         size=recipe.size,
