@@ -370,22 +370,24 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
         late = dataclasses.replace(fine_tune, fine_tune_from=2)
         run_recipe(late, tmp_path / "late", epochs=3, seed_checkpoint=seed)
 
-    # a fine-tune of the fine-tune, with one more head and an annealed learning rate, continues
-    # it from its epoch 2
+    # a fine-tune of the fine-tune, with one more head, stretched training heads and an annealed
+    # learning rate, continues it from its epoch 2
     more = dataclasses.replace(
         fine_tune,
         train_heads=fine_tune.train_heads + (("phantom", 3),),
         base=fine_tune,
         fine_tune_from=2,
         lr_anneal=(2, 0.5),
+        shell_stretch_sd=0.2,
     )
     lr = more.lr
     rates = [more.lr_at(epoch) for epoch in (0, 2, 3, 4, 9)]
     assert rates == [lr, lr, 0.75 * lr, 0.5 * lr, 0.5 * lr]
     assert more.parent() is fine_tune and more.run_settings()["base"] == fine_tune.run_settings()
     (tmp_path / "more" / "heads").mkdir(parents=True)
-    for head in (1, 2, 3):
-        _shell_head().save(tmp_path / "more" / "heads" / head_file_name("phantom", head))
+    for head, stretch in ((1, 0.2), (3, 0.2), (2, 0.0)):  # the validation head is not stretched
+        name = head_file_name("phantom", head, shell_stretch_sd=stretch)
+        _shell_head().save(tmp_path / "more" / "heads" / name)
     tuned_seed = write_seed_checkpoint(fine_tune, tmp_path / "fine-tune", tmp_path / "seed-2")
     continued = run_recipe(more, tmp_path / "more", epochs=3, seed_checkpoint=tuned_seed)
     assert len(continued) == 3 and continued[:2] == tuned and continued[2]["lr"] == lr
@@ -396,7 +398,8 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
     assert trainer.optimizers["generator"].param_groups[0]["lr"] == 0.75 * lr
     description = export_bundle(more, tmp_path / "more", tmp_path / "more-bundle").meta
     assert description["training"]["data"]["description"].endswith(
-        "300 HU weighing 3× in the L1 loss from epoch 1 on; the phantom heads added and the "
+        "300 HU weighing 3× in the L1 loss from epoch 1 on; the phantom heads added, the "
+        "training heads' skulls and scalps stretched per draw (log-normal, sd 0.2), and the "
         f"learning rate annealed from {lr:g} to {lr / 2:g} (half cosine) over 2 epochs from epoch 2 on"
     )
 

@@ -537,9 +537,12 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
                 f"the learning rate annealed from {recipe.lr:g} to {recipe.lr * factor:g} "
                 f"(half cosine) over {length} epochs"
             )
-        since = f" from epoch {recipe.fine_tune_from} on"
-        return _fine_tune_description(recipe.base) + (
-            f"; {' and '.join(changes)}{since}" if changes else ""
+        if not changes:
+            return _fine_tune_description(recipe.base)
+        listed = " and ".join(changes) if len(changes) < 3 else ", ".join(changes[:-1])
+        listed += f", and {changes[-1]}" if len(changes) >= 3 else ""
+        return (
+            f"{_fine_tune_description(recipe.base)}; {listed} from epoch {recipe.fine_tune_from} on"
         )
     terms = []
     if recipe.loss_emphasis:
