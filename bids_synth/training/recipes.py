@@ -520,6 +520,13 @@ def _output_contract(recipe: SlabRecipe) -> dict:
     }
 
 
+def _listed(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b, and c``."""
+    if len(items) < 3:
+        return " and ".join(items)
+    return f"{', '.join(items[:-1])}, and {items[-1]}"
+
+
 def _fine_tune_description(recipe: SlabRecipe) -> str:
     """What a fine-tune changes (loss emphasis, added inputs, adversarial term, added heads), and
     from when; a fine-tune of a fine-tune adds its own changes to its base's."""
@@ -539,11 +546,8 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
             )
         if not changes:
             return _fine_tune_description(recipe.base)
-        listed = " and ".join(changes) if len(changes) < 3 else ", ".join(changes[:-1])
-        listed += f", and {changes[-1]}" if len(changes) >= 3 else ""
-        return (
-            f"{_fine_tune_description(recipe.base)}; {listed} from epoch {recipe.fine_tune_from} on"
-        )
+        since = f" from epoch {recipe.fine_tune_from} on"
+        return f"{_fine_tune_description(recipe.base)}; {_listed(changes)}{since}"
     terms = []
     if recipe.loss_emphasis:
         threshold, factor = recipe.loss_emphasis
