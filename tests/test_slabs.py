@@ -400,7 +400,8 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
     assert description["training"]["data"]["description"].endswith(
         "300 HU weighing 3× in the L1 loss from epoch 1 on; the phantom heads added, the "
         "training heads' skulls and scalps stretched per draw (log-normal, sd 0.2), and the "
-        f"learning rate annealed from {lr:g} to {lr / 2:g} (half cosine) over 2 epochs from epoch 2 on"
+        f"learning rate annealed from {lr:g} to {lr / 2:g} (half cosine) over 2 epochs "
+        "from epoch 2 on"
     )
 
 

@@ -26,7 +26,8 @@ _WAVES = 16  # random Fourier features of the field
 
 def shell_scale(points: torch.Tensor, rng: np.random.Generator, sd: float) -> torch.Tensor:
     """The stretch factor at world ``points`` (``(..., 3)`` mm): ``exp(sd · g)`` of a smooth
-    unit-variance random field ``g`` (random Fourier features), within :data:`SHELL_SCALE_LIMITS`."""
+    unit-variance random field ``g`` (random Fourier features), within
+    :data:`SHELL_SCALE_LIMITS`."""
     frequencies = rng.normal(0.0, 1.0 / SHELL_CORRELATION_MM, (_WAVES, 3))
     phases = rng.uniform(0.0, 2 * math.pi, _WAVES)
     omega = torch.as_tensor(frequencies, dtype=points.dtype, device=points.device)

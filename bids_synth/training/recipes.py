@@ -66,10 +66,10 @@ class SlabRecipe:
     contrasts to its parent's (``widened_from``: the parent's ``suffixes``): it starts from the
     parent's weights with zero weights on the new contrasts' slices, so it starts as the parent.
     A fine-tune of a fine-tune names the recipe whose trajectory it continues (``base``) and may
-    change anything against it, e.g. anneal the learning rate (``lr_anneal``). ``fusion`` is how the bundle fuses its three orientations at
-    inference (not part of the training trajectory). ``shell_stretch_sd`` varies the thickness
-    of the training heads' skulls and scalps (:mod:`bids_synth.simulate.shell`; the validation
-    heads keep their sources' own).
+    change anything against it, e.g. anneal the learning rate (``lr_anneal``). ``fusion`` is how
+    the bundle fuses its three orientations at inference (not part of the training trajectory).
+    ``shell_stretch_sd`` varies the thickness of the training heads' skulls and scalps
+    (:mod:`bids_synth.simulate.shell`; the validation heads keep their sources' own).
     """
 
     id: str
