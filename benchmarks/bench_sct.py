@@ -150,11 +150,14 @@ def held_out(args, atlases, bundle) -> tuple[list[dict], dict, list[dict]]:
         synthetic = synthesize(t1w, head, brain, atlases, bundle, t2w=t2w)
         ct = draw.images["CT"].numpy()
         body = draw.head_mask.numpy().astype(bool)
+        truth_skull = ct_skull_thickness(ct, draw.affine)["median"]
         for method, hu in synthetic.items():
             scores = ct_metrics(ct, hu, body)
-            rows.append(
-                {"seed": seed, "method": method, **{k: float(v) for k, v in scores.items()}}
-            )
+            rows.append({
+                "seed": seed, "method": method, **{k: float(v) for k, v in scores.items()},
+                "skull_mm": ct_skull_thickness(hu, draw.affine)["median"],
+                "truth_skull_mm": truth_skull,
+            })  # fmt: skip
             print(
                 f"seed {seed} {method}: MAE {scores['mae']:.1f} HU, PSNR {scores['psnr']:.2f} dB, "
                 f"SSIM {scores['ssim']:.3f}",
@@ -349,7 +352,10 @@ def mosaic(images: dict, path: Path) -> None:
 
 def table(rows: list[dict]) -> str:
     methods = sorted({r["method"] for r in rows}, key=["model", "bulk", "atlas"].index)
-    lines = ["| method | MAE (HU) | PSNR (dB) | SSIM |", "|---|---|---|---|"]
+    lines = [
+        "| method | MAE (HU) | PSNR (dB) | SSIM | skull over the vertex (mm): truth → method |",
+        "|---|---|---|---|---|",
+    ]
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
         cell = {
@@ -359,7 +365,9 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {method} | {cell['mae'][0]:.1f} ± {cell['mae'][1]:.1f} | "
             f"{cell['psnr'][0]:.2f} ± {cell['psnr'][1]:.2f} | "
-            f"{cell['ssim'][0]:.3f} ± {cell['ssim'][1]:.3f} |"
+            f"{cell['ssim'][0]:.3f} ± {cell['ssim'][1]:.3f} | "
+            f"{np.mean([r['truth_skull_mm'] for r in mine]):.1f} → "
+            f"{np.mean([r['skull_mm'] for r in mine]):.1f} |"
         )
     return "\n".join(lines)
 

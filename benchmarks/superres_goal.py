@@ -10,8 +10,8 @@ on the result against Atropos on the truth. Needs the reference data (``BIDS_SYN
 Prints a markdown table; ``--json`` writes the rows; ``--mosaic`` saves a PNG for the first case.
 ``--eclare EXE`` adds ECLARE (PyPI ``eclare``, GPL, a peer only: it pins its own SciPy, so it lives
 in a virtual environment of its own whose ``run-eclare`` is EXE) on the first ``--eclare-cases``
-cases with its default schedule, given the same slice thickness; a run past ``--eclare-timeout``
-seconds is reported as unfinished.
+cases with its default schedule (or ``--eclare-patches``), given the same slice thickness; a run
+past ``--eclare-timeout`` seconds is reported as unfinished.
 """
 
 from __future__ import annotations
@@ -65,10 +65,17 @@ def cpu_time() -> float:
 
 
 def eclare(
-    exe: str, thick: np.ndarray, affine: np.ndarray, thickness: float, shape, timeout: float
+    exe: str,
+    thick: np.ndarray,
+    affine: np.ndarray,
+    thickness: float,
+    shape,
+    timeout: float,
+    patches: int | None = None,
 ):
     """ECLARE's result on the truth's 1 mm grid (identity affine; linear resampling), or None
-    when it did not finish within ``timeout`` seconds."""
+    when it did not finish within ``timeout`` seconds; ``patches``: its training patches (None:
+    its default schedule)."""
     import subprocess
     import tempfile
 
@@ -81,6 +88,8 @@ def eclare(
         nib.save(nib.Nifti1Image(thick, affine), source)
         command = [exe, "--in-fpath", str(source), "--out-dir", folder,
                    "--relative-slice-thickness", f"{thickness:g}"]  # fmt: skip
+        if patches:
+            command += ["--n-patches", str(patches)]
         try:
             subprocess.run(command, check=True, timeout=timeout, capture_output=True)
         except subprocess.TimeoutExpired:
@@ -117,6 +126,9 @@ def main(argv=None) -> int:
     parser.add_argument("--eclare", metavar="EXE", help="ECLARE's run-eclare, as a peer row")
     parser.add_argument("--eclare-cases", type=int, default=1)
     parser.add_argument("--eclare-timeout", type=float, default=1800.0)
+    parser.add_argument(
+        "--eclare-patches", type=int, help="ECLARE's training patches (default: its own, 10⁶)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print("| image | factor | profile | thickness | method | PSNR (dB) | SSIM | Atropos Dice | "
@@ -142,7 +154,7 @@ def main(argv=None) -> int:
                             out, _ = sr.bspline_isotropic(thick, affine, 1.0)
                         elif method == "eclare":
                             out = eclare(args.eclare, thick, affine, thickness, truth.shape,
-                                         args.eclare_timeout)  # fmt: skip
+                                         args.eclare_timeout, args.eclare_patches)  # fmt: skip
                             if out is None:
                                 print(f"| {name} | {factor:g}× | {profile} | {thickness:.1f} mm | "
                                       f"eclare | not finished | | | > {args.eclare_timeout:.0f} | "
