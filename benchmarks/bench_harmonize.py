@@ -158,11 +158,18 @@ def peer_methods(cohort: dict, train: list[int], masks: dict) -> dict:
 
 
 def standardise(
-    cohort: dict, train: list[int], held_out: list[int], bundle=None, timings=None, peers=False
+    cohort: dict,
+    train: list[int],
+    held_out: list[int],
+    bundle=None,
+    timings=None,
+    peers=False,
+    target: int = 0,
 ) -> dict[str, dict]:
     """The held-out images under each method: none, Nyul (reference from ``train``), WhiteStripe,
     z-score, with ``peers`` intensity-normalization's, and with a ``bundle`` the learned
-    harmonization."""
+    harmonization, alone and followed by Nyul (reference from ``train``'s learned outputs at
+    every site, or at the ``target`` site only)."""
     masks = {s: np.isin(c["labels"], BRAIN) for s, c in cohort.items()}
     landmarks = [
         hz.image_landmarks(hz.masked_values(image, masks[s]))
@@ -188,15 +195,37 @@ def standardise(
     }
     if bundle is not None:
         apply = learned(bundle, timings if timings is not None else [])
-        images["learned"] = {
+        harmonized = {
             s: [
                 apply(image, cohort[s]["labels"], cohort[s]["affine"])
                 for image in cohort[s]["images"]
             ]
+            for s in (*train, *held_out)
+        }
+        print("learned harmonization done", flush=True)
+        images["learned"] = {s: harmonized[s] for s in held_out}
+        # the learned outputs standardised by a Nyul reference learned from the training
+        # subjects' learned outputs: the network undoes the contrast, Nyul what is left of the scale
+        learned_reference = hz.learn_nyul(
+            [
+                hz.image_landmarks(hz.masked_values(image, masks[s]))
+                for s in train
+                for image in harmonized[s]
+            ]
+        )
+        images["learned, then nyul"] = {
+            s: [hz.apply_nyul(image, masks[s], learned_reference) for image in harmonized[s]]
             for s in held_out
         }
-        for s in held_out:
-            print(f"subject {s}: learned harmonization done", flush=True)
+        # the same with a reference from the target site's learned outputs only: one a bundle
+        # could carry (its own heads at its target site), no cohort needed
+        target_reference = hz.learn_nyul(
+            [hz.image_landmarks(hz.masked_values(harmonized[s][target], masks[s])) for s in train]
+        )
+        images["learned, then nyul (target-site reference)"] = {
+            s: [hz.apply_nyul(image, masks[s], target_reference) for image in harmonized[s]]
+            for s in held_out
+        }
     return images
 
 
@@ -329,7 +358,9 @@ def main() -> None:
     train = list(range(args.train))
     held_out = list(range(args.train, args.subjects))
     timings: list[float] = []
-    images = standardise(cohort, train, held_out, bundle, timings, peers=args.peers)
+    images = standardise(
+        cohort, train, held_out, bundle, timings, peers=args.peers, target=args.target
+    )
     results = {
         method: {
             **score(by_subject, cohort, held_out, args.target),
