@@ -478,6 +478,33 @@ def test_emphasised_loss_weighs_the_voxels_above_the_threshold():
     assert float(emphasised_mean(error, target, None, (2.0, 3.0))) == pytest.approx(2.0)
 
 
+def test_a_symmetric_emphasis_also_weighs_what_the_prediction_calls_bone():
+    """Weighing only the target's bone makes calling soft tissue bone the cheaper error; with the
+    prediction the two errors pull equally, and no gradient flows through the weights."""
+    from bids_synth.nn.trainers import _content_loss
+
+    target = torch.tensor([[[0.0, 1.0]]])  # soft tissue, bone
+
+    def slopes(symmetric: bool) -> list:
+        prediction = torch.tensor([[[1.0, 0.0]]], requires_grad=True)  # both called wrong
+        _content_loss(prediction, target, None, "l1", (0.5, 3.0), symmetric).backward()
+        return prediction.grad.flatten().tolist()
+
+    assert slopes(False) == pytest.approx([0.25, -0.75])  # weights 1 and 3
+    assert slopes(True) == pytest.approx([0.5, -0.5])  # weights 3 and 3
+
+
+def test_the_shell_fine_tune_describes_each_change_once():
+    from bids_synth.training.recipes import RECIPES, _fine_tune_description
+
+    description = _fine_tune_description(RECIPES["sct-t1w-slab-shell"])
+    assert description.count("stretched per draw") == 1
+    assert description.endswith(
+        "the voxels the prediction calls bone weighing as much as bone from epoch 257 on"
+    )
+    assert "annealed" not in description
+
+
 def test_denoising_pairs_share_one_normalisation_and_differ_by_the_noise():
     from bids_synth.simulate.randomise import CleanImage, randomised_denoising_pair
 

@@ -32,12 +32,18 @@ def emphasised_mean(
     target: torch.Tensor,
     mask: torch.Tensor | None,
     emphasis: tuple[float, float],
+    prediction: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted mean of ``values`` over the mask, where voxels whose ``target`` is at least
     ``emphasis[0]`` weigh ``emphasis[1]`` times (e.g. bone in a CT: a rare class that a plain
-    regression loss blurs towards the soft tissue around it)."""
+    regression loss blurs towards the soft tissue around it). With ``prediction`` the voxels
+    where it is at least the threshold weigh as much too, so that calling a voxel bone costs as
+    much as missing bone: the target alone makes "bone" the cheaper error where it is uncertain."""
     threshold, factor = emphasis
-    weights = torch.where(target >= threshold, float(factor), 1.0).to(values.dtype)
+    emphasised = target >= threshold
+    if prediction is not None:
+        emphasised = emphasised | (prediction.detach() >= threshold)
+    weights = torch.where(emphasised, float(factor), 1.0).to(values.dtype)
     if mask is not None:
         weights = weights * (mask > 0).to(values.dtype)
     weights = weights.expand_as(values)

@@ -121,13 +121,15 @@ class Trainer(ABC):
         self.rng.set_state(state["rng"])
 
 
-def _content_loss(prediction, target, mask, kind: str, emphasis=None) -> torch.Tensor:
+def _content_loss(
+    prediction, target, mask, kind: str, emphasis=None, symmetric: bool = False
+) -> torch.Tensor:
     """Masked L1 (``kind`` "l1") or L2 error; ``emphasis`` (threshold, factor) weighs the voxels
-    whose target is at least the threshold ``factor`` times."""
+    whose target (``symmetric``: or prediction) is at least the threshold ``factor`` times."""
     error = (prediction - target) ** 2 if kind == "l2" else (prediction - target).abs()
     if emphasis is None:
         return masked_mean(error, mask)
-    return emphasised_mean(error, target, mask, emphasis)
+    return emphasised_mean(error, target, mask, emphasis, prediction if symmetric else None)
 
 
 class RegressionTrainer(Trainer):
@@ -140,17 +142,23 @@ class RegressionTrainer(Trainer):
         content: str = "l1",
         ssim_weight: float = 0.5,
         emphasis: tuple[float, float] | None = None,
+        symmetric_emphasis: bool = False,
         **kwargs,
     ):
         super().__init__(networks, **kwargs)
         self.content, self.ssim_weight, self.emphasis = content, ssim_weight, emphasis
+        self.symmetric_emphasis = symmetric_emphasis
 
     def _step(self, batch):
         with self._forward():
             prediction = self.generator(batch["source"])
         prediction = prediction.float()
         target, mask = batch["target"], batch["mask"]
-        losses = {"content": _content_loss(prediction, target, mask, self.content, self.emphasis)}
+        losses = {
+            "content": _content_loss(
+                prediction, target, mask, self.content, self.emphasis, self.symmetric_emphasis
+            )
+        }
         if self.ssim_weight:
             data_range = float((target.max() - target.min()).clamp_min(1e-3))
             losses["ssim"] = 1 - ssim(prediction, target, data_range=data_range, mask=mask)
