@@ -480,7 +480,7 @@ def test_emphasised_loss_weighs_the_voxels_above_the_threshold():
 
 def test_a_symmetric_emphasis_also_weighs_what_the_prediction_calls_bone():
     """Weighing only the target's bone makes calling soft tissue bone the cheaper error; with the
-    prediction the two errors pull equally, and no gradient flows through the weights."""
+    prediction the two errors pull equally (the slopes are the weights: none flows through them)."""
     from bids_synth.nn.trainers import _content_loss
 
     target = torch.tensor([[[0.0, 1.0]]])  # soft tissue, bone
