@@ -38,9 +38,11 @@ from harness import machine
 
 from bids_synth.metrics import intensity_wasserstein
 from bids_synth.metrics.image import psnr, ssim
+from bids_synth.models.selection import output_reference
 from bids_synth.simulate.mri import Sequence
 from bids_synth.simulate.tissues import Tissue
 from bids_synth.synthesis import harmonization as hz
+from bids_synth.synthesis.harmonization_reference import read_reference
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TISSUES = {
@@ -164,12 +166,11 @@ def standardise(
     bundle=None,
     timings=None,
     peers=False,
-    target: int = 0,
 ) -> dict[str, dict]:
     """The held-out images under each method: none, Nyul (reference from ``train``), WhiteStripe,
     z-score, with ``peers`` intensity-normalization's, and with a ``bundle`` the learned
     harmonization, alone and followed by Nyul (reference from ``train``'s learned outputs at
-    every site, or at the ``target`` site only)."""
+    every site, or the one the bundle carries, as the pipeline does)."""
     masks = {s: np.isin(c["labels"], BRAIN) for s, c in cohort.items()}
     landmarks = [
         hz.image_landmarks(hz.masked_values(image, masks[s]))
@@ -217,16 +218,28 @@ def standardise(
             s: [hz.apply_nyul(image, masks[s], learned_reference) for image in harmonized[s]]
             for s in held_out
         }
-        # the same with a reference from the target site's learned outputs only: one a bundle
-        # could carry (its own heads at its target site), no cohort needed
-        target_reference = hz.learn_nyul(
-            [hz.image_landmarks(hz.masked_values(harmonized[s][target], masks[s])) for s in train]
-        )
-        images["learned, then nyul (target-site reference)"] = {
-            s: [hz.apply_nyul(image, masks[s], target_reference) for image in harmonized[s]]
-            for s in held_out
-        }
+        # the pipeline's path: the bundle's own reference (its outputs for its own heads at its
+        # target site), applied in the head mask that preprocessing computes from each image
+        if output_reference(bundle):
+            carried, _ = read_reference(output_reference(bundle))
+            images["learned, then the bundle's nyul reference (pipeline)"] = {
+                s: [
+                    hz.apply_nyul(output, pipeline_head(image, cohort[s]["affine"]), carried)
+                    for image, output in zip(cohort[s]["images"], harmonized[s])
+                ]
+                for s in held_out
+            }
     return images
+
+
+def pipeline_head(image: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The head mask preprocessing computes from a T1w."""
+    import ants
+
+    from bids_synth.preproc.masks import head_mask
+
+    spacing = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
+    return head_mask(ants.from_numpy(image.astype(np.float32), spacing=spacing)).numpy() > 0
 
 
 def tissue_medians(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -358,9 +371,7 @@ def main() -> None:
     train = list(range(args.train))
     held_out = list(range(args.train, args.subjects))
     timings: list[float] = []
-    images = standardise(
-        cohort, train, held_out, bundle, timings, peers=args.peers, target=args.target
-    )
+    images = standardise(cohort, train, held_out, bundle, timings, peers=args.peers)
     results = {
         method: {
             **score(by_subject, cohort, held_out, args.target),

@@ -14,6 +14,7 @@ from bids_synth.synthesis import harmonization as hz
 from bids_synth.synthesis.harmonization_reference import (
     find_references,
     read_reference,
+    sha256,
     write_reference,
 )
 
@@ -372,6 +373,14 @@ def test_training_with_a_target_site_writes_the_target_into_the_bundle(harmonize
     assert harmonization["source_styles"] == ["random"]
     assert "at site 0 (traveling subjects" in meta["training"]["data"]["description"]
     assert "--target-site 0" in meta["training"]["command"]
+    # the Nyul reference of its own outputs at the target site travels with it, in the card too
+    entry = harmonization["output_reference"]
+    assert entry["method"] == "nyul" and "acquired at site0" in entry["learned_from"]
+    reference, content = read_reference(harmonizers["t1w-site0"] / entry["file"])
+    assert content["Suffix"] == "T1w" and content["Mask"] == "desc-head_mask"
+    assert len(content["Images"]) == 6
+    assert reference.landmarks[0] == 0 and reference.landmarks[-1] == 100
+    assert entry["file"] in (harmonizers["t1w-site0"] / "MODEL_CARD.md").read_text()
     both = Bundle.read(harmonizers["t1w-t2w-site0"]).meta
     assert both["input"]["channels"] == 2 and both["architecture"]["kwargs"]["in_channels"] == 2
 
@@ -444,7 +453,11 @@ def test_learned_harmonization_end_to_end(tmp_path, monkeypatch, harmonizers):
     meta = branch.outputs["t1w"]["metadata"]
     chosen = Bundle.read(harmonizers["t1w-t2w-site0"])  # the session has a T2w: both contrasts
     assert meta["Method"] == "learned" and meta["Target"] == "site0"
-    assert meta["Inputs"] == ["T1w", "T2w"] and meta["Units"] == "site0 scanner units"
+    assert meta["Inputs"] == ["T1w", "T2w"] and meta["Units"].startswith("a.u. (Nyul standard")
+    reference_file = chosen.path / chosen.meta["harmonization"]["output_reference"]["file"]
+    standardisation = meta["Standardisation"]
+    assert standardisation["Method"] == "nyul" and standardisation["Mask"] == "desc-head_mask"
+    assert standardisation["Reference"]["Sha256"] == sha256(reference_file)
     assert meta["Model"] == {"Id": chosen.id, "Version": chosen.version, "Sha256": chosen.sha256,
                              "Digest": chosen.digest}  # fmt: skip
     assert (
@@ -457,13 +470,17 @@ def test_learned_harmonization_end_to_end(tmp_path, monkeypatch, harmonizers):
     for field, path in paths.items():
         setattr(workflow.get_node("inputnode").inputs, field, path)
     result = workflow.run()
-    node = next(n for n in result.nodes() if n.name == "harmonize_t1w")
+    nodes = {n.name: n for n in result.nodes()}
+    node = nodes["harmonize_t1w"]
     harmonized = nib.load(node.result.outputs.out_file).get_fdata()
     head = files["head_mask"] > 0.5
     assert harmonized.shape == files["t1w_preproc"].shape
     assert np.all(harmonized[~head] == 0) and np.all(harmonized >= 0)
     assert np.isfinite(harmonized).all() and harmonized[head].max() > 0
     assert node.result.outputs.metadata["Device"] == "cpu"
+    # then the bundle's reference standardises it in the head: its outer landmarks at 0 and 100
+    standardised = nib.load(nodes["standardise_t1w"].result.outputs.out_file).get_fdata()
+    np.testing.assert_allclose(np.percentile(standardised[head], [1, 99]), [0, 100], atol=0.5)
 
     # without T2w the T1w-only bundle; --harmonize-target alone selects the learned method
     t1w_only = SessionInputs("01", None, "sub-01_T1w.nii.gz")

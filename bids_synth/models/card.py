@@ -43,6 +43,17 @@ def _inference_lines(inference: dict) -> list[str]:
     ]
 
 
+def _output_reference_lines(reference: dict | None) -> list[str]:
+    if not reference:
+        return []
+    return [
+        f"In the pipeline its outputs are then standardised in the head mask by the Nyul "
+        f"landmarks in `{reference['file']}`, learned from {reference['learned_from']}: the "
+        "network undoes the scanner's contrast, the landmarks what is left of its scale.",
+        "",
+    ]
+
+
 def _harmonization_lines(meta: dict) -> list[str]:
     """What a harmonization bundle maps to (absent for other tasks)."""
     harmonization = meta.get("harmonization")
@@ -63,6 +74,7 @@ def _harmonization_lines(meta: dict) -> list[str]:
         f"{meta['output']['normalization'].get('scale')}). "
         f"Training sources: {', '.join(harmonization.get('source_styles', []))} scanner styles.",
         "",
+        *_output_reference_lines(harmonization.get("output_reference")),
         "It synthesises the target site's image of the subject's anatomy: the output is the "
         "network's estimate, not a re-mapping of the input intensities; anatomy the head model "
         "does not simulate (lesions beyond its lesion class, tumours, post-surgical changes) may "

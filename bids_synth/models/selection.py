@@ -8,6 +8,8 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bids_synth.errors import ModelBundleError, UsageError
 from bids_synth.models.bundle import semver_key
 from bids_synth.models.registry import find_bundle, list_bundles
@@ -18,6 +20,12 @@ HARMONIZE = "harmonize"
 def contract(bundle) -> tuple[tuple[str, ...], str]:
     """(input suffixes, output suffix) of a bundle."""
     return tuple(bundle.meta["input"].get("suffixes", [])), bundle.meta["output"].get("suffix", "")
+
+
+def output_reference(bundle) -> Path | None:
+    """The Nyul reference file of a harmonization bundle's own outputs, when it carries one."""
+    entry = bundle.meta.get("harmonization", {}).get("output_reference")
+    return bundle.path / entry["file"] if entry else None
 
 
 def model_fields(bundle) -> dict:

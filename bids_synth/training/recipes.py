@@ -230,7 +230,9 @@ RECIPES = {
     },
     "harmonize-t1w-site0-slab": SlabRecipe(
         id="harmonize-t1w-site0-slab",
-        version="2.0.0",
+        # 2.1.0: 2.0.0's weights with the Nyul reference of its outputs at site 0
+        # (bids_synth.training.output_reference), applied after it in the pipeline
+        version="2.1.0",
         task="harmonize",
         suffixes=("T1w",),
         target="T1w",
@@ -729,4 +731,11 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
     )
     shutil.copyfile(workdir / "history.csv", folder / "training_log.csv")
     plot_history(folder / "training_curves.png", history)
+    if recipe.task == "harmonize":
+        from bids_synth.training.output_reference import add_output_reference
+
+        sources = {source for source, _ in recipe.train_heads}
+        bundle = add_output_reference(
+            folder, sources, spacing_mm=recipe.spacing_mm, history=history
+        )
     return bundle

@@ -72,6 +72,12 @@ def train(spec: TrainingSpec):
     bundle = save_bundle(
         spec.out, trainer.generator, meta=meta, card=render_model_card(meta, history)
     )
+    if spec.harmonizing:
+        from bids_synth.training.output_reference import add_output_reference
+
+        bundle = add_output_reference(
+            spec.out, spec.label_sources, spacing_mm=spec.spacing, history=history
+        )
     return bundle, history
 
 

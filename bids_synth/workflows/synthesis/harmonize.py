@@ -7,7 +7,10 @@ preprocessed images, and a second participant pass applies it (``--harmonize-ref
 a rerun). ``whitestripe`` and ``zscore`` need no reference.
 ``learned`` runs a harmonization bundle (trained on simulated traveling subjects) that maps the
 session's images to its target site (``--harmonize-target``), on the bundle's fixed output scale
-whatever the input's scale; a bundle reading T2w/FLAIR too is used when the session has them.
+whatever the input's scale; a bundle reading T2w/FLAIR too is used when the session has them. A
+bundle that carries a Nyul reference of its own outputs at its target site
+(:mod:`bids_synth.training.output_reference`) has its outputs standardised by it in the head
+mask: the network undoes the contrast, Nyul what is left of the scale.
 Outputs ``desc-harmonized_<suffix>`` on the T1w grid.
 """
 
@@ -38,7 +41,8 @@ def add_arguments(group) -> None:
         help="nyul: map each contrast's histogram landmarks onto the cohort reference (run the "
         "group level first); whitestripe: normal-appearing white matter at 0, its sd as unit; "
         "zscore: brain mean 0, sd 1; learned: a bundle trained on simulated traveling subjects "
-        "maps the images to its target site (default: learned with --harmonize-target or "
+        "maps the images to its target site, then the bundle's own Nyul reference standardises "
+        "them in the head when it carries one (default: learned with --harmonize-target or "
         "--harmonize-model, else nyul with --harmonize-reference, else whitestripe; nyul without "
         "a reference uses OUT/group/harmonize)",
     )
@@ -145,7 +149,13 @@ def _group_reference(output_dir) -> Path | None:
 def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
     """One :class:`BundleMRPrediction` node per contrast that a bundle for the target writes."""
     from bids_synth.interfaces.bundle import BundleMRPrediction
-    from bids_synth.models.selection import choose_bundle, contract, harmonization_bundles
+    from bids_synth.interfaces.harmonize import HarmonizeIntensity
+    from bids_synth.models.selection import (
+        choose_bundle,
+        contract,
+        harmonization_bundles,
+        output_reference,
+    )
     from bids_synth.nn.devices import uses_gpu
 
     bundles = harmonization_bundles(options.get("target"), options.get("model"))
@@ -163,6 +173,7 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
     needed = sorted(
         {c for b in chosen.values() for c in contract(b)[0]}, key=SESSION_MR_SUFFIXES.index
     )
+    references = {s: output_reference(b) for s, b in chosen.items()}
     fields = ["head_mask", *(_input_field(c) for c in needed)]
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
@@ -188,9 +199,20 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
         workflow.connect([
             (merge, node, [("out", "sources")]),
             (inputnode, node, [("head_mask", "head_mask")]),
-            (node, outputnode, [("out_file", suffix.lower()),
-                                ("metadata", f"{suffix.lower()}_metadata")]),
+            (node, outputnode, [("metadata", f"{suffix.lower()}_metadata")]),
         ])  # fmt: skip
+        if references[suffix]:
+            standardise = pe.Node(
+                HarmonizeIntensity(method="nyul", suffix=suffix, reference=str(references[suffix])),
+                name=f"standardise_{suffix.lower()}",
+            )
+            workflow.connect([
+                (node, standardise, [("out_file", "in_file")]),
+                (inputnode, standardise, [("head_mask", "mask_file")]),
+                (standardise, outputnode, [("out_file", suffix.lower())]),
+            ])  # fmt: skip
+        else:
+            workflow.connect(node, "out_file", outputnode, suffix.lower())
         outputs[suffix.lower()] = {
             "entities": {
                 **({} if suffix == "T1w" else {"space": "T1w"}),
@@ -198,7 +220,7 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
                 "suffix": suffix,
             },
             "sources": [unit.t1w if c == "T1w" else unit.others[c] for c in inputs],
-            "metadata": _learned_metadata(bundle),
+            "metadata": _learned_metadata(bundle, references[suffix]),
             "dtype": "float32",
         }
         LOG.info("harmonize: %s: %s with %s (%s → %s)", unit.name, suffix, bundle.ref,
@@ -206,14 +228,15 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
     return TaskBranch(workflow, {field: field for field in fields}, outputs)
 
 
-def _learned_metadata(bundle) -> dict:
-    """Sidecar of a learned harmonization: method, target site, units, model identity."""
+def _learned_metadata(bundle, reference: Path | None) -> dict:
+    """Sidecar of a learned harmonization: method, target site, units, model identity and, when
+    the bundle's Nyul reference standardised its output, that reference."""
     from bids_synth.models.selection import contract, model_fields
 
     target = bundle.meta["harmonization"]
     style = target.get("target_style", {})
     suffix = bundle.meta["output"]["suffix"]
-    return {
+    meta = {
         "Method": "learned",
         "Target": target["target"],
         "TargetStyle": {
@@ -225,6 +248,16 @@ def _learned_metadata(bundle) -> dict:
         "Mask": "head",
         "Model": model_fields(bundle),
     }
+    if reference:
+        from bids_synth.training.output_reference import OUTPUT_REFERENCE_MASK
+
+        nyul = _metadata("nyul", suffix, reference)
+        meta.update({
+            "Units": f"a.u. ({nyul['Target']}, the bundle's outputs at {target['target']})",
+            "Standardisation": {"Method": "nyul", "Mask": OUTPUT_REFERENCE_MASK,
+                                "Reference": nyul["Reference"], "Landmarks": nyul["Landmarks"]},
+        })  # fmt: skip
+    return meta
 
 
 def _input_field(suffix: str) -> str:

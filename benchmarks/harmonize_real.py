@@ -1,0 +1,133 @@
+"""Harmonization of real T1w scans from different scanners, through the CLI's outputs.
+
+Real images of different people from different scanners have no ground truth for one another, but
+normal adult brains share their tissue intensities once a harmonization has removed the scanner:
+the closer the grey matter, white matter and CSF of the harmonized images, the better. The tissues
+are Atropos' three classes (antspyx, k-means initialisation) of each preprocessed T1w inside its
+brain mask; each method's spread is the tissue-wise Wasserstein-1 distance between every pair of
+subjects, in units of that method's mean WM−GM median contrast (scale-free, as in
+``bench_harmonize.py``). A mosaic shows the mid-axial slice of every subject under every method.
+
+    bids-synth BIDS OUT_LEARNED participant --tasks harmonize --harmonize-method learned
+    bids-synth BIDS OUT_WS participant --tasks harmonize --harmonize-method whitestripe
+    python benchmarks/harmonize_real.py learned=OUT_LEARNED whitestripe=OUT_WS
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bids_synth.metrics import intensity_wasserstein
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TISSUES = ("CSF", "GM", "WM")  # Atropos' classes 1–3 of a T1w, darkest first
+
+
+def subjects(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("sub-*") if p.is_dir())
+
+
+def image(folder: Path, subject: str, desc: str) -> np.ndarray:
+    import nibabel as nib
+
+    return np.asanyarray(
+        nib.load(folder / subject / "anat" / f"{subject}_desc-{desc}.nii.gz").dataobj, np.float32
+    )
+
+
+def tissues(folder: Path, subject: str) -> np.ndarray:
+    """Atropos' 3-class segmentation (1 CSF, 2 GM, 3 WM) of the preprocessed T1w in its brain."""
+    import ants
+
+    anat = folder / subject / "anat"
+    t1w = ants.image_read(str(anat / f"{subject}_desc-preproc_T1w.nii.gz"))
+    brain = ants.image_read(str(anat / f"{subject}_desc-brain_mask.nii.gz"))
+    segmentation = ants.atropos(
+        a=t1w, x=brain, i="kmeans[3]", m="[0.2,1x1x1]", c="[5,0]", priorweight=0.0
+    )["segmentation"]
+    return segmentation.numpy().astype(np.int8)
+
+
+def spread(runs: dict[str, Path], labels: dict[str, np.ndarray]) -> dict:
+    """Per method: each subject's tissue medians, and the mean pairwise tissue W1 between
+    subjects in units of the method's mean WM−GM contrast."""
+    table = {}
+    for method, folder in runs.items():
+        images = {s: image(folder, s, "harmonized_T1w") for s in labels}
+        medians = {
+            s: [float(np.median(images[s][labels[s] == k])) for k in (1, 2, 3)] for s in labels
+        }
+        contrast = float(np.mean([m[2] - m[1] for m in medians.values()]))
+        pairs = list(itertools.combinations(labels, 2))
+        table[method] = {
+            "medians": medians,
+            **{
+                f"w1_{tissue}": float(
+                    np.mean([
+                        intensity_wasserstein(
+                            images[a][labels[a] == k], images[b][labels[b] == k]
+                        )
+                        for a, b in pairs
+                    ])
+                    / abs(contrast)
+                )
+                for k, tissue in enumerate(TISSUES, start=1)
+            },
+        }  # fmt: skip
+    return table
+
+
+def mosaic(runs: dict[str, Path], names: list[str], path: Path) -> None:
+    """Rows: subjects; columns: the preprocessed T1w, then each method (mid-axial slices, each
+    windowed to its own 1st–99th brain percentiles)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = next(iter(runs.values()))
+    columns = [("preprocessed", first, "preproc_T1w"),
+               *((m, f, "harmonized_T1w") for m, f in runs.items())]  # fmt: skip
+    figure, axes = plt.subplots(
+        len(names), len(columns), figsize=(3 * len(columns), 3 * len(names))
+    )
+    axes = np.atleast_2d(axes)
+    for row, subject in enumerate(names):
+        brain = image(first, subject, "brain_mask") > 0
+        for col, (title, folder, desc) in enumerate(columns):
+            data = image(folder, subject, desc)
+            low, high = np.percentile(data[brain], [1, 99])
+            axis = axes[row, col]
+            axis.imshow(np.rot90(data[:, :, data.shape[2] // 2]), cmap="gray", vmin=low, vmax=high)
+            axis.set_axis_off()
+            axis.set_title(f"{subject}: {title}", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", metavar="METHOD=OUT", help="a CLI output per method")
+    args = parser.parse_args()
+    runs = {m: Path(f) for m, f in (run.split("=", 1) for run in args.runs)}
+    names = subjects(next(iter(runs.values())))
+    labels = {s: tissues(next(iter(runs.values())), s) for s in names}
+    table = spread(runs, labels)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "harmonize_real.json").write_text(json.dumps(table, indent=2))
+    mosaic(runs, names, RESULTS / "harmonize_real.png")
+    print("| method | " + " | ".join(f"W1 {t}" for t in TISSUES) + " | "
+          + " | ".join(f"{s} CSF/GM/WM" for s in names) + " |")  # fmt: skip
+    for method, row in table.items():
+        medians = " | ".join("/".join(f"{v:.3g}" for v in row["medians"][s]) for s in names)
+        w1 = " | ".join(f"{row[f'w1_{t}']:.3f}" for t in TISSUES)
+        print(f"| {method} | {w1} | {medians} |")
+
+
+if __name__ == "__main__":
+    main()
