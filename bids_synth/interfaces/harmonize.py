@@ -1,5 +1,6 @@
-"""Intensity harmonization of one image within the brain mask (Nyul, WhiteStripe, z-score); the
-learned method runs :class:`bids_synth.interfaces.bundle.BundleMRPrediction`."""
+"""Intensity harmonization of one image within a mask (Nyul, WhiteStripe, z-score); the learned
+method runs :class:`bids_synth.interfaces.bundle.BundleMRPrediction`, then Nyul onto the bundle's
+reference."""
 
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ from bids_synth.interfaces.base import save_nifti
 
 class _HarmonizeInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="image on the T1w grid")
-    mask_file = File(exists=True, mandatory=True, desc="brain mask on the same grid")
+    mask_file = File(
+        exists=True,
+        mandatory=True,
+        desc="mask on the same grid where the transform is fitted (brain; head for a learned "
+        "bundle's reference)",
+    )
     method = traits.Enum("nyul", "whitestripe", "zscore", mandatory=True, desc="standardisation")
     reference = File(exists=True, desc="Nyul reference JSON (method nyul)")
     suffix = traits.Str(mandatory=True, desc="contrast (WhiteStripe: T1w takes the last mode)")
@@ -27,7 +33,7 @@ class _HarmonizeOutputSpec(TraitedSpec):
 
 
 class HarmonizeIntensity(SimpleInterface):
-    """Map the image's intensities onto the standard scale fitted inside the brain mask."""
+    """Map the image's intensities onto the standard scale fitted inside the mask."""
 
     input_spec = _HarmonizeInputSpec
     output_spec = _HarmonizeOutputSpec
