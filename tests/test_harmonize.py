@@ -482,6 +482,15 @@ def test_learned_harmonization_end_to_end(tmp_path, monkeypatch, harmonizers):
     standardised = nib.load(nodes["standardise_t1w"].result.outputs.out_file).get_fdata()
     np.testing.assert_allclose(np.percentile(standardised[head], [1, 99]), [0, 100], atol=0.5)
 
+    # a bundle whose reference file went missing: one clear error, before anything runs
+    from bids_synth.errors import ModelBundleError
+
+    installed = tmp_path / "home" / "models" / "t1w-t2w-site0" / "nyul_reference.json"
+    installed.rename(tmp_path / "moved.json")
+    with pytest.raises(ModelBundleError, match="its Nyul reference .* is missing"):
+        TASK.build(options={"method": "learned", "target": "site0"}, **build)
+    (tmp_path / "moved.json").rename(installed)
+
     # without T2w the T1w-only bundle; --harmonize-target alone selects the learned method
     t1w_only = SessionInputs("01", None, "sub-01_T1w.nii.gz")
     branch = TASK.build(options={"target": "1"}, **{**build, "unit": t1w_only})

@@ -23,9 +23,15 @@ def contract(bundle) -> tuple[tuple[str, ...], str]:
 
 
 def output_reference(bundle) -> Path | None:
-    """The Nyul reference file of a harmonization bundle's own outputs, when it carries one."""
+    """The Nyul reference file of a harmonization bundle's own outputs, when it carries one;
+    :class:`ModelBundleError` when ``bundle.json`` names one that is not there."""
     entry = bundle.meta.get("harmonization", {}).get("output_reference")
-    return bundle.path / entry["file"] if entry else None
+    if not entry:
+        return None
+    path = bundle.path / entry["file"]
+    if not path.is_file():
+        raise ModelBundleError(f"model bundle {bundle.ref}: its Nyul reference {path} is missing")
+    return path
 
 
 def model_fields(bundle) -> dict:

@@ -16,6 +16,9 @@ from bids_synth.synthesis.harmonization import NyulReference
 
 REFERENCE_FOLDER = Path("group") / "harmonize"
 REFERENCE_PATTERN = "desc-nyul_{suffix}_reference.json"
+#: where a harmonization bundle's reference of its own outputs is learned and applied
+#: (:mod:`bids_synth.training.output_reference`)
+BUNDLE_REFERENCE_MASK = "desc-head_mask"
 
 
 def reference_path(output_dir: str | Path, suffix: str) -> Path:

@@ -21,14 +21,12 @@ import numpy as np
 
 from bids_synth.models.bundle import BUNDLE_FILE, Bundle
 from bids_synth.synthesis import harmonization as hz
-from bids_synth.synthesis.harmonization_reference import write_reference
+from bids_synth.synthesis.harmonization_reference import BUNDLE_REFERENCE_MASK, write_reference
 
 LOG = logging.getLogger("bids_synth.training")
 
 #: the reference file in the bundle folder (the format of the group level's Nyul references)
 OUTPUT_REFERENCE_FILE = "nyul_reference.json"
-#: where its landmarks are taken and applied
-OUTPUT_REFERENCE_MASK = "desc-head_mask"
 #: the heads a reference is learned from: seeds apart from the recipes' training (100–) and
 #: validation (9001–) heads and from the benchmarks' (1000–)
 REFERENCE_FIRST_SEED = 7000
@@ -60,7 +58,7 @@ def add_output_reference(
     suffix = bundle.meta["output"]["suffix"]
     reference = learn_output_reference(bundle, heads, spacing_mm=spacing_mm)
     write_reference(
-        bundle.path / OUTPUT_REFERENCE_FILE, reference, suffix=suffix, mask=OUTPUT_REFERENCE_MASK
+        bundle.path / OUTPUT_REFERENCE_FILE, reference, suffix=suffix, mask=BUNDLE_REFERENCE_MASK
     )
     meta = dict(bundle.meta)
     meta["harmonization"] = {

@@ -249,12 +249,12 @@ def _learned_metadata(bundle, reference: Path | None) -> dict:
         "Model": model_fields(bundle),
     }
     if reference:
-        from bids_synth.training.output_reference import OUTPUT_REFERENCE_MASK
+        from bids_synth.synthesis.harmonization_reference import BUNDLE_REFERENCE_MASK
 
         nyul = _metadata("nyul", suffix, reference)
         meta.update({
             "Units": f"a.u. ({nyul['Target']}, the bundle's outputs at {target['target']})",
-            "Standardisation": {"Method": "nyul", "Mask": OUTPUT_REFERENCE_MASK,
+            "Standardisation": {"Method": "nyul", "Mask": BUNDLE_REFERENCE_MASK,
                                 "Reference": nyul["Reference"], "Landmarks": nyul["Landmarks"]},
         })  # fmt: skip
     return meta
