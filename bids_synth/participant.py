@@ -241,9 +241,9 @@ def verify_model_bundles(workflow) -> None:
 def exit_code(outcomes) -> int:
     statuses = {outcome.status for outcome in outcomes}
     failed = [outcome.message for outcome in outcomes if outcome.status == "failed"]
-    for error in (OutputError, ModelBundleError):  # one cause behind every failure: its code
+    for error in (OutputError, ModelBundleError, InvalidImageError):
         if failed and all(failed_with(message, error) for message in failed):
-            return error.exit_code  # e.g. the disk filled up while publishing derivatives
+            return error.exit_code  # one cause behind every failure, e.g. a full disk
     if "failed" in statuses:
         return ProcessingError.exit_code
     if "invalid-input" in statuses:

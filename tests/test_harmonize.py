@@ -436,6 +436,7 @@ def test_learned_harmonization_end_to_end(tmp_path, monkeypatch, harmonizers):
     from bids_synth.bids import SessionInputs
     from bids_synth.models import Bundle
     from bids_synth.simulate import simulate_subject
+    from bids_synth.simulate.tissues import Tissue
     from bids_synth.workflows.synthesis.harmonize import TASK
 
     _installed(monkeypatch, tmp_path, harmonizers, "t1w-site0", "t1w-t2w-site0", "t1w-site1")
@@ -444,12 +445,13 @@ def test_learned_harmonization_end_to_end(tmp_path, monkeypatch, harmonizers):
         "t1w_preproc": draw.images["T1w"].numpy(),
         "T2w_registered": draw.images["T2w"].numpy(),
         "head_mask": draw.head_mask.numpy().astype(np.float32),
+        "brain_mask": (draw.labels.numpy() >= Tissue.CSF).astype(np.float32),
     }
     paths = {k: str(save_nifti(tmp_path / f"{k}.nii.gz", v, draw.affine)) for k, v in files.items()}
     unit = SessionInputs("01", None, "sub-01_T1w.nii.gz", {"T2w": "sub-01_T2w.nii.gz"})
     build = dict(unit=unit, omp_nthreads=1, seed=0, device="cpu", name="harmonize_wf")
     branch = TASK.build(options={"method": "learned", "target": "site0"}, **build)
-    assert sorted(branch.inputs) == ["T2w_registered", "head_mask", "t1w_preproc"]
+    assert sorted(branch.inputs) == ["T2w_registered", "brain_mask", "head_mask", "t1w_preproc"]
     meta = branch.outputs["t1w"]["metadata"]
     chosen = Bundle.read(harmonizers["t1w-t2w-site0"])  # the session has a T2w: both contrasts
     assert meta["Method"] == "learned" and meta["Target"] == "site0"
@@ -482,6 +484,15 @@ def test_learned_harmonization_end_to_end(tmp_path, monkeypatch, harmonizers):
     standardised = nib.load(nodes["standardise_t1w"].result.outputs.out_file).get_fdata()
     np.testing.assert_allclose(np.percentile(standardised[head], [1, 99]), [0, 100], atol=0.5)
 
+    # the bundles learned whole heads: a skull-stripped image is refused in one line
+    from bids_synth.errors import InvalidImageError
+    from bids_synth.interfaces.bundle import BundleMRPrediction
+
+    stripped = {"sources": [paths["t1w_preproc"]], "head_mask": paths["brain_mask"]}
+    with pytest.raises(InvalidImageError, match="needs a whole-head image"):
+        BundleMRPrediction(bundle=str(harmonizers["t1w-site0"]), brain_mask=paths["brain_mask"],
+                           **stripped).run(cwd=str(tmp_path))  # fmt: skip
+
     # a bundle whose reference file went missing: one clear error, before anything runs
     from bids_synth.errors import ModelBundleError
 
@@ -495,7 +506,7 @@ def test_learned_harmonization_end_to_end(tmp_path, monkeypatch, harmonizers):
     t1w_only = SessionInputs("01", None, "sub-01_T1w.nii.gz")
     branch = TASK.build(options={"target": "1"}, **{**build, "unit": t1w_only})
     assert branch.outputs["t1w"]["metadata"]["Model"]["Id"] == "harmonize-test-site1-1"
-    assert sorted(branch.inputs) == ["head_mask", "t1w_preproc"]
+    assert sorted(branch.inputs) == ["brain_mask", "head_mask", "t1w_preproc"]
 
 
 def save_nifti(path, data, aff):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from helpers import affine, contrast, phantom_labels, save
 
+from bids_synth.errors import InvalidImageError
 from bids_synth.interfaces.ants import BrainMask, HeadMask, N4BiasCorrection
-from bids_synth.preproc.masks import brain_mask, head_mask
+from bids_synth.preproc.masks import brain_mask, head_mask, require_whole_head
 from bids_synth.preproc.registration import register
 from bids_synth.refdata import reference_dir
 
@@ -79,6 +80,21 @@ def test_head_mask_holds_the_whole_of_a_dim_t1w_head():
     image = ants.from_numpy(draw.images["T1w"].numpy(), spacing=(2.0, 2.0, 2.0))
     mask = head_mask(image).numpy() > 0
     assert dice(mask, draw.head_mask.numpy().astype(bool)) > 0.94
+
+
+@pytest.mark.skipif(
+    not (reference_dir() / "ch2bet.nii.gz").exists(), reason="reference data not available"
+)
+def test_a_skull_stripped_colin27_is_told_from_the_whole_head():
+    for name, stripped in (("ch2.nii.gz", False), ("ch2bet.nii.gz", True)):
+        t1w = ants.resample_image(ants.image_read(str(reference_dir() / name)), (2, 2, 2))
+        head = head_mask(t1w)
+        masks = head.numpy() > 0, brain_mask(t1w, head).numpy() > 0
+        if stripped:
+            with pytest.raises(InvalidImageError, match=r"sct needs a whole-head image.*9\d %"):
+                require_whole_head(*masks, "sct")
+        else:
+            require_whole_head(*masks, "sct")
 
 
 def rigid_transform(angles_deg, translation_mm):

@@ -9,7 +9,7 @@ import pytest
 from helpers import affine, contrast, phantom_labels, save, write_bids
 
 from bids_synth.cli import main
-from bids_synth.errors import ModelBundleError
+from bids_synth.errors import InvalidImageError, ModelBundleError
 from bids_synth.synthesis.sct_methods import BULK_HU
 
 
@@ -336,3 +336,20 @@ def test_shipped_model_predicts_bone_and_brain():
     assert np.abs(hu - truth)[head].mean() < 0.7 * water  # clearly better than a water-only CT
     assert hu[head & (truth > 600)].mean() > 400  # bone (underestimated: see its model card)
     assert abs(np.median(hu[head & (np.abs(truth - 35) < 15)]) - 35) < 20  # brain
+
+
+def test_a_skull_stripped_t1w_is_refused_and_the_others_finish(tmp_path, caplog):
+    bids = write_bids(tmp_path / "bids", {"sub-01": ["T1w"], "sub-02": ["T1w"]})
+    stripped = bids / "sub-02" / "anat" / "sub-02_T1w.nii.gz"
+    image = nib.load(stripped)
+    brain = phantom_labels() >= 3
+    nib.save(nib.Nifti1Image(image.get_fdata() * brain, image.affine), stripped)
+    out = tmp_path / "out"
+    args = ["-w", str(tmp_path / "w"), "--omp-nthreads", "1", "--tasks", "sct"]
+    code = main([str(bids), str(out), "participant", *args, "--sct-method", "bulk"])
+    assert code == InvalidImageError.exit_code
+    assert (out / "sub-01" / "anat" / "sub-01_space-T1w_desc-synthetic_CT.nii.gz").exists()
+    assert not (out / "sub-02" / "anat").exists()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(e.startswith("sub-02:") and "synthetic CT needs a whole-head image" in e
+               for e in errors)  # fmt: skip

@@ -21,6 +21,11 @@ class _BundleMRInputSpec(TorchInputSpec):
         File(exists=True), mandatory=True, desc="images on the T1w grid, in the bundle's order"
     )
     head_mask = File(exists=True, mandatory=True, desc="head mask of the T1w (outside: 0)")
+    brain_mask = File(
+        exists=True,
+        desc="brain mask of the T1w, for a bundle trained on whole heads: a skull-stripped input "
+        "is refused",
+    )
     bundle = traits.Str(mandatory=True, desc="model bundle folder")
 
 
@@ -40,6 +45,7 @@ class BundleMRPrediction(TorchInterface):
 
         from bids_synth.models import Bundle
         from bids_synth.models.prediction import predict_mr_in_head
+        from bids_synth.preproc.masks import require_whole_head
 
         self._start_torch()
         started = time.perf_counter()
@@ -49,6 +55,9 @@ class BundleMRPrediction(TorchInterface):
         ]
         bundle = Bundle.read(self.inputs.bundle)
         head = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
+        if self.inputs.brain_mask:
+            brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0.5
+            require_whole_head(head, brain, bundle.ref)
         predicted, info = predict_mr_in_head(
             bundle, channels, reference.affine, head, device=self.inputs.device
         )

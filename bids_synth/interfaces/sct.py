@@ -88,9 +88,14 @@ class SyntheticCT(TorchInterface):
         import nibabel as nib
         import numpy as np
 
+        from bids_synth.preproc.masks import require_whole_head
         from bids_synth.synthesis import sct_methods
 
         started = time.perf_counter()
+        reference = nib.load(self.inputs.t1w)
+        head_data = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
+        brain_data = (np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0.5) & head_data
+        require_whole_head(head_data, brain_data, "synthetic CT")
         t1w = ants.image_read(self.inputs.t1w)
         head = ants.image_read(self.inputs.head_mask)
         brain = ants.image_read(self.inputs.brain_mask)
@@ -103,9 +108,6 @@ class SyntheticCT(TorchInterface):
             hu = self._propagate_atlases(runtime)
         else:
             hu, metadata = self._predict()
-        reference = nib.load(self.inputs.t1w)
-        head_data = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
-        brain_data = (np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0.5) & head_data
         hu = sct_methods.clip_hu(np.where(head_data, hu, sct_methods.BULK_HU["air"]))
         mumap = sct_methods.attenuation_map(hu, kvp=self.inputs.kvp)
         qc = sct_methods.ct_qc(hu, head_data, brain_data)

@@ -7,7 +7,13 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_multiotsu
 
+from bids_synth.errors import InvalidImageError
+
 CT_HEAD_THRESHOLD_HU = -500.0
+# The brain's share of the head above which an image is taken for skull-stripped: 0.42–0.67 on
+# whole-head T1w/T2w (Colin27, KmeansTest, SPM avg152), 0.96–0.98 on brain-only images (Colin27's
+# ch2bet, the MNI 2009a template).
+SKULL_STRIPPED_BRAIN_SHARE = 0.85
 
 
 def head_mask(image: ants.ANTsImage, *, modality: str = "MR") -> ants.ANTsImage:
@@ -66,6 +72,19 @@ def brain_mask(t1w: ants.ANTsImage, head: ants.ANTsImage) -> ants.ANTsImage:
     closed = ndimage.binary_closing(grown, _ball(6.0, t1w.spacing), border_value=0) & inside
     mask = _largest_component(_fill_holes(closed))
     return t1w.new_image_like(mask.astype("float32"))
+
+
+def require_whole_head(head: np.ndarray, brain: np.ndarray, task: str) -> None:
+    """Raise :class:`InvalidImageError` when the head mask is little more than the brain mask:
+    the image is skull-stripped, and ``task`` (trained on whole heads) cannot use it."""
+    head_voxels = int(np.count_nonzero(head))
+    share = np.count_nonzero(brain & head) / max(head_voxels, 1)
+    if share > SKULL_STRIPPED_BRAIN_SHARE:
+        raise InvalidImageError(
+            f"{task} needs a whole-head image, but this one looks skull-stripped (the brain is "
+            f"{100 * share:.0f} % of the head; whole heads: under "
+            f"{100 * SKULL_STRIPPED_BRAIN_SHARE:.0f} %)"
+        )
 
 
 def _ball(radius_mm: float, spacing) -> np.ndarray:

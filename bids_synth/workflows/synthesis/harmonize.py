@@ -174,7 +174,7 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
         {c for b in chosen.values() for c in contract(b)[0]}, key=SESSION_MR_SUFFIXES.index
     )
     references = {s: output_reference(b) for s, b in chosen.items()}
-    fields = ["head_mask", *(_input_field(c) for c in needed)]
+    fields = ["head_mask", "brain_mask", *(_input_field(c) for c in needed)]
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
     outputnode = pe.Node(
@@ -198,7 +198,7 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
             workflow.connect(inputnode, _input_field(contrast), merge, f"in{index}")
         workflow.connect([
             (merge, node, [("out", "sources")]),
-            (inputnode, node, [("head_mask", "head_mask")]),
+            (inputnode, node, [("head_mask", "head_mask"), ("brain_mask", "brain_mask")]),
             (node, outputnode, [("metadata", f"{suffix.lower()}_metadata")]),
         ])  # fmt: skip
         if references[suffix]:
