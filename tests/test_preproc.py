@@ -91,10 +91,10 @@ def test_a_skull_stripped_colin27_is_told_from_the_whole_head():
         head = head_mask(t1w)
         masks = head.numpy() > 0, brain_mask(t1w, head).numpy() > 0
         if stripped:
-            with pytest.raises(InvalidImageError, match=r"sct needs a whole-head image.*9\d %"):
-                require_whole_head(*masks, "sct")
+            with pytest.raises(InvalidImageError, match=r"sct needs a whole-head image.*1\.8 L"):
+                require_whole_head(*masks, t1w.spacing, "sct")
         else:
-            require_whole_head(*masks, "sct")
+            require_whole_head(*masks, t1w.spacing, "sct")
 
 
 def rigid_transform(angles_deg, translation_mm):

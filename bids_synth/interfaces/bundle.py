@@ -57,7 +57,7 @@ class BundleMRPrediction(TorchInterface):
         head = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
         if self.inputs.brain_mask:
             brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0.5
-            require_whole_head(head, brain, bundle.ref)
+            require_whole_head(head, brain, reference.header.get_zooms()[:3], bundle.ref)
         predicted, info = predict_mr_in_head(
             bundle, channels, reference.affine, head, device=self.inputs.device
         )

@@ -95,7 +95,7 @@ class SyntheticCT(TorchInterface):
         reference = nib.load(self.inputs.t1w)
         head_data = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
         brain_data = (np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0.5) & head_data
-        require_whole_head(head_data, brain_data, "synthetic CT")
+        require_whole_head(head_data, brain_data, reference.header.get_zooms()[:3], "synthetic CT")
         t1w = ants.image_read(self.inputs.t1w)
         head = ants.image_read(self.inputs.head_mask)
         brain = ants.image_read(self.inputs.brain_mask)

@@ -10,10 +10,12 @@ from skimage.filters import threshold_multiotsu
 from bids_synth.errors import InvalidImageError
 
 CT_HEAD_THRESHOLD_HU = -500.0
-# The brain's share of the head above which an image is taken for skull-stripped: 0.42–0.67 on
-# whole-head T1w/T2w (Colin27, KmeansTest, SPM avg152), 0.96–0.98 on brain-only images (Colin27's
-# ch2bet, the MNI 2009a template).
+# A skull-stripped image: its head mask is brain-sized and the brain mask fills it. Measured: whole
+# heads 2.9–3.8 L with the brain at 0.42–0.67 of them (Colin27, KmeansTest, SPM avg152); brain-only
+# images 1.8–1.9 L at 0.96–0.98 (Colin27's ch2bet, the MNI 2009a template). Simulated heads of
+# random contrasts, where either test alone can fail, never meet both (1.6–6.9 L, 0.07–0.89).
 SKULL_STRIPPED_BRAIN_SHARE = 0.85
+SKULL_STRIPPED_HEAD_LITRES = 2.3
 
 
 def head_mask(image: ants.ANTsImage, *, modality: str = "MR") -> ants.ANTsImage:
@@ -74,16 +76,18 @@ def brain_mask(t1w: ants.ANTsImage, head: ants.ANTsImage) -> ants.ANTsImage:
     return t1w.new_image_like(mask.astype("float32"))
 
 
-def require_whole_head(head: np.ndarray, brain: np.ndarray, task: str) -> None:
-    """Raise :class:`InvalidImageError` when the head mask is little more than the brain mask:
-    the image is skull-stripped, and ``task`` (trained on whole heads) cannot use it."""
+def require_whole_head(head: np.ndarray, brain: np.ndarray, spacing, task: str) -> None:
+    """Raise :class:`InvalidImageError` when the image is skull-stripped (the head mask holds
+    little more than the brain mask, and no more than a brain's volume): ``task`` was trained on
+    whole heads and cannot use it. ``spacing``: the voxel size in mm."""
     head_voxels = int(np.count_nonzero(head))
     share = np.count_nonzero(brain & head) / max(head_voxels, 1)
-    if share > SKULL_STRIPPED_BRAIN_SHARE:
+    litres = head_voxels * float(np.prod(spacing)) / 1e6
+    if share > SKULL_STRIPPED_BRAIN_SHARE and litres < SKULL_STRIPPED_HEAD_LITRES:
         raise InvalidImageError(
-            f"{task} needs a whole-head image, but this one looks skull-stripped (the brain is "
-            f"{100 * share:.0f} % of the head; whole heads: under "
-            f"{100 * SKULL_STRIPPED_BRAIN_SHARE:.0f} %)"
+            f"{task} needs a whole-head image, but this one looks skull-stripped (the head mask "
+            f"holds {litres:.1f} L, a brain's volume, and the brain mask fills {100 * share:.0f} "
+            "% of it)"
         )
 
 
