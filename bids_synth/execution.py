@@ -286,9 +286,10 @@ def failed_with(message: str, error: type) -> bool:
     return f"bids_synth.errors.{error.__name__}:" in message
 
 
-def unit_failures(crash_dir: Path) -> dict[str, str]:
-    """``{'sub-01_ses-a': 'node ... failed: Error: ... (crash file ...)'}`` from the crash files."""
-    failures: dict[str, str] = {}
+def unit_failures(crash_dir: Path) -> dict[str, list[str]]:
+    """``{'sub-01_ses-a': ['node ... failed: Error: ... (crash file ...)', ...]}``: one message
+    per crash file, in the order they were written."""
+    failures: dict[str, list[str]] = {}
     for crash in sorted(crash_dir.glob("crash-*")):
         text = crash.read_text(errors="replace")
         match = _CRASH_NODE.search(text)
@@ -297,7 +298,9 @@ def unit_failures(crash_dir: Path) -> dict[str, str]:
             continue
         name = f"sub-{unit.group(1)}" + (f"_ses-{unit.group(2)}" if unit.group(2) else "")
         node = match.group(1).split(".", 3)[-1]
-        failures.setdefault(name, f"node {node} failed: {_last_error(text)} (crash file: {crash})")
+        failures.setdefault(name, []).append(
+            f"node {node} failed: {_last_error(text)} (crash file: {crash})"
+        )
     return failures
 
 

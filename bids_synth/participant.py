@@ -112,10 +112,12 @@ def process_units(
                 LOG.warning("%s: %s", unit.name, removed_message(outcome.removed))
         else:
             outcome.status = "failed"
-            outcome.message = failures.get(unit.name, "processing did not finish (see the log)")
-            outcome.failed_task = failed_task(outcome.message, config.workflow.tasks)
-            if outcome.failed_task:
-                outcome.message += rerun_hint(outcome.failed_task, config.workflow.tasks)
+            messages = failures.get(unit.name) or ["processing did not finish (see the log)"]
+            outcome.message = messages[0]
+            failed = failed_tasks(messages, config.workflow.tasks)
+            if failed:
+                outcome.failed_task = failed[0]
+                outcome.message += rerun_hint(failed, config.workflow.tasks)
             LOG.error("%s: %s", unit.name, outcome.message)
         outcomes.append(outcome)
     write_run_log(execution.output_dir, execution.run_id, outcomes, started=started)
@@ -135,22 +137,26 @@ def removed_message(removed: list[str]) -> str:
     )
 
 
-def failed_task(message: str, tasks) -> str | None:
-    """The task whose node failed, from a failure message of :func:`unit_failures`."""
-    match = _FAILED_NODE.match(message)
-    return match.group(1) if match and match.group(1) in tasks else None
+def failed_tasks(messages: list[str], tasks) -> list[str]:
+    """The tasks whose nodes failed, in order, from the failure messages of
+    :func:`unit_failures`."""
+    matches = (_FAILED_NODE.match(message) for message in messages)
+    names = [match.group(1) for match in matches if match and match.group(1) in tasks]
+    return list(dict.fromkeys(names))
 
 
-def rerun_hint(task: str, tasks) -> str:
-    """What a participant whose ``task`` failed gets: nothing published, and how to get the rest.
+def rerun_hint(failed: list[str], tasks) -> str:
+    """What a participant whose ``failed`` tasks failed gets: nothing published, and how to get
+    the rest.
 
     A participant/session's derivatives are published all together (never a partial set); a
-    rerun without the failing task reuses every finished node from the work folder.
+    rerun without the failing tasks reuses every finished node from the work folder.
     """
-    others = [name for name in tasks if name != task]
-    rerun = f"--tasks {' '.join(others)}" if others else f"no --tasks {task}"
+    others = [name for name in tasks if name not in failed]
+    rerun = f"--tasks {' '.join(others)}" if others else f"no --tasks {' '.join(failed)}"
+    which = f"task {failed[0]}" if len(failed) == 1 else f"tasks {', '.join(failed)}"
     return (
-        f"; task {task} failed, so none of this participant's derivatives were published: "
+        f"; {which} failed, so none of this participant's derivatives were published: "
         f"rerun with {rerun} to publish the others, reusing every finished step"
     )
 

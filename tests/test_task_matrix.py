@@ -113,3 +113,14 @@ def test_a_failing_task_names_itself_and_the_rerun_without_it_reuses_every_step(
     assert (out / "sub-01/anat/sub-01_space-T1w_desc-synthetic_CT.nii.gz").is_file()
     rerun = {p: p.stat().st_mtime_ns for p in finished}
     assert rerun == finished  # no finished node ran again
+
+
+def test_the_rerun_hint_leaves_out_every_failed_task():
+    from bids_synth.participant import failed_tasks, rerun_hint
+
+    messages = ["node sct_wf.synthetic_ct failed: E", "node translate_wf.t failed: E", "other"]
+    failed = failed_tasks(messages, ["translate", "denoise", "sct"])
+    assert failed == ["sct", "translate"]
+    hint = rerun_hint(failed, ["translate", "denoise", "sct"])
+    assert "tasks sct, translate failed" in hint and "rerun with --tasks denoise " in hint
+    assert "rerun with no --tasks sct translate" in rerun_hint(failed, ["sct", "translate"])

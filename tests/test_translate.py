@@ -97,7 +97,12 @@ def test_a_session_lacking_the_source_is_skipped_for_that_pair(tmp_path, home, c
     assert set(branch.outputs) == {"t1w_to_t2w"}
     both = _build(tmp_path / "c", ["T1w", "T2w"], options)
     assert set(both.outputs) == {"t1w_to_t2w", "t2w_to_flair"}
-    assert both.inputs == {"head_mask": "head_mask", "t1w": "t1w_preproc", "t2w": "T2w_registered"}
+    assert both.inputs == {
+        "head_mask": "head_mask",
+        "brain_mask": "brain_mask",
+        "t1w": "t1w_preproc",
+        "t2w": "T2w_registered",
+    }
     assert both.outputs["t2w_to_flair"]["entities"] == {
         "space": "T1w",
         "desc": "synthetic",

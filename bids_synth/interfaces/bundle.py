@@ -23,7 +23,8 @@ class _BundleMRInputSpec(TorchInputSpec):
     head_mask = File(exists=True, mandatory=True, desc="head mask of the T1w (outside: 0)")
     brain_mask = File(
         exists=True,
-        desc="brain mask of the T1w, for a bundle trained on whole heads: a skull-stripped input "
+        mandatory=True,
+        desc="brain mask of the T1w: the bundles learned whole heads, so a skull-stripped input "
         "is refused",
     )
     bundle = traits.Str(mandatory=True, desc="model bundle folder")
@@ -55,9 +56,8 @@ class BundleMRPrediction(TorchInterface):
         ]
         bundle = Bundle.read(self.inputs.bundle)
         head = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
-        if self.inputs.brain_mask:
-            brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0.5
-            require_whole_head(head, brain, reference.header.get_zooms()[:3], bundle.ref)
+        brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0.5
+        require_whole_head(head, brain, reference.header.get_zooms()[:3], bundle.ref)
         predicted, info = predict_mr_in_head(
             bundle, channels, reference.affine, head, device=self.inputs.device
         )

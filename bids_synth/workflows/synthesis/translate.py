@@ -69,7 +69,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name):
             )
             return None
     workflow = pe.Workflow(name=name)
-    inputs, outputs, fields = {"head_mask": "head_mask"}, {}, []
+    inputs, outputs, fields = {"head_mask": "head_mask", "brain_mask": "brain_mask"}, {}, []
     branches = []
     for (source, target), bundle in bundles.items():
         suffixes = contract(bundle)[0] or (source,)
@@ -121,7 +121,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name):
             workflow.connect(inputnode, suffix.lower(), merge, f"in{index}")
         workflow.connect([
             (merge, node, [("out", "sources")]),
-            (inputnode, node, [("head_mask", "head_mask")]),
+            (inputnode, node, [("head_mask", "head_mask"), ("brain_mask", "brain_mask")]),
             (node, outputnode, [("out_file", field), ("metadata", f"{field}_metadata")]),
         ])  # fmt: skip
         LOG.info("translate: %s: %s with %s", unit.name, field.replace("_to_", "→"), bundle.ref)
