@@ -17,8 +17,10 @@ resampled to its 1 mm training grid and back, and NLM.
 Methods: ``model`` (a denoising bundle), ``self`` (noise2self), ``nlm`` (antspyx, Rician, its own
 σ estimate) from :mod:`bids_synth.synthesis.denoising`, and the peers ``bm4d`` (PyPI ``bm4d``,
 non-commercial licence: benchmark only, never a dependency) and ``dipy`` (``dipy.denoise.nlmeans``,
-classic, Rician; dipy ≥ 1.12), both given the true σ, imported only when asked for and skipped
-when not installed.
+classic, Rician; dipy ≥ 1.12), both given the true σ, and ``bm4d-est``: BM4D given the σ that
+:func:`bids_synth.synthesis.denoising.noise_sigma` estimates from the noisy image (what a user
+without the true σ would run); peers are imported only when asked for and skipped when not
+installed.
 Every method runs on one thread. ``--append`` adds the tables to BENCHMARKS.md.
 """
 
@@ -42,7 +44,7 @@ from bids_synth.synthesis import denoising
 RESULTS = Path(__file__).resolve().parent / "results"
 
 #: peer method → the PyPI package it needs (never a dependency of bids-synth)
-PEERS = {"bm4d": "bm4d", "dipy": "dipy"}
+PEERS = {"bm4d": "bm4d", "dipy": "dipy", "bm4d-est": "bm4d"}
 
 #: centre (world mm, MNI) and edge (voxels) of the zoomed Colin27 mosaic: vermis, cerebellar folia,
 #: occipital cortex
@@ -83,7 +85,8 @@ def dipy_denoise(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarra
 
 
 def denoise(method: str, noisy, mask, affine, sigma: float, args, seed: int, bundle):
-    """``noisy`` denoised by ``method`` (σ: the true noise σ, used by the peers only)."""
+    """``noisy`` denoised by ``method`` (σ: the true noise σ, used by the peers only; ``bm4d-est``
+    is BM4D given the σ estimated from the image)."""
     if method == "model":
         return denoising.model_denoise(noisy, mask, bundle, affine)[0]
     if method == "self":
@@ -92,6 +95,8 @@ def denoise(method: str, noisy, mask, affine, sigma: float, args, seed: int, bun
         return denoising.nlm_denoise(noisy, mask, np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
     if method == "bm4d":
         return bm4d_denoise(noisy, mask, sigma)
+    if method == "bm4d-est":  # as a user would run it: σ estimated as our sidecars do
+        return bm4d_denoise(noisy, mask, denoising.noise_sigma(noisy, mask))
     if method == "dipy":
         return dipy_denoise(noisy, mask, sigma)
     raise ValueError(f"unknown method {method!r}")
