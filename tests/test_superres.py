@@ -84,7 +84,25 @@ def test_self_supervised_super_resolution_beats_bspline_on_a_thick_slice_phantom
     out, out_affine, info = sr.smore(thick, affine, steps=150, seed=0)
     np.testing.assert_allclose(out_affine, bspline_affine)
     assert out.shape == clean.shape and info["thick_axis"] == 1 and info["factor"] == 4
+    assert info["slice_profile"] == sr.UNKNOWN_PROFILE  # nothing given: trained for both shapes
     assert psnr(clean, out, mask) > psnr(clean, bspline, mask) + 0.5
+
+
+def test_an_unknown_profile_shape_trains_on_both_shapes(monkeypatch):
+    used = []
+    degrade = sr.degrade_axis0
+
+    def recording(image, factor, thickness, phase, profile):
+        used.append(profile)
+        return degrade(image, factor, thickness, phase, profile)
+
+    monkeypatch.setattr(sr, "degrade_axis0", recording)
+    data = np.random.default_rng(0).random((16, 16, 8)).astype(np.float32)
+    sr._training_pairs(data, 2, 4.0, 4.0, sr.SLICE_PROFILES, np.random.default_rng(1))
+    assert len(used) == 32 and 8 <= used.count("box") <= 24  # about half each
+    used.clear()
+    sr._training_pairs(data, 2, 4.0, 4.0, ("box",), np.random.default_rng(1))
+    assert set(used) == {"box"}
 
 
 def test_self_handles_a_non_integer_factor_with_a_gap_along_axis_0():

@@ -66,10 +66,10 @@ class SuperResolution(TorchInterface):
             metadata["Device"] = info["device"]
             metadata["SliceProfile"] = info["slice_profile"]
             metadata["SliceProfileSource"] = (
-                "SliceThickness from the sidecar; shape estimated from the image"
+                "SliceThickness from the sidecar"
                 if self.inputs.slice_thickness
-                else "estimated from the image"
-            )
+                else "thickness estimated from the image"
+            ) + "; shape unknown: trained for a box and a Gaussian"
             metadata["Parameters"] = {
                 key: info[key]
                 for key in (*sr.SMORE_DEFAULTS, "factor", "steps_run", "best_step", "final_loss")

@@ -6,7 +6,8 @@ through-plane sampling (SMORE-like, no training data); ``bspline`` is cubic B-sp
 Outputs ``res-iso_desc-superres_<suffix>`` at the in-plane resolution over the same field of view.
 Near-isotropic images are skipped with a log line. The slice thickness comes from the raw
 sidecar's ``SliceThickness`` when there is one (thickness < spacing: a gap); otherwise ``self``
-estimates it, and always the profile's shape (box or Gaussian), from the image.
+estimates it from the image. The profile's shape is unknown, so ``self`` trains for both a box
+and a Gaussian.
 """
 
 from __future__ import annotations
