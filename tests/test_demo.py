@@ -84,7 +84,10 @@ def test_the_thick_slice_t2w_is_super_resolved_with_the_default_method(demo):
     from bids_synth.nn.devices import resolve_device
 
     assert sidecar["Method"] == "self" and sidecar["Device"] == str(resolve_device("auto"))
-    assert sidecar["SliceThickness"] == 9.0 and sidecar["SliceProfile"] in ("box", "gaussian")
+    assert sidecar["SliceThickness"] == 9.0 and sidecar["SliceProfile"] == "box or gaussian"
+    assert sidecar["SliceProfileSource"].startswith(
+        "SliceThickness from the sidecar; shape unknown"
+    )
 
 
 def test_demo_rerun_resumes_with_identical_outputs(demo):
