@@ -6,11 +6,20 @@ the closer the grey matter, white matter and CSF of the harmonized images, the b
 are Atropos' three classes (antspyx, k-means initialisation) of each preprocessed T1w inside its
 brain mask; each method's spread is the tissue-wise Wasserstein-1 distance between every pair of
 subjects, in units of that method's mean WM−GM median contrast (scale-free, as in
-``bench_harmonize.py``). A mosaic shows the mid-axial slice of every subject under every method.
+``bench_harmonize.py``). Each method's grey/white separability on each scan, |WM − GM median| over
+the pooled tissue sd, is compared with the preprocessed input's: a harmonization must not wash out
+the anatomy it standardises. A mosaic shows the mid-axial slice of every subject under every method.
+
+``--record BUNDLE`` writes the real-scan check of the ``learned`` run into that harmonization
+bundle, which decides whether ``learned`` is the default method where no Nyul reference is given
+(:func:`bids_synth.workflows.synthesis.harmonize.default_method`). It passes when the learned
+tissues are no further apart between the scans than WhiteStripe's (the method it would replace;
+mean W1 over the three tissues) and every scan keeps at least :data:`SEPARABILITY_KEPT` of its
+input's grey/white separability. Only whole heads: the learned tasks refuse skull-stripped input.
 
     bids-synth BIDS OUT_LEARNED participant --tasks harmonize --harmonize-method learned
     bids-synth BIDS OUT_WS participant --tasks harmonize --harmonize-method whitestripe
-    python benchmarks/harmonize_real.py learned=OUT_LEARNED whitestripe=OUT_WS
+    python benchmarks/harmonize_real.py learned=OUT_LEARNED whitestripe=OUT_WS [--record BUNDLE]
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from bids_synth.metrics import intensity_wasserstein
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TISSUES = ("CSF", "GM", "WM")  # Atropos' classes 1–3 of a T1w, darkest first
+SEPARABILITY_KEPT = 0.8  #: share of the input's grey/white separability a method must keep
 
 
 def subjects(folder: Path) -> list[str]:
@@ -53,6 +63,13 @@ def tissues(folder: Path, subject: str) -> np.ndarray:
     return segmentation.numpy().astype(np.int8)
 
 
+def separability(image: np.ndarray, labels: np.ndarray) -> float:
+    """|WM − GM median| over the pooled sd of the two tissues."""
+    grey, white = image[labels == 2], image[labels == 3]
+    pooled = np.sqrt((np.var(grey) + np.var(white)) / 2)
+    return float(abs(np.median(white) - np.median(grey)) / max(pooled, 1e-12))
+
+
 def spread(runs: dict[str, Path], labels: dict[str, np.ndarray]) -> dict:
     """Per method: each subject's tissue medians, and the mean pairwise tissue W1 between
     subjects in units of the method's mean WM−GM contrast."""
@@ -66,6 +83,11 @@ def spread(runs: dict[str, Path], labels: dict[str, np.ndarray]) -> dict:
         pairs = list(itertools.combinations(labels, 2))
         table[method] = {
             "medians": medians,
+            "separability_kept": {
+                s: separability(images[s], labels[s])
+                / separability(image(folder, s, "preproc_T1w"), labels[s])
+                for s in labels
+            },
             **{
                 f"w1_{tissue}": float(
                     np.mean([
@@ -80,6 +102,22 @@ def spread(runs: dict[str, Path], labels: dict[str, np.ndarray]) -> dict:
             },
         }  # fmt: skip
     return table
+
+
+def check(table: dict) -> dict:
+    """The learned method's real-scan check (see the module's docstring)."""
+    mean_w1 = {m: float(np.mean([table[m][f"w1_{t}"] for t in TISSUES])) for m in table}
+    kept = table["learned"]["separability_kept"]
+    passed = (
+        mean_w1["learned"] <= mean_w1["whitestripe"] and min(kept.values()) >= SEPARABILITY_KEPT
+    )
+    summary = (
+        f"{', '.join(sorted(kept))}: mean tissue W1 between the scans "
+        f"{mean_w1['learned']:.3f} (WhiteStripe {mean_w1['whitestripe']:.3f}); grey/white "
+        f"separability kept {', '.join(f'{kept[s]:.2f}' for s in sorted(kept))} (goals: W1 not "
+        f"above WhiteStripe's, separability ≥ {SEPARABILITY_KEPT} of the input's on every scan)"
+    )
+    return {"passed": bool(passed), "summary": summary}
 
 
 def mosaic(runs: dict[str, Path], names: list[str], path: Path) -> None:
@@ -113,6 +151,9 @@ def mosaic(runs: dict[str, Path], names: list[str], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="METHOD=OUT", help="a CLI output per method")
+    parser.add_argument(
+        "--record", metavar="BUNDLE", help="write the learned run's real-scan check into BUNDLE"
+    )
     args = parser.parse_args()
     runs = {m: Path(f) for m, f in (run.split("=", 1) for run in args.runs)}
     names = subjects(next(iter(runs.values())))
@@ -122,11 +163,22 @@ def main() -> None:
     (RESULTS / "harmonize_real.json").write_text(json.dumps(table, indent=2))
     mosaic(runs, names, RESULTS / "harmonize_real.png")
     print("| method | " + " | ".join(f"W1 {t}" for t in TISSUES) + " | "
-          + " | ".join(f"{s} CSF/GM/WM" for s in names) + " |")  # fmt: skip
+          + " | ".join(f"{s} CSF/GM/WM (separability kept)" for s in names) + " |")  # fmt: skip
     for method, row in table.items():
-        medians = " | ".join("/".join(f"{v:.3g}" for v in row["medians"][s]) for s in names)
+        medians = " | ".join(
+            "/".join(f"{v:.3g}" for v in row["medians"][s])
+            + f" ({row['separability_kept'][s]:.2f})"
+            for s in names
+        )
         w1 = " | ".join(f"{row[f'w1_{t}']:.3f}" for t in TISSUES)
         print(f"| {method} | {w1} | {medians} |")
+    if args.record:
+        from bids_synth.models import find_bundle
+        from bids_synth.models.card import record_evaluation
+
+        result = check(table)
+        record_evaluation(find_bundle(args.record).path, [], checks={"real_scans": result})
+        print(f"real-scan check {'passed' if result['passed'] else 'failed'}: {result['summary']}")
 
 
 if __name__ == "__main__":

@@ -432,6 +432,28 @@ def test_harmonization_bundles_are_chosen_by_target_and_contrasts(tmp_path, monk
         harmonization_bundles("0", str(harmonizers["t1w-site1"]))
 
 
+def test_without_a_reference_the_default_is_learned_once_its_bundle_passed_the_real_scan_check(
+    tmp_path, monkeypatch, harmonizers
+):
+    from bids_synth.models.card import record_evaluation
+    from bids_synth.workflows.synthesis.harmonize import default_method
+
+    _installed(monkeypatch, tmp_path, harmonizers, "t1w-site0", "t1w-t2w-site0")
+    home = tmp_path / "home" / "models"
+    assert default_method(["T1w"]) == "whitestripe"  # no check recorded
+    for name, passed in (("t1w-site0", True), ("t1w-t2w-site0", False)):
+        record_evaluation(
+            home / name, [], checks={"real_scans": {"passed": passed, "summary": "x"}}
+        )
+    assert default_method(["T1w"]) == "learned"
+    assert default_method(["T1w", "T2w"]) == "whitestripe"  # this session's bundle failed it
+    _installed(monkeypatch, tmp_path / "two", harmonizers, "t1w-site0", "t1w-site1")
+    for name in ("t1w-site0", "t1w-site1"):
+        record_evaluation(tmp_path / "two" / "home" / "models" / name, [],
+                          checks={"real_scans": {"passed": True, "summary": "x"}})  # fmt: skip
+    assert default_method(["T1w"]) == "whitestripe"  # several targets: the user chooses
+
+
 def test_learned_harmonization_end_to_end(tmp_path, monkeypatch, harmonizers):
     from bids_synth.bids import SessionInputs
     from bids_synth.models import Bundle

@@ -4,7 +4,9 @@
 (``bids-synth BIDS OUT group --tasks harmonize``) learns one per contrast from every participant's
 preprocessed images, and a second participant pass applies it (``--harmonize-reference``, or, with
 ``--harmonize-method nyul``, found in ``OUT/group/harmonize``; the default method never changes on
-a rerun). ``whitestripe`` and ``zscore`` need no reference.
+a rerun). ``whitestripe`` and ``zscore`` need no reference; without one the default is
+``whitestripe``, or ``learned`` once its bundle has passed its real-scan check
+(:func:`default_method`).
 ``learned`` runs a harmonization bundle (trained on simulated traveling subjects) that maps the
 session's images to its target site (``--harmonize-target``), on the bundle's fixed output scale
 whatever the input's scale; a bundle reading T2w/FLAIR too is used when the session has them. A
@@ -31,6 +33,7 @@ from bids_synth.workflows.synthesis import Task, TaskBranch
 LOG = logging.getLogger("bids_synth")
 
 METHODS = ("nyul", "whitestripe", "zscore", "learned")
+FALLBACK_METHOD = "whitestripe"  #: the default without a reference until a bundle earns it
 
 
 def add_arguments(group) -> None:
@@ -43,8 +46,9 @@ def add_arguments(group) -> None:
         "zscore: brain mean 0, sd 1; learned: a bundle trained on simulated traveling subjects "
         "maps the images to its target site, then the bundle's own Nyul reference standardises "
         "them in the head when it carries one (default: learned with --harmonize-target or "
-        "--harmonize-model, else nyul with --harmonize-reference, else whitestripe; nyul without "
-        "a reference uses OUT/group/harmonize)",
+        "--harmonize-model, else nyul with --harmonize-reference, else learned if its bundle "
+        "passed the real-scan check, else whitestripe; nyul without a reference uses "
+        "OUT/group/harmonize)",
     )
     group.add_argument(
         "--harmonize-target",
@@ -79,8 +83,8 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
     reference = options.get("reference")
     if reference is None and method == "nyul":  # explicit: a rerun never switches method
         reference = _group_reference(options.get("output_dir"))
-    method = method or ("nyul" if reference else "whitestripe")
     suffixes = [s for s in SESSION_MR_SUFFIXES if s == "T1w" or s in unit.others]
+    method = method or ("nyul" if reference else default_method(suffixes))
     if method == "learned":
         return _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name)
     references = {}
@@ -131,6 +135,25 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
     LOG.info("harmonize: %s: %s with method %s", unit.name, ", ".join(suffixes), method)
     # the inputnode fields are named after the session providers that feed them
     return TaskBranch(workflow, {field: field for field in fields}, outputs)
+
+
+def default_method(suffixes) -> str:
+    """Without a Nyul reference: ``learned`` when the bundle that would harmonize the session's
+    T1w passed the real-scan check of ``benchmarks/harmonize_real.py --record`` (real scans of
+    different scanners no further apart than under WhiteStripe, grey/white separability kept),
+    else ``whitestripe``."""
+    from bids_synth.errors import ModelBundleError
+    from bids_synth.models.selection import (
+        choose_bundle,
+        harmonization_bundles,
+        passed_real_scan_check,
+    )
+
+    try:
+        bundle = choose_bundle(harmonization_bundles(), "T1w", suffixes)
+    except (ModelBundleError, UsageError):  # none installed, or several targets to choose from
+        return FALLBACK_METHOD
+    return "learned" if bundle and passed_real_scan_check(bundle) else FALLBACK_METHOD
 
 
 def _group_reference(output_dir) -> Path | None:
