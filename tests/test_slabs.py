@@ -1,5 +1,7 @@
 """The 2.5D engine: contrast-randomised label heads, slab batches, slab inference, slab bundles."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -492,6 +494,37 @@ def test_a_symmetric_emphasis_also_weighs_what_the_prediction_calls_bone():
 
     assert slopes(False) == pytest.approx([0.25, -0.75])  # weights 1 and 3
     assert slopes(True) == pytest.approx([0.5, -0.5])  # weights 3 and 3
+
+
+def test_smoothed_texture_is_correlated_across_voxels_and_keeps_its_spread():
+    head = _shell_head()
+    gmm = dict(physics_share=0.0, thick_share=0.0, noise_range=(0.0, 0.0), gamma_sd=0.0,
+               bias_sd=0.0, sd_range=(0.08, 0.08))  # fmt: skip
+    wm = torch.from_numpy(head.labels == Tissue.WM)
+
+    def texture(params):
+        image = _draw(head, 5, params)
+        inner = image[10:30, 10:30, 10:30]
+        inside = wm[10:30, 10:30, 10:30]
+        values = inner - inner[inside].mean()
+        lag = (values[1:] * values[:-1])[inside[1:] & inside[:-1]].mean()
+        return float(lag / values[inside].var()), float(values[inside].std())
+
+    voxelwise, voxelwise_sd = texture(Randomisation(**gmm))
+    smooth, smooth_sd = texture(Randomisation(**gmm, texture_smoothing_mm=(3.0, 3.0)))
+    assert voxelwise < 0.6 < 0.8 < smooth  # neighbours: nearly independent / alike
+    assert 0.3 < smooth_sd / voxelwise_sd < 1.5  # the texture is smoothed, not removed
+
+
+def test_the_denoise_fine_tune_smooths_the_texture_of_its_clean_targets():
+    from bids_synth.training.recipes import RECIPES, _fine_tune_description
+
+    recipe = RECIPES["denoise-slab"]
+    assert recipe.parent().randomisation.texture_smoothing_mm == (0.0, 0.0)
+    assert "texture_smoothing_mm" not in json.dumps(recipe.parent().run_settings())
+    assert _fine_tune_description(recipe).endswith(
+        "within-tissue texture a smooth field (σ 1.5–4 mm) instead of voxel-wise from epoch 33 on"
+    )
 
 
 def test_the_shell_fine_tune_describes_each_change_once():

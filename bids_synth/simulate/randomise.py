@@ -9,6 +9,9 @@ intensities. :func:`randomised_mr` draws, per call:
 - with probability ``physics_share`` one of the head's physics MR images (of the contrasts
   ``physics_inputs`` when set), else a Gaussian mixture:
   per tissue a mean ``U(mean_range)`` and a spread ``U(sd_range)`` (0–1 scale), background dark;
+  the spread is voxel-wise, or with ``texture_smoothing_mm`` a smooth field (Gaussian of σ
+  ``U(texture_smoothing_mm)``, unit variance) — a denoiser's clean target must not hold texture
+  that looks like the noise it is to remove;
 - a small partial-volume blur, a smooth multiplicative bias field ``exp(N(0, U(0, bias_sd)))``;
 - with probability ``thick_share`` thick slices along a random axis (thickness ``U(thickness_mm)``,
   Gaussian slice profile, sampled and linearly interpolated back), else a mild isotropic blur;
@@ -50,6 +53,7 @@ class Randomisation:
     physics_inputs: tuple[str, ...] | None = None  # physics contrasts a draw may use (None: all)
     mean_range: tuple[float, float] = (0.0, 1.0)
     sd_range: tuple[float, float] = (0.0, 0.08)
+    texture_smoothing_mm: tuple[float, float] = (0.0, 0.0)
     background_dark_share: float = 0.7
     bias_sd: float = 0.4
     bias_correlation_mm: float = 50.0
@@ -308,6 +312,10 @@ def _clean_contrast(
         means[Tissue.BACKGROUND] = 0.0 if dark else float(rng.uniform(0, 0.1))
         spreads[Tissue.BACKGROUND] = 0.0 if dark else float(rng.uniform(0, 0.03))
         noise = torch.randn(labels.shape, generator=generator)
+        if params.texture_smoothing_mm[1] > 0:
+            sigma = float(rng.uniform(*params.texture_smoothing_mm)) / head.spacing_mm
+            noise = gaussian_blur(noise, (sigma,) * 3)
+            noise = noise / noise.std().clamp_min(1e-6)
         image = means[labels] + spreads[labels] * noise
         image = gaussian_blur(image, (float(rng.uniform(0.3, 0.8)),) * 3)
     image = _with_bias(image, head.spacing_mm, rng, generator, params)
