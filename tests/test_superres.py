@@ -152,6 +152,29 @@ def test_near_isotropic_images_are_skipped_with_a_log_line(tmp_path, caplog):
     assert branch.outputs["t2w"]["entities"] == {"res": "iso", "desc": "superres", "suffix": "T2w"}
 
 
+def test_a_known_profile_shape_is_passed_to_self_and_named_in_the_sidecar(tmp_path):
+    from types import SimpleNamespace
+
+    import nibabel as nib
+
+    from bids_synth.interfaces.superres import SuperResolution
+    from bids_synth.workflows.synthesis import superres
+
+    _, thick, affine, _ = thick_slice_phantom()
+    path = tmp_path / "t2.nii.gz"
+    nib.save(nib.Nifti1Image(thick, affine), path)
+    unit = SimpleNamespace(name="sub-01", all_inputs={"T2w": str(path)})
+    branch = superres.TASK.build(unit=unit, options={"slice_profile": "box"}, omp_nthreads=1,
+                                 seed=0, device="cpu", name="superres_wf")  # fmt: skip
+    assert branch.workflow.get_node("superres_t2w").inputs.slice_profile == "box"
+    node = SuperResolution(in_file=str(path), method="self", slice_profile="gaussian", steps=20,
+                           device="cpu", seed=0)  # fmt: skip
+    result = node.run(cwd=str(tmp_path))
+    metadata = result.outputs.metadata
+    assert metadata["SliceProfile"] == "gaussian"
+    assert metadata["SliceProfileSource"].endswith("shape given on the command line")
+
+
 def _kernel_sd(thickness: float, profile: str) -> float:
     kernel = sr.slice_kernel(thickness, profile)
     taps = np.arange(len(kernel)) - len(kernel) // 2

@@ -12,7 +12,7 @@ from bids_synth.interfaces.base import (
     TorchInterface,
     save_nifti,
 )
-from bids_synth.synthesis.superresolution import SMORE_DEFAULTS
+from bids_synth.synthesis.superresolution import SLICE_PROFILES, SMORE_DEFAULTS
 
 METHODS = ("self", "bspline")
 
@@ -21,6 +21,9 @@ class _SuperResInputSpec(TorchInputSpec):
     in_file = File(exists=True, mandatory=True, desc="anisotropic MR image as acquired")
     method = traits.Enum(*METHODS, mandatory=True, desc="self (SMORE-like) or bspline")
     slice_thickness = traits.Float(desc="slice thickness in mm (default: the slice spacing)")
+    slice_profile = traits.Enum(
+        *SLICE_PROFILES, desc="the slice profile's shape (default: unknown, trained for both)"
+    )
     steps = traits.Int(
         SMORE_DEFAULTS["steps"], usedefault=True, desc="training steps (method self)"
     )
@@ -58,6 +61,7 @@ class SuperResolution(TorchInterface):
                 data,
                 image.affine,
                 thickness_mm=thickness,
+                profile=self.inputs.slice_profile or None,
                 seed=self.inputs.seed,
                 device=self.inputs.device,
                 steps=self.inputs.steps,
@@ -69,7 +73,11 @@ class SuperResolution(TorchInterface):
                 "SliceThickness from the sidecar"
                 if self.inputs.slice_thickness
                 else "thickness estimated from the image"
-            ) + "; shape unknown: trained for a box and a Gaussian"
+            ) + (
+                "; shape given on the command line"
+                if self.inputs.slice_profile
+                else "; shape unknown: trained for a box and a Gaussian"
+            )
             metadata["Parameters"] = {
                 key: info[key]
                 for key in (*sr.SMORE_DEFAULTS, "factor", "steps_run", "best_step", "final_loss")

@@ -6,8 +6,10 @@ through-plane sampling (SMORE-like, no training data); ``bspline`` is cubic B-sp
 Outputs ``res-iso_desc-superres_<suffix>`` at the in-plane resolution over the same field of view.
 Near-isotropic images are skipped with a log line. The slice thickness comes from the raw
 sidecar's ``SliceThickness`` when there is one (thickness < spacing: a gap); otherwise ``self``
-estimates it from the image. The profile's shape is unknown, so ``self`` trains for both a box
-and a Gaussian.
+estimates it from the image. The profile's shape is not in BIDS: ``--superres-slice-profile``
+gives it (box: e.g. thick slices averaged from a 3D acquisition; gaussian: close to a 2D
+multi-slice excitation); unknown, ``self`` trains for both a box and a Gaussian, which costs
+0.2–0.6 dB against the right shape (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from nipype.pipeline import engine as pe
 from bids_synth.bids import read_sidecar
 from bids_synth.interfaces.superres import METHODS, SuperResolution
 from bids_synth.modalities import SESSION_MR_SUFFIXES
+from bids_synth.synthesis.superresolution import SLICE_PROFILES
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
 LOG = logging.getLogger("bids_synth")
@@ -32,6 +35,13 @@ def add_arguments(group) -> None:
         choices=METHODS,
         help="self: SMORE-like self-supervised 2D network learnt from the image's own in-plane "
         "data; bspline: cubic B-spline resampling (default: self)",
+    )
+    group.add_argument(
+        "--superres-slice-profile",
+        dest="superres_slice_profile",
+        choices=SLICE_PROFILES,
+        help="self: the shape of the acquisition's slice profile, when known (default: unknown, "
+        "trained for both)",
     )
     group.add_argument(
         "--superres-steps",
@@ -90,6 +100,11 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
                 num_threads=omp_nthreads,
                 **({"slice_thickness": thickness} if thickness else {}),
                 **({"steps": options["steps"]} if options.get("steps") else {}),
+                **(
+                    {"slice_profile": options["slice_profile"]}
+                    if options.get("slice_profile")
+                    else {}
+                ),  # fmt: skip
             ),
             name=f"superres_{suffix.lower()}",
         )
