@@ -281,17 +281,18 @@ RECIPES["sct-t1w-t2w-slab"] = replace(
 )
 
 
+def _continued(recipe_id: str, version: str, epoch: int, **changes) -> SlabRecipe:
+    """The trajectory of ``RECIPES[recipe_id]`` continued from ``epoch`` as ``version``, with
+    ``changes`` (a fine-tune of a fine-tune: its ``base`` is the recipe it continues)."""
+    recipe = RECIPES[recipe_id]
+    return replace(recipe, version=version, base=recipe, fine_tune_from=epoch, **changes)
+
+
 #: 2.6.0 continues 2.4.0 from epoch 182 with its learning rate annealed (half cosine to a tenth
 #: over 50 epochs; it had been constant): held-out MAE 183 → 179 HU, but a skull 0.8–1.5 mm
 #: thicker on the real scans, so not shipped. 2.5.0, the same start with the real head CT's skull
 #: (``ct0051`` heads) added, did not beat 2.4.0 after 48 epochs (its seed is in the history)
-RECIPES["sct-t1w-slab"] = replace(
-    RECIPES["sct-t1w-slab"],
-    version="2.6.0",
-    base=RECIPES["sct-t1w-slab"],
-    fine_tune_from=182,
-    lr_anneal=(50, 0.1),
-)
+RECIPES["sct-t1w-slab"] = _continued("sct-t1w-slab", "2.6.0", 182, lr_anneal=(50, 0.1))
 
 
 #: an experiment on the same start: training heads whose skulls and scalps are stretched per draw
@@ -310,35 +311,24 @@ RECIPES["sct-t1w-slab-shell"] = replace(
 #: candidate lowered the Colin27 MAE (183 → 171 HU) but thickened Colin27's thinner skull
 #: (truth 7.4 mm → 9.0; 2.4.0: 8.3), and weighing only the target's bone makes "bone" the
 #: cheaper error at the skull's edges
-RECIPES["sct-t1w-slab-shell"] = replace(
-    RECIPES["sct-t1w-slab-shell"],
-    version="2.8.0",
-    base=RECIPES["sct-t1w-slab-shell"],
-    fine_tune_from=257,
-    symmetric_emphasis=True,
+RECIPES["sct-t1w-slab-shell"] = _continued(
+    "sct-t1w-slab-shell", "2.8.0", 257, symmetric_emphasis=True
 )
 
 
 #: 2.2.0 continues 2.1.0 from epoch 33 with smooth within-tissue texture in its Gaussian-mixture
 #: contrasts: with voxel-wise texture (sd up to 0.08) in the clean targets, 2.1.0 leaves 36–48 % of
 #: the noise amplitude in the real Colin27 and 27–45 % in simulated heads (BENCHMARKS.md)
-RECIPES["denoise-slab"] = replace(
-    RECIPES["denoise-slab"],
-    version="2.2.0",
-    base=RECIPES["denoise-slab"],
-    fine_tune_from=33,
+RECIPES["denoise-slab"] = _continued(
+    "denoise-slab",
+    "2.2.0",
+    33,
     randomisation=replace(RECIPES["denoise-slab"].randomisation, texture_smoothing_mm=(1.5, 4.0)),
 )
 
 #: 2.3.0 continues 2.2.0 from epoch 46 with its learning rate annealed to a tenth over 15 epochs:
 #: at a constant rate its checkpoints scattered by ±0.4 dB on the real Colin27 at 9 %
-RECIPES["denoise-slab"] = replace(
-    RECIPES["denoise-slab"],
-    version="2.3.0",
-    base=RECIPES["denoise-slab"],
-    fine_tune_from=46,
-    lr_anneal=(15, 0.1),
-)
+RECIPES["denoise-slab"] = _continued("denoise-slab", "2.3.0", 46, lr_anneal=(15, 0.1))
 
 
 #: the adversarial option, tried as a fine-tune: can a PatchGAN sharpen T1w → T2w without
