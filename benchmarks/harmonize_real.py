@@ -156,6 +156,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     runs = {m: Path(f) for m, f in (run.split("=", 1) for run in args.runs)}
+    if args.record and not {"learned", "whitestripe"} <= set(runs):
+        parser.error("--record needs a learned=OUT and a whitestripe=OUT run")
     names = subjects(next(iter(runs.values())))
     labels = {s: tissues(next(iter(runs.values())), s) for s in names}
     table = spread(runs, labels)

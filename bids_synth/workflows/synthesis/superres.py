@@ -104,7 +104,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
                     {"slice_profile": options["slice_profile"]}
                     if options.get("slice_profile")
                     else {}
-                ),  # fmt: skip
+                ),
             ),
             name=f"superres_{suffix.lower()}",
         )
