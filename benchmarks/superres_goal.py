@@ -164,7 +164,7 @@ def main(argv=None) -> int:
                             out, _, info = sr.smore(thick, affine, thickness_mm=thickness,
                                                     steps=args.steps, device="cpu")  # fmt: skip
                             notes = (f"profile found {info['slice_profile']}, "
-                                     f"{info['steps_run']} steps (best {info['best_step']})")  # fmt: skip
+                                     f"{info['steps']} steps (best {info['best_step']})")  # fmt: skip
                         seconds = time.perf_counter() - started
                         cpu_seconds = cpu_time() - cpu_started
                         n = min(out.shape[2], truth.shape[2])

@@ -88,6 +88,20 @@ def test_self_supervised_super_resolution_beats_bspline_on_a_thick_slice_phantom
     assert psnr(clean, out, mask) > psnr(clean, bspline, mask) + 0.5
 
 
+def test_a_small_image_gets_the_whole_step_budget(monkeypatch):
+    """The budget is in steps, not passes over the image: a small image learns as long."""
+    batch, calls = sr._patch_batch, []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return batch(*args, **kwargs)
+
+    monkeypatch.setattr(sr, "_patch_batch", counting)
+    data = np.random.default_rng(0).random((24, 24, 8)).astype(np.float32)
+    _, _, info = sr.smore(data, np.diag([1.0, 1.0, 3.0, 1.0]), steps=60, check_every=20, seed=0)
+    assert len(calls) == 1 + 60 and 20 <= info["best_step"] <= 60 and info["amp"] == "bf16"
+
+
 def test_an_unknown_profile_shape_trains_on_both_shapes(monkeypatch):
     used = []
     degrade = sr.degrade_axis0

@@ -79,8 +79,7 @@ class SuperResolution(TorchInterface):
                 else "; shape unknown: trained for a box and a Gaussian"
             )
             metadata["Parameters"] = {
-                key: info[key]
-                for key in (*sr.SMORE_DEFAULTS, "factor", "steps_run", "best_step", "final_loss")
+                key: info[key] for key in (*sr.SMORE_DEFAULTS, "factor", "best_step", "final_loss")
             }
         metadata.update(
             ResolutionBefore=[round(float(z), 4) for z in zooms],

@@ -22,7 +22,7 @@ from nipype.pipeline import engine as pe
 from bids_synth.bids import read_sidecar
 from bids_synth.interfaces.superres import METHODS, SuperResolution
 from bids_synth.modalities import SESSION_MR_SUFFIXES
-from bids_synth.synthesis.superresolution import SLICE_PROFILES
+from bids_synth.synthesis.superresolution import SLICE_PROFILES, SMORE_DEFAULTS
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
 LOG = logging.getLogger("bids_synth")
@@ -48,8 +48,8 @@ def add_arguments(group) -> None:
         dest="superres_steps",
         type=int,
         metavar="N",
-        help="most training steps of the self-supervised network; it stops earlier once the "
-        "loss on held-out slices stops improving (default: 3000)",
+        help="training steps of the self-supervised network; the weights with the lowest loss on "
+        f"held-out slices are kept (default: {SMORE_DEFAULTS['steps']})",
     )
 
 
