@@ -533,10 +533,9 @@ def test_the_shell_fine_tune_describes_each_change_once():
 
     description = _fine_tune_description(RECIPES["sct-t1w-slab-shell"])
     assert description.count("stretched per draw") == 1
-    assert description.endswith(
-        "the voxels the prediction calls bone weighing as much as bone from epoch 257 on"
-    )
-    assert "annealed" not in description
+    assert description.count("calls bone weighing as much as bone from epoch 257 on") == 1
+    assert description.count("annealed") == 1
+    assert description.endswith("(half cosine) over 30 epochs from epoch 352 on")
 
 
 def test_denoising_pairs_share_one_normalisation_and_differ_by_the_noise():
