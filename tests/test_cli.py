@@ -139,9 +139,12 @@ def test_group_level_without_participant_run(tmp_path, capsys, bids_dir):
     [
         ("[sct]\nmetod = 'bulk'", "unknown option workflow.task_options.sct.metod (known: method,"),
         ("[sct]\nmethod = 'bone'", 'sct.method = "bone": must be one of model, bulk, atlas'),
-        ("[sct]\nkvp = '120'", 'sct.kvp = "120": must be an integer (--sct-kvp)'),
+        ("[sct]\nkvp = '120'", 'sct.kvp = "120": must be a positive integer (--sct-kvp)'),
         ("[sct]\natlas_seeds = 1", "sct.atlas_seeds = 1: must be a list (--sct-atlas-seeds)"),
         ("[sct]\natlas_seeds = [1.5]", "each value must be an integer"),
+        ("[superres]\nsteps = 0", "superres.steps = 0: must be a positive integer (--superres-"),
+        ("[denoise]\nself_steps = -5", "denoise.self_steps = -5: must be a positive integer"),
+        ("[sct]\natlas_spacing = 0", "sct.atlas_spacing = 0: must be a positive number"),
         ("[harmonize]\ntarget = 0", "harmonize.target = 0: must be a string (--harmonize-target)"),
         (
             "[denoize]\nmethod = 'nlm'",
@@ -156,6 +159,20 @@ def test_task_options_of_a_config_file_are_checked(tmp_path, capsys, bids_dir, o
                        "-w", tmp_path / "work")  # fmt: skip
     assert code == 2
     assert len(errors) == 1 and message in errors[0], errors
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--superres-steps", "0"), ("--denoise-self-steps", "-5"), ("--sct-atlas-spacing", "0")],
+)
+def test_task_options_refuse_non_positive_counts_and_sizes(tmp_path, capsys, bids_dir, flag, value):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(bids_dir), str(tmp_path / "out"), "participant", flag, value])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert exit_.value.code == 2
+    assert len(errors) == 1 and f"argument {flag}: must be" in errors[0], errors
+    assert "positive" in errors[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_task_options_of_a_config_file_merge_under_the_command_line(tmp_path, bids_dir):

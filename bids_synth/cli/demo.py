@@ -7,6 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from bids_synth.argtypes import positive_float, positive_int
 from bids_synth.cli import guarded, setup_logging
 
 LOG = logging.getLogger("bids_synth")
@@ -31,11 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the demo dataset, derivatives and work (default: %(default)s)",
     )
     parser.add_argument(
-        "--nprocs", type=int, default=None, help="processes at once (default: all cores)"
+        "--nprocs", type=positive_int, default=None, help="processes at once (default: all cores)"
     )
     parser.add_argument(
         "--resolution",
-        type=float,
+        type=positive_float,
         default=2.0,
         help="voxel size of the simulated images in mm (default: %(default)s)",
     )

@@ -6,20 +6,7 @@ import argparse
 from pathlib import Path
 
 from bids_synth import __version__
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return number
+from bids_synth.argtypes import positive_float, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,19 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument(
         "--nprocs",
         "--n-cpus",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="processes run at once by the MultiProc plugin (default: all cores)",
     )
     perf.add_argument(
         "--omp-nthreads",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="threads per process (ITK, torch) (default: half of nprocs, 1 to 8)",
     )
     perf.add_argument(
         "--mem-gb",
-        type=_positive_float,
+        type=positive_float,
         metavar="GB",
         help="memory the scheduler may hand out (default: no limit)",
     )

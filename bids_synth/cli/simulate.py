@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bids_synth.argtypes import positive_float, positive_int
 from bids_synth.cli import guarded, setup_logging
 from bids_synth.errors import UsageError
 from bids_synth.simulate.dataset import DEFAULT_MODALITIES, write_simulated_dataset
@@ -23,9 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="dataset folder to create")
     parser.add_argument(
-        "--n-subjects", type=int, default=2, help="participants (default: %(default)s)"
+        "--n-subjects", type=positive_int, default=2, help="participants (default: %(default)s)"
     )
-    parser.add_argument("--sites", type=int, default=1, help="scanner sites (default: %(default)s)")
+    parser.add_argument(
+        "--sites", type=positive_int, default=1, help="scanner sites (default: %(default)s)"
+    )
     parser.add_argument(
         "--traveling-subjects",
         type=int,
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resolution",
         nargs="+",
-        type=float,
+        type=positive_float,
         default=[1.0],
         metavar="MM",
         help="acquired voxel size: one value (isotropic) or three (the coarsest axis "

@@ -15,6 +15,7 @@ import logging
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from bids_synth.argtypes import positive_int
 from bids_synth.interfaces.denoise import METHODS, Denoise
 from bids_synth.modalities import SESSION_MR_SUFFIXES
 from bids_synth.models.selection import evidence_default, find_task_bundle
@@ -51,7 +52,7 @@ def add_arguments(group) -> None:
     group.add_argument(
         "--denoise-self-steps",
         dest="denoise_self_steps",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="training steps of the per-image noise2self network (default: 300)",
     )

@@ -13,6 +13,7 @@ import logging
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from bids_synth.argtypes import positive_float, positive_int
 from bids_synth.errors import ModelBundleError, UsageError
 from bids_synth.interfaces.sct import METHODS, HeadModelAtlas, SyntheticCT
 from bids_synth.models.selection import (
@@ -59,11 +60,11 @@ def add_arguments(group) -> None:
     )
     group.add_argument(
         "--sct-atlas-spacing",
-        type=float,
+        type=positive_float,
         help=f"voxel size (mm) of head-model atlases (default: {ATLAS_SPACING_MM})",
     )
     group.add_argument(
-        "--sct-kvp", type=int, help=f"kVp assumed by the μ-map conversion (default: {KVP})"
+        "--sct-kvp", type=positive_int, help=f"kVp assumed by the μ-map conversion (default: {KVP})"
     )
 
 

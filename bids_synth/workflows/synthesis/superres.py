@@ -19,6 +19,7 @@ import logging
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from bids_synth.argtypes import positive_int
 from bids_synth.bids import read_sidecar
 from bids_synth.interfaces.superres import METHODS, SuperResolution
 from bids_synth.modalities import SESSION_MR_SUFFIXES
@@ -46,7 +47,7 @@ def add_arguments(group) -> None:
     group.add_argument(
         "--superres-steps",
         dest="superres_steps",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="training steps of the self-supervised network; the weights with the lowest loss on "
         f"held-out slices are kept (default: {SMORE_DEFAULTS['steps']})",
