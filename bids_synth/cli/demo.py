@@ -11,7 +11,9 @@ from bids_synth.argtypes import positive_float, positive_int
 from bids_synth.cli import guarded, setup_logging
 
 LOG = logging.getLogger("bids_synth")
-DEMO_SLICE_FACTOR = 3.0  #: the T2w's slice thickness over --resolution (for super-resolution)
+#: site 2's T2w is acquired in slices this many times thicker than --resolution (super-resolution)
+DEMO_SLICE_FACTOR = 3.0
+DEMO_THICK_SLICE_SITE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bids-synth demo",
         description=(
             "Write a small simulated BIDS dataset (2 participants, one scanned at two sites as two "
-            "sessions; T1w, CT and a T2w in 2D slices three times thicker, from the generative "
+            "sessions; T1w, CT and a T2w, acquired at site 2 in 2D slices three times thicker; "
+            "from the generative "
             "head model) into OUT_DIR/rawdata, then run every task with its default options at "
             "the participant level and the group level into OUT_DIR/derivatives."
         ),
@@ -69,6 +72,7 @@ def main(argv: list[str]) -> int:
             modalities=("T1w", "T2w", "CT"),
             resolution=args.resolution,
             thick_slices={"T2w": DEMO_SLICE_FACTOR},
+            thick_slice_sites=(DEMO_THICK_SLICE_SITE,),
             seed=args.seed,
         )
     common = ["-w", str(out_dir / "work"), "--random-seed", str(args.seed)]

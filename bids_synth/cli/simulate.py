@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--resolution, e.g. T2w=3 (default: none)",
     )
     parser.add_argument(
+        "--thick-slice-sites",
+        nargs="+",
+        type=positive_int,
+        metavar="K",
+        help="only these sites acquire the --thick-slices (default: every site)",
+    )
+    parser.add_argument(
         "--noise",
         type=float,
         default=None,
@@ -101,6 +108,7 @@ def main(argv: list[str]) -> int:
         modalities=tuple(args.modalities),
         resolution=args.resolution[0] if len(args.resolution) == 1 else tuple(args.resolution),
         thick_slices=_parse_thick_slices(args.thick_slices),
+        thick_slice_sites=args.thick_slice_sites,
         noise=args.noise,
         label_source=args.label_source,
         seed=args.seed,

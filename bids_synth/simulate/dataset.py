@@ -9,7 +9,8 @@ Layout of ``out_dir`` (a raw BIDS dataset; CT is listed in ``.bidsignore`` until
   scanner and sequence parameters. Every image other than the T1w is given a small random rigid
   head movement relative to the T1w (the pipeline must register it); the truth is in the ground
   truth. ``thick_slices={"T2w": 3}`` acquires the T2w as 2D axial slices three times thicker
-  than ``resolution`` (sidecar ``SliceThickness`` and ``SpacingBetweenSlices``);
+  than ``resolution`` (sidecar ``SliceThickness`` and ``SpacingBetweenSlices``), at every site
+  or only at the sites in ``thick_slice_sites`` (a site's own protocol);
 - ``derivatives/ground-truth/``: per session, the clean high-resolution images
   (``desc-clean``, sidecars with every degradation parameter and the rigid movement), the bias
   fields (``desc-biasfield``), the μ-map at 511 keV (``desc-clean_mumap``), the tissue labels
@@ -57,6 +58,7 @@ def write_simulated_dataset(
     modalities=DEFAULT_MODALITIES,
     resolution=2.0,
     thick_slices=None,
+    thick_slice_sites=None,
     noise: float | None = 3.0,
     label_source: str = "phantom",
     seed: int = 0,
@@ -67,7 +69,7 @@ def write_simulated_dataset(
 
     ``noise`` is in percent (None: each site's own level); ``resolution`` in mm, one or three
     values; ``thick_slices`` maps a contrast to its slice thickness over ``resolution`` (2D axial
-    slices along the third axis).
+    slices along the third axis), acquired at the sites in ``thick_slice_sites`` (None: all).
     """
     out = Path(out_dir)
     _check_arguments(
@@ -79,6 +81,7 @@ def write_simulated_dataset(
         noise=noise,
         label_source=label_source,
         thick_slices=thick_slices or {},
+        thick_slice_sites=thick_slice_sites,
     )
     resolutions = _thick_slice_resolutions(resolution, thick_slices or {})
     device = _device(device)
@@ -99,7 +102,9 @@ def write_simulated_dataset(
                     modalities=modalities,
                     noise=None if noise is None else noise / 100,
                     resolution=resolution,
-                    resolutions=resolutions,
+                    resolutions=resolutions
+                    if thick_slice_sites is None or site in thick_slice_sites
+                    else {},
                     seed=seed,
                 )
                 bar.update()
@@ -108,7 +113,16 @@ def write_simulated_dataset(
 
 
 def _check_arguments(
-    *, n_subjects, sites, traveling, modalities, resolution, noise, label_source, thick_slices
+    *,
+    n_subjects,
+    sites,
+    traveling,
+    modalities,
+    resolution,
+    noise,
+    label_source,
+    thick_slices,
+    thick_slice_sites,
 ) -> None:
     from bids_synth.simulate import CONTRASTS as contrasts
     from bids_synth.simulate import LABEL_SOURCES as label_sources
@@ -126,6 +140,8 @@ def _check_arguments(
         raise UsageError("--noise is a percentage between 0 and 100")
     if any(c not in modalities or c == "CT" or f <= 1 for c, f in thick_slices.items()):
         raise UsageError("--thick-slices takes MR modalities being simulated, with factors above 1")
+    if thick_slice_sites is not None and not set(thick_slice_sites) <= set(range(1, sites + 1)):
+        raise UsageError(f"--thick-slice-sites must be among the sites 1 to {sites}")
     if label_source not in label_sources:
         raise UsageError(
             f"unknown label source {label_source!r}; choose from {', '.join(label_sources)}"
