@@ -6,6 +6,7 @@ the top-level workflow builder reads this object; sub-workflows take explicit ar
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -15,7 +16,17 @@ from typing import Any
 import tomli_w
 import tomllib
 
+from bids_synth.argtypes import nonnegative_float, nonnegative_int, positive_int
 from bids_synth.errors import UsageError
+
+#: transforms aligning the other images to the T1w (``--coreg-transform``)
+COREG_TRANSFORMS = ("rigid", "affine")
+
+
+def _checked(default, check):
+    """A setting whose configuration-file value must pass ``check``: a value type of
+    :mod:`bids_synth.argtypes` or a tuple of choices."""
+    return field(default=default, metadata={"check": check})
 
 
 @dataclass
@@ -51,23 +62,23 @@ def default_omp_nthreads(nprocs: int) -> int:
 class Nipype:
     plugin: str = "MultiProc"
     plugin_args: dict[str, Any] = field(default_factory=dict)
-    nprocs: int = 0  # 0: all available cores
-    omp_nthreads: int = 0  # 0: default_omp_nthreads(nprocs)
-    mem_gb: float = 0.0  # 0: no limit given to the scheduler
+    nprocs: int = _checked(0, nonnegative_int)  # 0: all available cores
+    omp_nthreads: int = _checked(0, nonnegative_int)  # 0: default_omp_nthreads(nprocs)
+    mem_gb: float = _checked(0.0, nonnegative_float)  # 0: no limit given to the scheduler
 
 
 @dataclass
 class Workflow:
     tasks: list[str] = field(default_factory=list)
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task
-    coreg_transform: str = "rigid"  # rigid | affine
-    n4_shrink_factor: int = 4
+    coreg_transform: str = _checked("rigid", COREG_TRANSFORMS)
+    n4_shrink_factor: int = _checked(4, positive_int)
     device: str = "auto"
 
 
 @dataclass
 class Seeds:
-    random_seed: int = 0
+    random_seed: int = _checked(0, nonnegative_int)
 
 
 @dataclass
@@ -108,7 +119,27 @@ class Config:
                     raise UsageError(
                         f"{source}: {section}.{key} must be a list, e.g. {key} = [{json.dumps(value)}]"
                     )
+                if problem := _bad_setting(getattr(target, key), value, known[key].metadata):
+                    raise UsageError(f"{source}: {section}.{key} = {json.dumps(value)}: {problem}")
                 setattr(target, key, value)
+
+
+def _bad_setting(default, value, metadata) -> str | None:
+    """Why ``value`` cannot replace the setting whose default is ``default``; None if it can."""
+    kinds = {bool: (bool, "true or false"), int: (int, "an integer"), str: (str, "a string"),
+             float: ((int, float), "a number"), dict: (dict, "a table"), list: (list, "a list")}  # fmt: skip
+    kind, wanted = kinds[type(default)]
+    if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kind):
+        return f"must be {wanted}"
+    check = metadata.get("check")
+    if isinstance(check, tuple):
+        return None if value in check else f"must be one of {', '.join(check)}"
+    if check:
+        try:
+            check(str(value))
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            return str(exc)
+    return None
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -117,6 +148,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError as exc:
         raise UsageError(f"configuration file {path} not found") from exc
+    except OSError as exc:
+        raise UsageError(f"configuration file {path} cannot be read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"configuration file {path} is not valid TOML: {exc}") from exc
 

@@ -139,9 +139,10 @@ def test_group_level_without_participant_run(tmp_path, capsys, bids_dir):
     [
         ("[sct]\nmetod = 'bulk'", "unknown option workflow.task_options.sct.metod (known: method,"),
         ("[sct]\nmethod = 'bone'", 'sct.method = "bone": must be one of model, bulk, atlas'),
-        ("[sct]\nkvp = '120'", 'sct.kvp = "120": must be a positive integer (--sct-kvp)'),
+        ("[sct]\nkvp = '120'", 'sct.kvp = "120": must be an integer (--sct-kvp)'),
+        ("[sct]\nkvp = 125", "sct.kvp = 125: must be one of 80, 100, 110, 120, 130, 140"),
         ("[sct]\natlas_seeds = 1", "sct.atlas_seeds = 1: must be a list (--sct-atlas-seeds)"),
-        ("[sct]\natlas_seeds = [1.5]", "each value must be an integer"),
+        ("[sct]\natlas_seeds = [1.5]", "each value must be a non-negative integer"),
         ("[superres]\nsteps = 0", "superres.steps = 0: must be a positive integer (--superres-"),
         ("[denoise]\nself_steps = -5", "denoise.self_steps = -5: must be a positive integer"),
         ("[sct]\natlas_spacing = 0", "sct.atlas_spacing = 0: must be a positive number"),

@@ -38,3 +38,27 @@ def test_a_list_setting_given_as_a_string_is_one_line(tmp_path):
     path.write_text('[workflow]\ntasks = "sct"\n')
     with pytest.raises(UsageError, match=r'workflow.tasks must be a list, e.g. tasks = \["sct"\]'):
         Config.from_toml(path)
+
+
+@pytest.mark.parametrize(
+    ("section", "setting", "message"),
+    [
+        ("nipype", "nprocs = -2", "nipype.nprocs = -2: must be a non-negative integer"),
+        ("nipype", "mem_gb = -1", "nipype.mem_gb = -1: must be zero or positive"),
+        ("nipype", "nprocs = 1.5", "nipype.nprocs = 1.5: must be an integer"),
+        ("workflow", "coreg_transform = 'bogus'", "must be one of rigid, affine"),
+        ("workflow", "n4_shrink_factor = 0", "n4_shrink_factor = 0: must be a positive integer"),
+        ("seeds", "random_seed = -1", "random_seed = -1: must be a non-negative integer"),
+        ("execution", "skip_bids_validation = 1", "must be true or false"),
+    ],
+)
+def test_settings_of_a_config_file_are_checked(tmp_path, section, setting, message):
+    path = tmp_path / "run.toml"
+    path.write_text(f"[{section}]\n{setting}\n")
+    with pytest.raises(UsageError, match=message):
+        Config.from_toml(path)
+
+
+def test_a_config_file_that_is_a_folder_is_one_line(tmp_path):
+    with pytest.raises(UsageError, match="cannot be read"):
+        Config.from_toml(tmp_path)

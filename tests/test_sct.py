@@ -9,7 +9,7 @@ import pytest
 from helpers import affine, contrast, phantom_labels, save, write_bids
 
 from bids_synth.cli import main
-from bids_synth.errors import InvalidImageError, ModelBundleError
+from bids_synth.errors import InvalidImageError, ModelBundleError, UsageError
 from bids_synth.synthesis.sct_methods import BULK_HU
 
 
@@ -182,6 +182,9 @@ def test_atlas_method_uses_a_given_atlas_or_draws_head_model_atlases(tmp_path):
     )
     assert given.workflow.get_node("head_model_atlas") is None
     assert given.outputs["ct"]["metadata"]["Parameters"]["Atlas"]["T1w"] == unit.t1w
+    with pytest.raises(UsageError, match="--sct-atlas-ct nowhere.nii.gz: no such file"):
+        build(options={"method": "atlas", "atlas_t1w": unit.t1w, "atlas_ct": "nowhere.nii.gz"},
+              **kwargs)  # fmt: skip
 
 
 def _unit(tmp_path, suffixes):

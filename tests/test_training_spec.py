@@ -28,6 +28,30 @@ def test_contracts_take_the_head_model_normalisation():
     denoise = _spec(mode="noise2self", source=("T2w",))
     assert denoise.denoising and denoise.contracts()[1]["suffix"] == "T2w"
     assert denoise.contracts()[1]["normalization"] == {"method": "input"}
+    assert denoise.contracts()[0]["grid"] == "acquired" and inputs["grid"] == "spacing"
+
+
+def test_bids_training_data_are_on_the_grid_the_bundle_sees_at_inference(tmp_path):
+    """An LPS image of 2 mm voxels is trained on in RAS at the contract's 1 mm, as
+    predict_on_grid would feed it; a denoiser keeps the acquired voxels."""
+    import nibabel as nib
+    import numpy as np
+
+    from bids_synth.training.sources import load_set
+
+    data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    lps = np.diag([-2.0, -2.0, 2.0, 1.0])
+    for name in ("t1w", "ct"):
+        nib.save(nib.Nifti1Image(data, lps), tmp_path / f"{name}.nii.gz")
+    entry = {"sources": [tmp_path / "t1w.nii.gz"], "target": tmp_path / "ct.nii.gz", "mask": None}
+    sources, target, _ = load_set(entry, *_spec().contracts())
+    assert sources.shape == target.shape == (1, 8, 10, 12)
+    # x and y flipped to RAS: the data's first voxel (its minimum) is now at the far x/y corner
+    assert np.unravel_index(target[0].argmin(), target[0].shape) == (7, 9, 0)
+    assert np.unravel_index(target[0].argmax(), target[0].shape) == (0, 0, 11)
+    denoise = _spec(mode="noise2self", source=("T1w",))
+    sources, target, _ = load_set(entry, *denoise.contracts())
+    assert sources.shape == (1, 4, 5, 6)
 
 
 def test_harmonization_contract_and_source_sites():
@@ -58,6 +82,13 @@ def test_run_settings_leave_out_what_a_resume_may_change():
         ({"arch": "red", "red_depth": 3}, "--red-depth 3"),
         ({"simulated": True, "mode": "noise2self"}, "noise2self trains on real images"),
         ({"target_site": 0, "target": "T1w"}, "add --simulated"),
+        ({"lr": 0.0}, "--lr must be positive"),
+        ({"validation_draws": 0}, "--validation-draws must be at least 1"),
+        ({"seed": -1}, "--seed must be >= 0"),
+        ({"channels": ()}, "--channels"),
+        ({"channels": (8, 0)}, "--channels"),
+        ({"slices": 4}, "--slices must be an odd number"),
+        ({"slices": 3, "arch": "red"}, "not with --arch red"),
     ],
 )
 def test_check_names_the_option(options, message):

@@ -7,7 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from bids_synth.argtypes import positive_float, positive_int
+from bids_synth.argtypes import nonnegative_int, positive_float, positive_int
 from bids_synth.cli import guarded, setup_logging
 
 LOG = logging.getLogger("bids_synth")
@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=2.0,
         help="voxel size of the simulated images in mm (default: %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the simulation and the run")
+    parser.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed of the simulation and the run"
+    )
     parser.add_argument(
         "--fresh", action="store_true", help="delete OUT_DIR first instead of resuming in it"
     )

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from bids_synth import __version__
-from bids_synth.argtypes import positive_float, positive_int
+from bids_synth.argtypes import nonnegative_int, positive_float, positive_int
+from bids_synth.config import COREG_TRANSFORMS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "none: preprocessing derivatives only",
     )  # fmt: skip
     tasks.add_argument(
-        "--coreg-transform", choices=["rigid", "affine"],
+        "--coreg-transform", choices=COREG_TRANSFORMS,
         help="transform aligning the other images to the T1w (default: rigid)",
     )  # fmt: skip
     tasks.add_argument(
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: auto)",
     )  # fmt: skip
     tasks.add_argument(
-        "--random-seed", type=int, metavar="N",
+        "--random-seed", type=nonnegative_int, metavar="N",
         help="seed of every random step; same inputs and seed give identical CPU outputs",
     )  # fmt: skip
 

@@ -133,6 +133,8 @@ def read_filter_file(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except FileNotFoundError as exc:
         raise InputDatasetError(f"BIDS filter file {path} not found") from exc
+    except OSError as exc:
+        raise InputDatasetError(f"BIDS filter file {path} cannot be read: {exc.strerror}") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputDatasetError(f"BIDS filter file {path} is not valid JSON: {exc}") from exc
 

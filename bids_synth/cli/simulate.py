@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bids_synth.argtypes import positive_float, positive_int
+from bids_synth.argtypes import nonnegative_int, positive_float, positive_int
 from bids_synth.cli import guarded, setup_logging
 from bids_synth.errors import UsageError
 from bids_synth.simulate.dataset import DEFAULT_MODALITIES, write_simulated_dataset
@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="anatomy: procedural phantom or reference maps found through "
         "$BIDS_SYNTH_REFDATA (default: %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="random seed (default: %(default)s)"
+    )
     parser.add_argument(
         "--device",
         default="cpu",

@@ -1,7 +1,8 @@
 """``bids-synth train``: train a network and write a model bundle.
 
 Data come from a BIDS dataset (``--bids-dir``: source suffixes → target suffix from the same
-subject/session, the target and extra sources resampled onto the first source's grid, a
+subject/session, the target and extra sources resampled onto the first source's grid, all in
+RAS at 1 mm as the bundle will see them at inference (a denoiser: its acquired voxels), a
 ``desc-body_mask`` derivative restricting the loss when present; the last subject is held out for
 validation when there are two or more), from the generative head model (``--simulated``), or from
 the sources alone (``--mode noise2self``). ``--target-site K`` trains harmonization on

@@ -40,6 +40,29 @@ def _canonical(data: np.ndarray, affine: np.ndarray):
     )
 
 
+def model_spacing(input_contract: dict, spacing: np.ndarray) -> np.ndarray:
+    """The voxel size at which a bundle whose input contract is ``input_contract`` sees an image
+    of RAS voxel size ``spacing``."""
+    if input_contract.get("grid", "spacing") == "acquired":
+        return spacing
+    return np.asarray(input_contract.get("spacing_mm", spacing), float)
+
+
+def needs_resampling(spacing: np.ndarray, wanted: np.ndarray) -> bool:
+    return bool(np.any(np.abs(spacing / wanted - 1) > SPACING_TOLERANCE))
+
+
+def to_model_grid(data: np.ndarray, affine: np.ndarray, input_contract: dict, *, order: int = 1):
+    """``data`` as a bundle of ``input_contract`` sees it, in training as in
+    :func:`predict_on_grid`: RAS voxel axes, resampled to the contract's spacing (spline
+    ``order``) when it differs by more than 10 %."""
+    from scipy.ndimage import zoom
+
+    ras, spacing, _ = _canonical(data, affine)
+    wanted = model_spacing(input_contract, spacing)
+    return zoom(ras, spacing / wanted, order=order) if needs_resampling(spacing, wanted) else ras
+
+
 def predict_on_grid(
     bundle,
     channels: list[np.ndarray],
@@ -82,13 +105,9 @@ def predict_on_grid(
     ras = [_canonical(c, affine) for c in channels]
     volume = np.stack([r[0] for r in ras]).astype(np.float32)
     spacing, back = ras[0][1], ras[0][2]
-    wanted = (
-        spacing
-        if grid == "acquired"
-        else np.asarray(bundle.meta["input"].get("spacing_mm", spacing), float)
-    )
+    wanted = model_spacing(bundle.meta["input"], spacing)
     shape = volume.shape[1:]
-    resample = np.any(np.abs(spacing / wanted - 1) > SPACING_TOLERANCE)
+    resample = needs_resampling(spacing, wanted)
     foreground = None if mask is None else _canonical(mask.astype(np.float32), affine)[0] > 0.5
     if resample:
         volume = np.stack([zoom(c, spacing / wanted, order=1) for c in volume])

@@ -67,22 +67,23 @@ def bids_sets(bids_dir: Path, sources: list[str], anchor: str) -> list[dict]:
 
 
 def load_set(entry: dict, inputs: dict, output: dict):
-    """Normalised (sources, target, mask) arrays of one subject/session on its first source's grid."""
+    """Normalised (sources, target, mask) arrays of one subject/session, on its first source's
+    grid as the bundle will see it at inference (RAS, the contract's spacing)."""
     from bids_synth.fileio import load_image
+    from bids_synth.models.prediction import to_model_grid
     from bids_synth.nn.intensity import normalize_channels, output_map
 
     reference = load_image(entry["sources"][0], what="source")
-    sources = np.stack(
-        [_on_grid(load_image(path, what="source"), reference, 1) for path in entry["sources"]]
-    )
+
+    def on_model_grid(path, what, order):
+        data = _on_grid(load_image(path, what=what), reference, order)
+        return to_model_grid(data, reference.affine, inputs, order=order)
+
+    sources = np.stack([on_model_grid(path, "source", 1) for path in entry["sources"]])
     sources, maps = normalize_channels(sources, inputs["normalization"])
-    target = _on_grid(load_image(entry["target"], what="target"), reference, 1)
+    target = on_model_grid(entry["target"], "target", 1)
     target = output_map(output["normalization"], maps[0]).apply(target)[None]
-    mask = (
-        None
-        if entry["mask"] is None
-        else (_on_grid(load_image(entry["mask"], what="mask"), reference, 0) > 0)[None]
-    )
+    mask = None if entry["mask"] is None else (on_model_grid(entry["mask"], "mask", 0) > 0)[None]
     return sources, target, mask
 
 

@@ -151,6 +151,8 @@ class TrainingSpec:
             "suffixes": list(self.source),
             "channels": self.input_channels,
             "spacing_mm": [float(self.spacing)] * 3 if self.simulated else [1.0, 1.0, 1.0],
+            # a denoiser runs on the acquired voxels: interpolation would correlate the noise
+            "grid": "acquired" if self.denoising else "spacing",
             "orientation": "RAS",
             "normalization": {"method": "percentile-scale", "percentile": MR_PERCENTILE},
         }
@@ -190,10 +192,21 @@ class TrainingSpec:
             "--batch-size": self.batch_size,
             "--val-every": self.val_every,
             "--steps": self.steps if self.steps is not None else 1,
+            "--validation-draws": self.validation_draws,
         }
         for flag, value in positive.items():
             if value < 1:
                 raise UsageError(f"{flag} must be at least 1, got {value}")
+        if not self.lr > 0:
+            raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {self.seed}")
+        if not self.channels or min(self.channels) < 1:
+            raise UsageError(f"--channels {list(self.channels)}: one or more widths, each >= 1")
+        if self.slices is not None and (self.slices < 1 or self.slices % 2 == 0):
+            raise UsageError(f"--slices must be an odd number >= 1, got {self.slices}")
+        if self.slices is not None and self.arch == "red":
+            raise UsageError("--slices makes a 2.5D U-Net: not with --arch red")
         if not 0 <= self.inference_overlap <= 0.9:
             raise UsageError(
                 f"--inference-overlap must be in [0, 0.9], got {self.inference_overlap}"

@@ -18,7 +18,7 @@ from functools import cache
 
 from nipype.pipeline import engine as pe
 
-from bids_synth.argtypes import positive_float, positive_int
+from bids_synth.argtypes import nonnegative_int, positive_float, positive_int
 from bids_synth.errors import UsageError
 
 #: what a session offers to the tasks: preprocessing outputs and the raw images
@@ -124,6 +124,7 @@ def _bad_value(action: argparse.Action, value) -> str | None:
 _VALUE_KINDS = {
     int: (int, "an integer"),
     positive_int: (int, "a positive integer"),
+    nonnegative_int: (int, "a non-negative integer"),
     float: ((int, float), "a number"),
     positive_float: ((int, float), "a positive number"),
 }

@@ -9,11 +9,12 @@ the session's ``sct`` bundle passed the real-scan check (:func:`default_method`)
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_synth.argtypes import positive_float, positive_int
+from bids_synth.argtypes import nonnegative_int, positive_float
 from bids_synth.errors import ModelBundleError, UsageError
 from bids_synth.interfaces.sct import METHODS, HeadModelAtlas, SyntheticCT
 from bids_synth.models.selection import (
@@ -25,6 +26,7 @@ from bids_synth.models.selection import (
     passed_real_scan_check,
     task_bundles,
 )
+from bids_synth.simulate.ct import CARNEY_2006
 from bids_synth.synthesis.sct_methods import BONE_SHELL_MM, BULK_HU
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
@@ -53,7 +55,7 @@ def add_arguments(group) -> None:
     group.add_argument(
         "--sct-atlas-seeds",
         nargs="+",
-        type=int,
+        type=nonnegative_int,
         help=(
             f"head-model seeds of the atlas pairs, fused by median (default: {' '.join(map(str, ATLAS_SEEDS))})"
         ),
@@ -64,7 +66,10 @@ def add_arguments(group) -> None:
         help=f"voxel size (mm) of head-model atlases (default: {ATLAS_SPACING_MM})",
     )
     group.add_argument(
-        "--sct-kvp", type=positive_int, help=f"kVp assumed by the μ-map conversion (default: {KVP})"
+        "--sct-kvp",
+        type=int,
+        choices=sorted(CARNEY_2006),
+        help=f"kVp assumed by the μ-map conversion (default: {KVP})",
     )
 
 
@@ -171,13 +176,22 @@ def build(*, unit, options, omp_nthreads, seed, device, name):
     return TaskBranch(workflow, inputs, outputs)
 
 
+def _atlas_file(options, key: str) -> str:
+    """The absolute path of a given atlas image (nodes run in folders of their own)."""
+    path = Path(options[key]).expanduser().resolve()
+    if not path.is_file():
+        raise UsageError(f"--sct-{key.replace('_', '-')} {options[key]}: no such file")
+    return str(path)
+
+
 def _connect_atlas(workflow, synth, options) -> dict:
     """Feed the atlas pairs (given, or drawn from the head model) to ``synth``; their parameters."""
     if options.get("atlas_t1w"):
-        synth.inputs.atlas_t1w = [options["atlas_t1w"]]
-        synth.inputs.atlas_ct = [options["atlas_ct"]]
+        t1w, ct = (_atlas_file(options, key) for key in ("atlas_t1w", "atlas_ct"))
+        synth.inputs.atlas_t1w = [t1w]
+        synth.inputs.atlas_ct = [ct]
         return {
-            "Atlas": {"T1w": options["atlas_t1w"], "CT": options["atlas_ct"]},
+            "Atlas": {"T1w": t1w, "CT": ct},
             "Registration": "antsRegistrationSyNQuick[s]",
         }
     seeds = [int(s) for s in options.get("atlas_seeds") or ATLAS_SEEDS]
