@@ -336,6 +336,11 @@ RECIPES["denoise-slab"] = _continued(
 #: at a constant rate its checkpoints scattered by ±0.4 dB on the real Colin27 at 9 %
 RECIPES["denoise-slab"] = _continued("denoise-slab", "2.3.0", 46, lr_anneal=(15, 0.1))
 
+#: 2.4.0 continues 2.3.0 from epoch 60 with a warm restart (the full learning rate again, annealed
+#: to a tenth over 40 epochs): 2.2.0/2.3.0 had only 27 epochs on the smooth-texture targets, and
+#: they left 28–34 % of the noise in the brain of the real Colin27 (BM4D: 13–26 %)
+RECIPES["denoise-slab"] = _continued("denoise-slab", "2.4.0", 60, lr_anneal=(40, 0.1))
+
 
 #: the adversarial option, tried as a fine-tune: can a PatchGAN sharpen T1w → T2w without
 #: inventing structure? (pix2pix's λ_L1 = 100)
