@@ -187,6 +187,17 @@ def test_atlas_method_uses_a_given_atlas_or_draws_head_model_atlases(tmp_path):
               **kwargs)  # fmt: skip
 
 
+def test_atlas_options_with_another_method_are_reported_as_ignored(tmp_path, caplog):
+    from bids_synth.workflows.synthesis.sct import build
+
+    kwargs = {"omp_nthreads": 1, "seed": 0, "device": "cpu", "name": "sct_wf"}
+    with caplog.at_level(logging.WARNING, logger="bids_synth.sct"):
+        build(
+            unit=_unit(tmp_path, ["T1w"]), options={"method": "bulk", "atlas_seeds": [2]}, **kwargs
+        )
+    assert "--sct-atlas-seeds ignored: method bulk, not atlas" in caplog.text
+
+
 def _unit(tmp_path, suffixes):
     from bids_synth.bids import collect_sessions, load_layout
 

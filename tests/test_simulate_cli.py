@@ -139,11 +139,37 @@ def test_thick_slices(tmp_path):
     assert sidecar["SliceThickness"] == 12.0 and sidecar["MRAcquisitionType"] == "2D"
 
 
+def test_thick_slices_at_one_site_only(tmp_path):
+    out = write_simulated_dataset(
+        tmp_path / "site2",
+        n_subjects=1,
+        sites=2,
+        traveling_subjects=1,
+        modalities=("T2w",),
+        resolution=6.0,
+        thick_slices={"T2w": 2},
+        thick_slice_sites=(2,),
+        noise=None,
+    )
+    zooms = {
+        site: nib.load(
+            out / f"sub-01/ses-site{site}/anat/sub-01_ses-site{site}_T2w.nii.gz"
+        ).header.get_zooms()
+        for site in (1, 2)
+    }
+    assert np.allclose(zooms[1], 6.0) and np.allclose(zooms[2], (6.0, 6.0, 12.0))
+
+
 def test_cli_errors(tmp_path, capsys):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "file").write_text("x")
     assert main([str(tmp_path / "full")]) == 6
     assert main([str(tmp_path / "new"), "--n-subjects", "1", "--traveling-subjects", "2"]) == 2
     assert main([str(tmp_path / "new"), "--noise", "150"]) == 2
+    assert (
+        main([str(tmp_path / "new"), "--modalities", "T1w", "T2w", "--thick-slices", "T2w=nan"])
+        == 2
+    )
+    assert main([str(tmp_path / "new"), "--thick-slices", "T2w=3", "--thick-slice-sites", "3"]) == 2
     assert not (tmp_path / "new").exists()
     assert "error" in capsys.readouterr().err

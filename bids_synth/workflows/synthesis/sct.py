@@ -102,6 +102,9 @@ def build(*, unit, options, omp_nthreads, seed, device, name):
     method = options.get("method") or default_method(unit)
     if bool(options.get("atlas_t1w")) != bool(options.get("atlas_ct")):
         raise UsageError("--sct-atlas-t1w and --sct-atlas-ct go together")
+    unused = sorted(f"--sct-{key.replace('_', '-')}" for key in options if key.startswith("atlas"))
+    if unused and method != "atlas":
+        LOG.warning("sct: %s ignored: method %s, not atlas", ", ".join(unused), method)
     bundle = _model_bundle(unit, options.get("model")) if method == "model" else None
     channels = contract(bundle)[0] if bundle else ("T1w",)
     missing = [s for s in channels[1:] if s not in unit.others]
