@@ -27,13 +27,14 @@ from bids_synth.config import Config
 from bids_synth.errors import OutputError
 from bids_synth.fileio import atomic_write_text, output_error
 from bids_synth.logs import route_nipype_log
+from bids_synth.workflows import WORKFLOW_NAME, unit_work_folder
 
 LOG = logging.getLogger("bids_synth")
 _CRASH_NODE = re.compile(r"^Node: (\S+)", re.MULTILINE)
 _ERROR_LINE = re.compile(r"^[A-Za-z_.]*(Error|Exception)\b.*:")
 #: a node's OSError for a full disk (ENOSPC), exceeded quota (EDQUOT) or file size limit (EFBIG)
 _STORAGE_ERROR = re.compile(rf"\[Errno ({errno.ENOSPC}|{errno.EDQUOT}|{errno.EFBIG})\]")
-_UNIT_PATH = re.compile(r"bids_synth_wf\.sub_(\w+?)_wf\.(?:ses_(\w+)_wf|anat_wf)\.")
+_UNIT_PATH = re.compile(rf"{WORKFLOW_NAME}\.sub_(\w+?)_wf\.(?:ses_(\w+)_wf|anat_wf)\.")
 #: nipype plugins that submit each node as a Slurm job
 SLURM_PLUGINS = ("SLURM", "SLURMGraph")
 #: how often to ask Slurm whether the jobs of a SLURMGraph submission are still queued
@@ -312,8 +313,7 @@ def _last_error(crash_text: str) -> str:
 
 def unit_runtime(work_dir: Path, unit: SessionInputs) -> float | None:
     """Seconds spent in the nodes of one participant/session (cached nodes count their first run)."""
-    branch = f"ses_{unit.session}_wf" if unit.session else "anat_wf"
-    folder = work_dir / "bids_synth_wf" / f"sub_{unit.subject}_wf" / branch
+    folder = unit_work_folder(work_dir, unit.subject, unit.session)
     total = 0.0
     for result in folder.rglob("result_*.pklz"):
         try:

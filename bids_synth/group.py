@@ -91,6 +91,7 @@ COHORT_SIDECAR = {
             "failed": "processing failed (see message and the crash file)",
             "invalid-input": "an input image was unusable; nothing was written",
             "incomplete": "derivatives listed by the run are missing on disk",
+            "interrupted": "the run was stopped before this participant/session finished",
         },
     },
     "inputs": {"Description": "input images found (BIDS suffixes)"},

@@ -92,9 +92,13 @@ def process_units(
         run_workflow(workflow, config)
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as Interrupted
         stop = exc if isinstance(exc, Interrupted) else Interrupted()
-        finished = sum(
-            record_path(execution.output_dir, u, execution.run_id).exists() for u in valid
-        )
+        outcomes += [_outcome(config, unit) for unit in valid]
+        for outcome in outcomes:
+            if outcome.status == "pending":
+                outcome.status = "interrupted"
+                outcome.message = "the run was stopped first; the same command resumes it"
+        write_run_log(execution.output_dir, execution.run_id, outcomes, started=started)
+        finished = sum(outcome.status == "success" for outcome in outcomes)
         stop.detail = (
             f": workers stopped; {finished} of {len(valid)} participant/session(s) finished and "
             "kept; the same command resumes the rest"
@@ -103,11 +107,8 @@ def process_units(
 
     failures = unit_failures(Path(execution.work_dir) / "crash" / execution.run_id)
     for unit in valid:
-        record = record_path(execution.output_dir, unit, execution.run_id)
-        outcome = UnitOutcome.from_unit(unit, execution.bids_dir)
-        outcome.runtime_s = unit_runtime(Path(execution.work_dir), unit)
-        if record.exists():
-            outcome.mark_success(record)
+        outcome = _outcome(config, unit)
+        if outcome.status == "success":
             if outcome.removed:
                 LOG.warning("%s: %s", unit.name, removed_message(outcome.removed))
         else:
@@ -125,6 +126,17 @@ def process_units(
         for subject in sorted({unit.subject for unit in valid}):
             write_subject_report(execution.output_dir, subject)
     return exit_code(outcomes)
+
+
+def _outcome(config: Config, unit: SessionInputs) -> UnitOutcome:
+    """The outcome of ``unit`` in this run so far: a success once its record is written."""
+    execution = config.execution
+    outcome = UnitOutcome.from_unit(unit, execution.bids_dir)
+    outcome.runtime_s = unit_runtime(Path(execution.work_dir), unit)
+    record = record_path(execution.output_dir, unit, execution.run_id)
+    if record.exists():
+        outcome.mark_success(record)
+    return outcome
 
 
 def removed_message(removed: list[str]) -> str:

@@ -22,7 +22,7 @@ class UnitOutcome:
     participant_id: str
     session_id: str | None
     inputs: dict[str, str] = field(default_factory=dict)  # suffix -> path relative to the dataset
-    status: str = "pending"  # success | failed | invalid-input
+    status: str = "pending"  # success | failed | invalid-input | interrupted
     message: str = ""
     failed_task: str | None = None  # the synthesis task whose failure stopped the publication
     outputs: list[str] = field(default_factory=list)

@@ -16,6 +16,7 @@ from helpers import write_bids
 from bids_synth.errors import OutputError
 from bids_synth.fileio import file_sha256
 from bids_synth.validation import validator_executable
+from bids_synth.workflows import unit_work_folder
 from bids_synth.worklock import LOCK_FILE, work_folder_lock
 
 BIDS_SYNTH = str(Path(sys.executable).with_name("bids-synth"))
@@ -114,7 +115,7 @@ def test_signal_stops_the_workers_keeps_finished_work_and_the_rerun_resumes(tmp_
         [BIDS_SYNTH, bids, out, "participant", "-w", work, *RUN],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
-    started = work / "bids_synth_wf/sub_02_wf/anat_wf/anat_preproc_wf/head_mask/_report"
+    started = unit_work_folder(work, "02", None) / "anat_preproc_wf/head_mask/_report"
     deadline = time.monotonic() + 300
     while not started.exists():
         assert process.poll() is None and time.monotonic() < deadline, "no node started"
@@ -128,6 +129,12 @@ def test_signal_stops_the_workers_keeps_finished_work_and_the_rerun_resumes(tmp_
     assert not session_processes(process.pid), "a worker outlived the run"
     for anat in out.glob("sub-*/anat"):  # whatever was published is a complete set
         assert list(anat.parent.glob("log/*/*_status.json")), f"{anat} published without record"
+    (log,) = out.glob("logs/*.json")  # the run record, for the group level
+    statuses = {u["participant_id"]: u["status"] for u in json.loads(log.read_text())["units"]}
+    assert set(statuses) == {"sub-01", "sub-02"}
+    assert (
+        set(statuses.values()) <= {"success", "interrupted"} and "interrupted" in statuses.values()
+    )
 
     rerun = cli(bids, out, "participant", "-w", work, *RUN)
     assert rerun.returncode == 0, rerun.stderr

@@ -509,11 +509,13 @@ def test_learned_harmonization_end_to_end(tmp_path, monkeypatch, harmonizers):
     # the bundles learned whole heads: a skull-stripped image is refused in one line
     from bids_synth.errors import InvalidImageError
     from bids_synth.interfaces.bundle import BundleMRPrediction
+    from bids_synth.models import Bundle
+    from bids_synth.models.selection import bundle_inputs
 
     stripped = {"sources": [paths["t1w_preproc"]], "head_mask": paths["brain_mask"]}
     with pytest.raises(InvalidImageError, match="needs a whole-head image"):
-        BundleMRPrediction(bundle=str(harmonizers["t1w-site0"]), brain_mask=paths["brain_mask"],
-                           **stripped).run(cwd=str(tmp_path))  # fmt: skip
+        BundleMRPrediction(**bundle_inputs(Bundle.read(harmonizers["t1w-site0"])),
+                           brain_mask=paths["brain_mask"], **stripped).run(cwd=str(tmp_path))  # fmt: skip
 
     # a bundle whose reference file went missing: one clear error, before anything runs
     from bids_synth.errors import ModelBundleError

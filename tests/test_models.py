@@ -85,6 +85,24 @@ def test_tampered_weights_are_refused(tmp_path, network, home):
     assert not (home / "models" / "sct-unet-1.0.0").exists()
 
 
+def test_a_bundle_replaced_in_its_folder_is_hashed_anew_and_never_run_as_the_old(tmp_path, network):
+    """Nipype hashes the bundle's digest: new weights in the same folder run again; a bundle
+    changed after the workflow was built is refused rather than run under the old identity."""
+    from bids_synth.interfaces.base import read_bundle
+    from bids_synth.interfaces.bundle import BundleMRPrediction
+    from bids_synth.models.selection import bundle_inputs
+
+    old = bundle_inputs(save_bundle(tmp_path / "b", network, meta=meta()))
+    with torch.no_grad():
+        next(network.parameters()).add_(1.0)
+    new = bundle_inputs(save_bundle(tmp_path / "b", network, meta=meta()))
+    assert new["bundle"] == old["bundle"] and new["bundle_digest"] != old["bundle_digest"]
+    hashes = [BundleMRPrediction(**i).inputs.get_hashval()[1] for i in (old, new)]
+    assert hashes[0] != hashes[1]
+    with pytest.raises(ModelBundleError, match="changed on disk"):
+        read_bundle(BundleMRPrediction(**old).inputs)
+
+
 def test_weights_must_fit_the_architecture(tmp_path, network):
     wrong = meta()
     wrong["architecture"] = {"name": "unet", "kwargs": {**KWARGS, "channels": [4, 16]}}

@@ -35,6 +35,7 @@ from bids_synth import derivatives, fileio
 from bids_synth.cli import main
 from bids_synth.errors import EXIT_CODES, OutputError
 from bids_synth.fileio import atomic_write_json
+from bids_synth.workflows import unit_work_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 BIDS_SYNTH = str(Path(sys.executable).with_name("bids-synth"))
@@ -555,7 +556,7 @@ def test_kill_9_mid_participant_then_rerun_gives_identical_outputs(tmp_path):
     assert cli(bids, reference, "participant", "-w", tmp_path / "work-ref", *RUN).returncode == 0
 
     out, work = tmp_path / "out", tmp_path / "work"
-    n4_started = work / "bids_synth_wf/sub_01_wf/anat_wf/anat_preproc_wf/n4/_report/report.rst"
+    n4_started = unit_work_folder(work, "01", None) / "anat_preproc_wf/n4/_report/report.rst"
     process = subprocess.Popen(
         [BIDS_SYNTH, bids, out, "participant", "-w", work, *RUN],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -572,7 +573,7 @@ def test_kill_9_mid_participant_then_rerun_gives_identical_outputs(tmp_path):
     _wait_for_group_to_die(process.pid)
     assert not any(out.glob("sub-01/anat/*")), "derivatives were published before the kill"
 
-    head_mask = work / "bids_synth_wf/sub_01_wf/anat_wf/anat_preproc_wf/head_mask"
+    head_mask = unit_work_folder(work, "01", None) / "anat_preproc_wf/head_mask"
     cached = {path: path.stat().st_mtime_ns for path in head_mask.glob("result_*.pklz")}
     rerun = cli(bids, out, "participant", "-w", work, *RUN)
     assert rerun.returncode == 0, rerun.stderr

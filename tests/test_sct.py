@@ -86,9 +86,10 @@ def test_every_method_writes_ct_mask_mumap_and_qc(tmp_path, phantom, method):
         atlas = HeadModelAtlas(seeds=[1], spacing=4.0).run(cwd=str(tmp_path))
         inputs.update(atlas_t1w=atlas.outputs.atlas_t1w, atlas_ct=atlas.outputs.atlas_ct)
     if method == "model":
-        inputs["bundle"] = str(
-            save_tiny_bundle(tmp_path / "b", task="sct", sources=["T1w"], target="CT").path
-        )
+        from bids_synth.models.selection import bundle_inputs
+
+        bundle = save_tiny_bundle(tmp_path / "b", task="sct", sources=["T1w"], target="CT")
+        inputs.update(bundle_inputs(bundle))
     result = SyntheticCT(method=method, **inputs).run(cwd=str(tmp_path))
     ct = nib.load(result.outputs.out_ct)
     hu = np.asanyarray(ct.dataobj)

@@ -21,6 +21,7 @@ from slurm.cluster import local_slurm, missing_programs
 
 from bids_synth.config import Config
 from bids_synth.execution import plugin_settings, request_slurm_resources
+from bids_synth.workflows import WORKFLOW_NAME, workflow_base_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "workflows" / "plugins"
@@ -85,7 +86,8 @@ def test_nipype_slurm_plugins_match_the_local_run(cluster, cohort, tmp_path, pre
         env=cluster.env,
     )  # fmt: skip
     assert done.returncode == 0, f"{done.stderr}\n{cluster.logs()}"
-    assert list((work / "bids_synth_wf" / "batch").glob("batchscript_*.sh")), "no job submitted"
+    batch = workflow_base_dir(work) / WORKFLOW_NAME / "batch"
+    assert list(batch.glob("batchscript_*.sh")), "no job submitted"
     assert derivative_digests(out) == local
     assert not cluster.queue()  # bids-synth returned only once its jobs had finished
 

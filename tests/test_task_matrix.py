@@ -69,6 +69,9 @@ def test_every_method_runs_end_to_end(dataset, tmp_path, case):
         sidecar = json.loads(path.with_name(path.name[:-7] + ".json").read_text())
         method = options[options.index(f"--{task}-method") + 1]
         assert sidecar.get("Method", method).lower().startswith(method[:4]), sidecar
+        if method == "nlm":  # build-time and run-time parameters both kept
+            assert sidecar["Parameters"]["implementation"] == "antspyx denoise_image"
+            assert sidecar["Parameters"]["mask"] == "head"
     assert not (tmp_path / "out" / "sub-02").exists()
 
 

@@ -152,3 +152,15 @@ def test_derivative_names_keep_the_entities_of_their_source(tmp_path):
         f"{t2w}_space-T1w_desc-preproc_T2w.nii.gz", f"{t2w}_from-T2w_to-T1w_mode-image_xfm.mat",
         f"{ct}_space-T1w_desc-preproc_CT.nii.gz", f"{ct}_from-CT_to-T1w_mode-image_xfm.mat",
     }  # fmt: skip
+
+
+def test_sidecar_parameters_known_at_build_and_at_run_time_are_both_kept():
+    from bids_synth.interfaces.derivatives import merge_metadata
+
+    built = {"Method": "nlm", "Parameters": {"implementation": "antspyx", "noise_model": "?"}}
+    ran = {"Device": "cpu", "Parameters": {"noise_model": "Rician", "mask": "head"}}
+    assert merge_metadata(built, ran) == {
+        "Method": "nlm",
+        "Device": "cpu",
+        "Parameters": {"implementation": "antspyx", "noise_model": "Rician", "mask": "head"},
+    }

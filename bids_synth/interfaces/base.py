@@ -19,7 +19,9 @@ from nipype.interfaces.base import (
 
 class TorchInputSpec(BaseInterfaceInputSpec):
     seed = traits.Int(0, usedefault=True, desc="random seed (torch, patch sampling, registration)")
-    use_gpu = traits.Bool(False, usedefault=True, nohash=True, desc="runs on a GPU (scheduler)")
+    use_gpu = traits.Bool(
+        False, usedefault=True, desc="runs on a GPU (scheduler; a GPU result is not a CPU one's)"
+    )
     device = traits.Str("cpu", usedefault=True, nohash=True, desc="torch device")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads (torch, ITK)")
 
@@ -64,9 +66,30 @@ def save_nifti(data, affine, runtime, name: str, header=None) -> str:
     return path
 
 
+def bundle_digest_trait(**kwargs):
+    """The digest of the bundle when the workflow was built (:func:`read_bundle` checks it)."""
+    return traits.Str(desc="digest of the bundle's files: a replaced bundle runs again", **kwargs)
+
+
+def read_bundle(inputs):
+    """The bundle of ``inputs.bundle``, still the one whose digest the workflow was built with."""
+    from bids_synth.errors import ModelBundleError
+    from bids_synth.models import Bundle
+
+    bundle = Bundle.read(inputs.bundle)
+    if bundle.digest != inputs.bundle_digest:
+        raise ModelBundleError(
+            f"model bundle {bundle.ref} changed on disk while the run was being built; run again"
+        )
+    return bundle
+
+
 def device_fields(info: dict) -> dict:
-    """Sidecar fields from a prediction's info: the device really used and any fallback."""
+    """Sidecar fields from a prediction's info: the device really used, its precision (autocast)
+    and any fallback."""
     fields = {"Device": info["device"]}
+    if info.get("amp"):
+        fields["Precision"] = info["amp"]
     if info.get("fallbacks"):
         fields["Warnings"] = "; ".join(info["fallbacks"])
     return fields

@@ -11,7 +11,9 @@ from bids_synth.interfaces.base import (
     MetadataOutputSpec,
     TorchInputSpec,
     TorchInterface,
+    bundle_digest_trait,
     device_fields,
+    read_bundle,
     save_nifti,
 )
 
@@ -27,7 +29,8 @@ class _BundleMRInputSpec(TorchInputSpec):
         desc="brain mask of the T1w: the bundles learned whole heads, so a skull-stripped input "
         "is refused",
     )
-    bundle = traits.Str(mandatory=True, desc="model bundle folder")
+    bundle = traits.Str(mandatory=True, requires=["bundle_digest"], desc="model bundle folder")
+    bundle_digest = bundle_digest_trait()
 
 
 class _BundleMROutputSpec(MetadataOutputSpec):
@@ -44,7 +47,6 @@ class BundleMRPrediction(TorchInterface):
         import nibabel as nib
         import numpy as np
 
-        from bids_synth.models import Bundle
         from bids_synth.models.prediction import predict_mr_in_head
         from bids_synth.preproc.masks import require_whole_head
 
@@ -54,7 +56,7 @@ class BundleMRPrediction(TorchInterface):
         channels = [
             np.asanyarray(nib.load(p).dataobj, dtype=np.float32) for p in self.inputs.sources
         ]
-        bundle = Bundle.read(self.inputs.bundle)
+        bundle = read_bundle(self.inputs)
         head = np.asanyarray(nib.load(self.inputs.head_mask).dataobj) > 0.5
         brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0.5
         require_whole_head(head, brain, reference.header.get_zooms()[:3], bundle.ref)

@@ -10,7 +10,9 @@ from bids_synth.interfaces.base import (
     MetadataOutputSpec,
     TorchInputSpec,
     TorchInterface,
+    bundle_digest_trait,
     device_fields,
+    read_bundle,
     save_nifti,
     set_itk_threads,
     single_threaded_image,
@@ -23,7 +25,8 @@ class _DenoiseInputSpec(TorchInputSpec):
     in_file = File(exists=True, mandatory=True, desc="MR image to denoise")
     head_mask = File(exists=True, mandatory=True, desc="head mask on the image's grid")
     method = traits.Enum(*METHODS, mandatory=True, desc="model, self or nlm")
-    bundle = traits.Str(desc="model bundle folder (method model)")
+    bundle = traits.Str(requires=["bundle_digest"], desc="model bundle folder (method model)")
+    bundle_digest = bundle_digest_trait()
     self_steps = traits.Int(300, usedefault=True, desc="noise2self training steps (method self)")
 
 
@@ -90,8 +93,7 @@ class Denoise(TorchInterface):
         )
 
     def _model(self, data, mask, affine):
-        from bids_synth.models import Bundle
         from bids_synth.synthesis.denoising import model_denoise
 
-        bundle = Bundle.read(self.inputs.bundle)
+        bundle = read_bundle(self.inputs)
         return model_denoise(data, mask, bundle, affine, device=self.inputs.device)

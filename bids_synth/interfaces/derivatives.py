@@ -33,6 +33,15 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     data_dtype = traits.Str(desc="cast the image to this numpy dtype (e.g. uint8 for masks)")
 
 
+def merge_metadata(built: dict, ran: dict) -> dict:
+    """The sidecar fields known at build time updated by those known once the step ran; the
+    ``Parameters`` of both are kept (merged key by key, the run's winning)."""
+    merged = {**built, **ran}
+    if isinstance(built.get("Parameters"), dict) and isinstance(ran.get("Parameters"), dict):
+        merged["Parameters"] = {**built["Parameters"], **ran["Parameters"]}
+    return merged
+
+
 class _SinkOutputSpec(TraitedSpec):
     staged = traits.List(traits.Tuple(traits.Str, traits.Str), desc="(staged file, relative path)")
 
@@ -54,7 +63,7 @@ class DerivativesDataSink(SimpleInterface):
             raw_root=self.inputs.raw_root,
             entities=entities,
             reference=self.inputs.reference,
-            extra={**self.inputs.metadata, **self.inputs.run_metadata},
+            extra=merge_metadata(self.inputs.metadata, self.inputs.run_metadata),
         )
         staged.append(stage_json(meta, entities, runtime.cwd))
         self._results["staged"] = staged

@@ -18,7 +18,9 @@ from bids_synth.interfaces.base import (
     MetadataOutputSpec,
     TorchInputSpec,
     TorchInterface,
+    bundle_digest_trait,
     device_fields,
+    read_bundle,
     save_nifti,
     set_itk_threads,
     single_threaded_image,
@@ -61,7 +63,8 @@ class _SyntheticCTInputSpec(TorchInputSpec):
     head_mask = File(exists=True, mandatory=True, desc="head mask of the T1w")
     brain_mask = File(exists=True, mandatory=True, desc="brain mask of the T1w")
     method = traits.Enum(*METHODS, mandatory=True, desc="model, bulk or atlas")
-    bundle = traits.Str(desc="model bundle folder (method model)")
+    bundle = traits.Str(requires=["bundle_digest"], desc="model bundle folder (method model)")
+    bundle_digest = bundle_digest_trait()
     atlas_t1w = InputMultiObject(File(exists=True), desc="atlas T1w images (method atlas)")
     atlas_ct = InputMultiObject(File(exists=True), desc="atlas CT images, HU (method atlas)")
     bone_shell_mm = traits.Float(
@@ -146,11 +149,10 @@ class SyntheticCT(TorchInterface):
         import nibabel as nib
         import numpy as np
 
-        from bids_synth.models import Bundle
         from bids_synth.models.prediction import predict_on_grid
 
         self._start_torch()
-        bundle = Bundle.read(self.inputs.bundle)
+        bundle = read_bundle(self.inputs)
         image = nib.load(self.inputs.t1w)
         channels = [np.asanyarray(image.dataobj, dtype=np.float32)]
         if len(bundle.meta["input"].get("suffixes", ["T1w"])) > 1:

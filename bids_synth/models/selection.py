@@ -34,6 +34,12 @@ def output_reference(bundle) -> Path | None:
     return path
 
 
+def bundle_inputs(bundle) -> dict:
+    """The interface inputs naming ``bundle``: its folder and its digest, which nipype hashes (a
+    bundle replaced in the same folder is run again, never reused with the new one's identity)."""
+    return {"bundle": str(bundle.path), "bundle_digest": bundle.digest}
+
+
 def model_fields(bundle) -> dict:
     """The sidecar's ``Model`` entry: identity, the weights' sha256 and the whole bundle's digest."""
     return {

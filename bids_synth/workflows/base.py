@@ -13,6 +13,7 @@ from bids_synth.bids import SessionInputs
 from bids_synth.config import Config
 from bids_synth.derivatives import DESCRIPTIONS
 from bids_synth.fileio import file_sha256
+from bids_synth.workflows import WORKFLOW_NAME, workflow_base_dir
 from bids_synth.workflows.outputs import init_derivatives_wf
 from bids_synth.workflows.preproc import init_anat_preproc_wf, init_coreg_wf
 from bids_synth.workflows.synthesis import registered_tasks
@@ -21,7 +22,7 @@ from bids_synth.workflows.synthesis import registered_tasks
 def init_bids_synth_wf(config: Config, units: list[SessionInputs]) -> pe.Workflow:
     """The whole run: a ``sub_<label>_wf`` per participant. The only reader of ``config``."""
     execution, workflow_opts = config.execution, config.workflow
-    workflow = pe.Workflow(name="bids_synth_wf", base_dir=execution.work_dir)
+    workflow = pe.Workflow(name=WORKFLOW_NAME, base_dir=workflow_base_dir(execution.work_dir))
     for subject in sorted({unit.subject for unit in units}):
         workflow.add_nodes([
             init_single_subject_wf(

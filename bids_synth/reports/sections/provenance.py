@@ -68,8 +68,9 @@ def _outputs_table(files: SessionFiles) -> Html:
 def node_runtimes(files: SessionFiles) -> dict[str, float]:
     """Seconds per nipype node of the session, read from the node reports left in the work folder."""
     work_dir = files.work_dir
-    branch = f"ses_{files.session}_wf" if files.session else "anat_wf"
-    folder = work_dir / "bids_synth_wf" / f"sub_{files.subject}_wf" / branch if work_dir else None
+    from bids_synth.workflows import unit_work_folder
+
+    folder = unit_work_folder(work_dir, files.subject, files.session) if work_dir else None
     if folder is None or not folder.is_dir():
         return {}
     runtimes = {}

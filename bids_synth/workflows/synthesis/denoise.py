@@ -18,7 +18,7 @@ from nipype.pipeline import engine as pe
 from bids_synth.argtypes import positive_int
 from bids_synth.interfaces.denoise import METHODS, Denoise
 from bids_synth.modalities import SESSION_MR_SUFFIXES
-from bids_synth.models.selection import evidence_default, find_task_bundle
+from bids_synth.models.selection import bundle_inputs, evidence_default, find_task_bundle
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
 LOG = logging.getLogger("bids_synth")
@@ -86,7 +86,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
                 use_gpu=uses_gpu(device),
                 device=device,
                 num_threads=omp_nthreads,
-                **({"bundle": str(bundle.path)} if bundle is not None else {}),
+                **(bundle_inputs(bundle) if bundle is not None else {}),
                 **({"self_steps": options["self_steps"]} if options.get("self_steps") else {}),
             ),
             name=f"denoise_{suffix.lower()}",

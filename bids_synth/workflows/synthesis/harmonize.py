@@ -174,6 +174,7 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
     from bids_synth.interfaces.bundle import BundleMRPrediction
     from bids_synth.interfaces.harmonize import HarmonizeIntensity
     from bids_synth.models.selection import (
+        bundle_inputs,
         choose_bundle,
         contract,
         harmonization_bundles,
@@ -210,7 +211,7 @@ def _build_learned(unit, suffixes, options, omp_nthreads, seed, device, name):
     for suffix, bundle in chosen.items():
         inputs = contract(bundle)[0]
         node = pe.Node(
-            BundleMRPrediction(bundle=str(bundle.path), seed=seed, num_threads=omp_nthreads,
+            BundleMRPrediction(**bundle_inputs(bundle), seed=seed, num_threads=omp_nthreads,
                                device=device, use_gpu=uses_gpu(device)),
             name=f"harmonize_{suffix.lower()}",
             n_procs=omp_nthreads,

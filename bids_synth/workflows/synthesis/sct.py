@@ -18,6 +18,7 @@ from bids_synth.argtypes import nonnegative_int, positive_float
 from bids_synth.errors import ModelBundleError, UsageError
 from bids_synth.interfaces.sct import METHODS, HeadModelAtlas, SyntheticCT
 from bids_synth.models.selection import (
+    bundle_inputs,
     choose_bundle,
     contract,
     evidence_default,
@@ -136,7 +137,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name):
     )
     parameters = {"KVp": kvp, "RandomSeed": seed}
     if bundle is not None:
-        synth.inputs.bundle = str(bundle.path)
+        synth.inputs.trait_set(**bundle_inputs(bundle))
         parameters["Channels"] = list(channels)
     elif method == "bulk":
         parameters.update(BulkHU=BULK_HU, BoneShellMM=BONE_SHELL_MM)

@@ -17,6 +17,7 @@ from nipype.pipeline import engine as pe
 from bids_synth.errors import UsageError
 from bids_synth.interfaces.bundle import BundleMRPrediction
 from bids_synth.models.selection import (
+    bundle_inputs,
     contract,
     find_task_bundle,
     installed_pairs,
@@ -105,7 +106,7 @@ def build(*, unit, options, omp_nthreads, seed, device, name):
     for field, suffixes, bundle in branches:
         node = pe.Node(
             BundleMRPrediction(
-                bundle=str(bundle.path),
+                **bundle_inputs(bundle),
                 seed=seed,
                 num_threads=omp_nthreads,
                 device=device,
