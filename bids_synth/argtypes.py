@@ -1,5 +1,6 @@
-"""Value types of command-line options, shared by the parsers and the checks of settings read
-from a configuration file (``--config-file``, ``workflow.task_options``)."""
+"""What the command lines share: their parser class and the value types of their options, also
+used by the checks of settings read from a configuration file (``--config-file``,
+``workflow.task_options``)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,11 @@ def nonnegative_float(value: str) -> float:
     if not number >= 0:
         raise argparse.ArgumentTypeError("must be zero or positive")
     return number
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error of bids-synth
+    (the usage is in ``--help``); exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

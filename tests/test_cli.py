@@ -213,3 +213,14 @@ def test_default_threads_per_process_let_two_nodes_run_at_once(nprocs, threads):
     from bids_synth.config import default_omp_nthreads
 
     assert default_omp_nthreads(nprocs) == threads
+
+
+def test_a_closed_stdout_ends_quietly():
+    """``bids-synth models list | head -0``: no traceback, the shell's SIGPIPE status."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bids_synth", "models", "list"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 141 and "Traceback" not in stderr, stderr

@@ -143,6 +143,20 @@ def test_install_then_find_by_id_and_version(tmp_path, network, home, capsys):
     )
 
 
+def test_install_keeps_every_bundle_file_and_its_digest_but_not_the_training_folder(
+    tmp_path, network, home
+):
+    bundle = save_bundle(tmp_path / "b", network, meta=meta())
+    (bundle.path / "nyul_reference.json").write_text("{}")  # a file a task's bundle may carry
+    (bundle.path / "training" / "checkpoints").mkdir(parents=True)
+    (bundle.path / "training" / "checkpoints" / "latest.json").write_text("{}")
+    installed = install_bundle(bundle.path)
+    assert (installed.path / "nyul_reference.json").is_file()
+    assert not (installed.path / "training").exists()
+    assert installed.digest == Bundle.read(bundle.path).digest
+    assert cli(["models", "verify", f"{bundle.ref}#{bundle.digest}"]) == 0
+
+
 def test_registry_lists_bundles_without_importing_torch(tmp_path, network, home):
     install_bundle(save_bundle(tmp_path / "b", network, meta=meta()).path)
     code = (

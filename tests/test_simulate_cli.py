@@ -137,6 +137,7 @@ def test_thick_slices(tmp_path):
     assert np.allclose(image.header.get_zooms(), (6.0, 6.0, 12.0))
     sidecar = json.loads((out / "sub-01/anat/sub-01_T2w.json").read_text())
     assert sidecar["SliceThickness"] == 12.0 and sidecar["MRAcquisitionType"] == "2D"
+    assert not (out / "sessions.json").exists()  # no sessions: its sidecar would be an orphan
 
 
 def test_thick_slices_at_one_site_only(tmp_path):
@@ -158,6 +159,7 @@ def test_thick_slices_at_one_site_only(tmp_path):
         for site in (1, 2)
     }
     assert np.allclose(zooms[1], 6.0) and np.allclose(zooms[2], (6.0, 6.0, 12.0))
+    assert (out / "sessions.json").exists()
 
 
 def test_cli_errors(tmp_path, capsys):

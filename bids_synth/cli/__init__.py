@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -39,16 +40,25 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(argv)
 
 
+#: stdout closed by its reader (``| head``): 128 + SIGPIPE, as a shell reports a killed pipe
+BROKEN_PIPE_EXIT_CODE = 141
+
+
 def guarded(func):
     """Turn :class:`BidsSynthError` into one error line and its exit code; SIGINT and SIGTERM
-    into one line and 128 + the signal number (130, 143)."""
+    into one line and 128 + the signal number (130, 143); a closed stdout into a quiet 141."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs) -> int:
         main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, raise_interrupted) if main_thread else None
         try:
-            return func(*args, **kwargs) or 0
+            code = func(*args, **kwargs) or 0
+            sys.stdout.flush()  # inside the guard: a closed pipe is reported here
+            return code
+        except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return BROKEN_PIPE_EXIT_CODE
         except BidsSynthError as exc:
             print(f"bids-synth: error: {exc}", file=sys.stderr)
             return exc.exit_code

@@ -7,7 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from bids_synth.argtypes import nonnegative_int, positive_float, positive_int
+from bids_synth.argtypes import OneLineErrorParser, nonnegative_int, positive_float, positive_int
 from bids_synth.cli import guarded, setup_logging
 
 LOG = logging.getLogger("bids_synth")
@@ -17,7 +17,7 @@ DEMO_THICK_SLICE_SITE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="bids-synth demo",
         description=(
             "Write a small simulated BIDS dataset (2 participants, one scanned at two sites as two "

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bids_synth.argtypes import OneLineErrorParser
 from bids_synth.cli import guarded, setup_logging
 from bids_synth.errors import NothingToProcessError
 from bids_synth.evaluation import RULES, evaluate_derivatives, write_evaluation
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="bids-synth evaluate",
         description=(
             "Pair each synthesized image of a bids-synth derivatives dataset with its reference "

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 import bids_synth
+from bids_synth.argtypes import OneLineErrorParser
 from bids_synth.bids import build_derivative_path, build_raw_path
 from bids_synth.cli import guarded, setup_logging
 from bids_synth.errors import InputDatasetError, OutputError
@@ -40,7 +41,7 @@ MASKS = "derivatives/synthrad-masks"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="bids-synth import-synthrad",
         description=__doc__.split("\n\n")[0],
         epilog="Layout: see `python -m pydoc bids_synth.cli.import_synthrad`.",

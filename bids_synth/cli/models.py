@@ -6,12 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from bids_synth.argtypes import OneLineErrorParser
 from bids_synth.cli import guarded, setup_logging
 from bids_synth.errors import ModelBundleError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="bids-synth models",
         description="Model bundles are looked up in $BIDS_SYNTH_HOME/models (default ~/.bids-synth/models), "
         "then among those shipped with bids-synth.",
@@ -88,5 +89,5 @@ def main(argv: list[str]) -> int:
     if args.command == "verify":
         return _verify(args.bundle)
     bundle = install_bundle(args.path)
-    print(f"installed {bundle.ref} into {bundle.path}")
+    print(f"installed {bundle.ref} into {bundle.path} (digest {bundle.digest})")
     return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from bids_synth import __version__
-from bids_synth.argtypes import nonnegative_int, positive_float, positive_int
+from bids_synth.argtypes import OneLineErrorParser, nonnegative_int, positive_float, positive_int
 from bids_synth.config import COREG_TRANSFORMS
 
 
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     task_names = tuple(registered_tasks())
     commands = "\n".join(f"  {name:<16} {help_}" for name, (_, help_) in SUBCOMMANDS.items())
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="bids-synth",
         description=(
             "bids-synth: medical image synthesis as a BIDS App. Preprocesses the anatomical "
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--tasks", nargs="+", choices=task_names, metavar="TASK",
         help=f"synthesis tasks to run after preprocessing ({', '.join(task_names)}); "
-        "none: preprocessing derivatives only",
+        "without --tasks: preprocessing derivatives only",
     )  # fmt: skip
     tasks.add_argument(
         "--coreg-transform", choices=COREG_TRANSFORMS,

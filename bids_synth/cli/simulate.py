@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bids_synth.argtypes import nonnegative_int, positive_float, positive_int
+from bids_synth.argtypes import OneLineErrorParser, nonnegative_int, positive_float, positive_int
 from bids_synth.cli import guarded, setup_logging
 from bids_synth.errors import UsageError
 from bids_synth.simulate.dataset import DEFAULT_MODALITIES, write_simulated_dataset
@@ -17,7 +17,7 @@ from bids_synth.simulate.dataset import DEFAULT_MODALITIES, write_simulated_data
 def build_parser() -> argparse.ArgumentParser:
     from bids_synth.simulate import CONTRASTS, LABEL_SOURCES
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="bids-synth simulate",
         description="Write a simulated BIDS dataset from the generative head model, with a "
         "ground-truth derivatives dataset in OUT_DIR/derivatives/ground-truth.",

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from bids_synth.argtypes import OneLineErrorParser
 from bids_synth.cli import guarded, setup_logging
 from bids_synth.training.spec import ARCHITECTURES, MODES, NORMS, TrainingSpec
 
@@ -25,7 +26,7 @@ _DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainingS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bids-synth train", description=__doc__.split("\n\n")[0])
+    parser = OneLineErrorParser(prog="bids-synth train", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--task", required=True, help="task the bundle serves (e.g. sct, denoise, superres)"
     )
@@ -109,7 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=_DEFAULTS["channels"],
         help="U-Net widths per level",
     )
-    parser.add_argument("--norm", choices=NORMS, default=_DEFAULTS["norm"])
+    parser.add_argument(
+        "--norm",
+        choices=NORMS,
+        default=_DEFAULTS["norm"],
+        help="U-Net normalisation layers (default: %(default)s)",
+    )
     parser.add_argument(
         "--red-width",
         type=int,
@@ -162,8 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=_DEFAULTS["inference_overlap"],
         help="window overlap the bundle asks for at inference, 0-0.9 (default: %(default)s)",
     )
-    parser.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"])
-    parser.add_argument("--lr", type=float, default=_DEFAULTS["lr"])
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=_DEFAULTS["batch_size"],
+        help="patches per step (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=_DEFAULTS["lr"],
+        help="Adam learning rate (default: %(default)s)",
+    )
     parser.add_argument(
         "--device", default=_DEFAULTS["device"], help="auto, cpu, cuda or cuda:N (default: auto)"
     )
@@ -173,9 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=_DEFAULTS["amp"],
         help="mixed precision; auto = bf16 (else fp16) on GPU, off on CPU",
     )
-    parser.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
     parser.add_argument(
-        "--resume", action="store_true", help="continue from the checkpoint in the work folder"
+        "--seed",
+        type=int,
+        default=_DEFAULTS["seed"],
+        help="seed of the weights and the data draws; same seed, same CPU training (default: "
+        "%(default)s)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in the work folder (a warning, and a fresh start, "
+        "when there is none)",
     )
     parser.add_argument("--work-dir", type=Path, help="checkpoints and log (default: OUT/training)")
     parser.add_argument("--id", dest="bundle_id", help="bundle id (default: TASK-ARCH)")

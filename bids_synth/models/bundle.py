@@ -22,11 +22,28 @@ BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "MODEL_CARD.md"
 FORMAT_VERSION = 1
+
+
+def bundle_files(folder: str | Path) -> list[Path]:
+    """The files that make the bundle in ``folder``: those directly in it, sorted (not the
+    ``training/`` work folder that ``bids-synth train`` keeps there by default, nor hidden files)."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+
+
 REQUIRED_KEYS = ("id", "version", "task", "architecture", "input", "output", "weights")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
 )
+
+
+def identity_problem(bundle_id: str, version: str) -> str | None:
+    """Why ``bundle_id`` / ``version`` cannot name a bundle; None when they can."""
+    if not _ID.match(str(bundle_id)):
+        return f"invalid id {bundle_id!r} (lowercase letters, digits, '.', '_' and '-')"
+    if not _SEMVER.match(str(version)):
+        return f"invalid version {version!r} (a semantic version, e.g. 1.0.0)"
+    return None
 
 
 def semver_key(version: str) -> tuple:
@@ -89,10 +106,8 @@ class Bundle:
         )
         if missing:
             raise ModelBundleError(f"model bundle {path}: {BUNDLE_FILE} lacks {', '.join(missing)}")
-        if not _ID.match(str(meta["id"])) or not _SEMVER.match(str(meta["version"])):
-            raise ModelBundleError(
-                f"model bundle {path}: invalid id {meta['id']!r} or version {meta['version']!r}"
-            )
+        if problem := identity_problem(meta["id"], meta["version"]):
+            raise ModelBundleError(f"model bundle {path}: {problem}")
         return cls(path, meta)
 
     def read_weights(self) -> bytes:

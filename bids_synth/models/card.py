@@ -22,7 +22,7 @@ def _compute_line(training: dict, history: list[dict]) -> str:
     kind = "a GPU" if device.startswith("cuda") else "a CPU" if device == "cpu" else device
     line = (
         f"Compute: trained on {kind} ({device}) for {training.get('steps', '?')} steps, "
-        f"{seconds / 60:.0f} min of training time"
+        f"{f'{seconds / 60:.0f} min' if seconds >= 60 else f'{seconds:.0f} s'} of training time"
     )
     if "cpu_hours" in training:
         line += (

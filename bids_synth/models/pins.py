@@ -22,12 +22,14 @@ PINS_FILE = Path(__file__).with_name("pins.json")
 
 
 def bundle_digest(folder: str | Path) -> str:
-    """sha256 over every file below ``folder``: each file's relative path and sha256, sorted."""
-    folder = Path(folder)
+    """sha256 over the bundle's files (:func:`~bids_synth.models.bundle.bundle_files`): each
+    file's name and sha256, sorted; the same before and after ``models install``."""
+    from bids_synth.models.bundle import bundle_files
+
     lines = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in bundle_files(folder):
         content = hashlib.sha256(path.read_bytes()).hexdigest()
-        lines.append(f"{path.relative_to(folder).as_posix()}\0{content}\n")
+        lines.append(f"{path.name}\0{content}\n")
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 

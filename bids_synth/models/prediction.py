@@ -25,17 +25,23 @@ def head_box(head: np.ndarray, margin: int = HEAD_MARGIN_VOXELS) -> tuple[slice,
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 
+def ras_spacing(affine: np.ndarray) -> np.ndarray:
+    """The voxel size along the RAS+ voxel axes of an image with ``affine``."""
+    from nibabel import orientations as ornt
+
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    return spacing[np.argsort(ornt.io_orientation(affine)[:, 0])]
+
+
 def _canonical(data: np.ndarray, affine: np.ndarray):
     """``data`` reoriented to RAS+ voxel axes, its spacing, and the orientation to undo it."""
     from nibabel import orientations as ornt
 
     current = ornt.io_orientation(affine)
     to_ras = ornt.ornt_transform(current, ornt.axcodes2ornt("RAS"))
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    ras_spacing = spacing[np.argsort(current[:, 0])]
     return (
         ornt.apply_orientation(data, to_ras),
-        ras_spacing,
+        ras_spacing(affine),
         ornt.ornt_transform(ornt.axcodes2ornt("RAS"), current),
     )
 

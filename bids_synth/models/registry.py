@@ -16,11 +16,10 @@ from pathlib import Path
 
 from bids_synth.errors import ModelBundleError
 from bids_synth.fileio import atomic_copy
-from bids_synth.models.bundle import BUNDLE_FILE, CARD_FILE, WEIGHTS_FILE, Bundle, semver_key
+from bids_synth.models.bundle import BUNDLE_FILE, Bundle, bundle_files, semver_key
 
 LOG = logging.getLogger("bids_synth.models")
 SHIPPED = Path(__file__).parent / "bundles"
-EXTRA_FILES = ("training_log.csv", "training_curves.png")
 
 
 def home_models() -> Path:
@@ -90,9 +89,9 @@ def install_bundle(source: str | Path, *, destination: Path | None = None) -> Bu
     target = root / f"{bundle.id}-{bundle.version}"
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
     try:
-        for name in (WEIGHTS_FILE, CARD_FILE, *EXTRA_FILES, BUNDLE_FILE):
-            if (bundle.path / name).is_file():
-                atomic_copy(bundle.path / name, staging / name)
+        files = bundle_files(bundle.path)  # bundle.json last: a readable copy is a whole one
+        for path in sorted(files, key=lambda p: p.name == BUNDLE_FILE):
+            atomic_copy(path, staging / path.name)
         installed = Bundle.read(staging)
         installed.verify()
         os.chmod(staging, 0o755)

@@ -81,6 +81,8 @@ def fit(
         latest = load_checkpoint(checkpoints, trainer)
         start, history = latest["epoch"], latest["history"]
         LOG.info("resuming after epoch %d", start)
+    elif resume:
+        LOG.warning("no checkpoint in %s to resume from: training from the start", checkpoints)
     validation = data.validation_batches(validation_draws)
     for epoch in range(start, epochs):
         started = time.perf_counter()

@@ -259,9 +259,10 @@ def _write_dataset_files(out: Path, plan, modalities, seed: int) -> None:
                 out / f"sub-{subject}" / f"sub-{subject}_sessions.tsv", "\n".join(lines) + "\n"
             )
     atomic_write_text(out / "participants.tsv", "\n".join(rows) + "\n")
-    atomic_write_json(
-        out / "sessions.json", {"site": {"Description": "scanner site of the session"}}
-    )
+    if any(session is not None for _, session, _ in plan):  # a sidecar needs its sessions files
+        atomic_write_json(
+            out / "sessions.json", {"site": {"Description": "scanner site of the session"}}
+        )
     atomic_write_json(
         out / "participants.json",
         {

@@ -6,10 +6,10 @@ a killed run resumes from its latest checkpoint when started again with the same
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
+from bids_synth.argtypes import OneLineErrorParser
 from bids_synth.training.recipes import (
     RECIPES,
     export_bundle,
@@ -19,7 +19,7 @@ from bids_synth.training.recipes import (
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bids_synth.training", description=__doc__)
+    parser = OneLineErrorParser(prog="python -m bids_synth.training", description=__doc__)
     parser.add_argument("recipe", choices=sorted(RECIPES))
     parser.add_argument("--workdir", type=Path, required=True, help="checkpoints, heads, log")
     parser.add_argument("--epochs", type=int, help="train up to this many epochs in total")

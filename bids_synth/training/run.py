@@ -91,7 +91,7 @@ def bundle_meta(spec: TrainingSpec, *, inputs, output, kwargs, data_info, histor
     # the command that retrains it from scratch (a resumed run follows the same trajectory)
     command = ["bids-synth", "train", *(a for a in spec.command if a != "--resume")]
     return {
-        "id": spec.bundle_id or f"{spec.task}-{spec.arch}".lower(),
+        "id": spec.resolved_bundle_id,
         "version": spec.bundle_version,
         "task": spec.task,
         "architecture": {"name": spec.arch, "kwargs": kwargs},

@@ -100,12 +100,18 @@ def _on_grid(img, reference, order: int) -> np.ndarray:
 
 def bids_data(spec: TrainingSpec, inputs: dict, output: dict, patch_options: dict):
     """Patches of a BIDS dataset's image sets; the last subject is held out when there are two
-    or more."""
+    or more. For a network on the acquired voxels, ``inputs["spacing_mm"]`` becomes the
+    median voxel size it trains at."""
+    from bids_synth.fileio import load_image
+    from bids_synth.models.prediction import ras_spacing
     from bids_synth.nn.data import BlindSpot, HeldOut, VolumePatches
 
     self_supervised = spec.mode == "noise2self"
     anchor = spec.source[0] if self_supervised else spec.target
     sets = bids_sets(spec.bids_dir, list(spec.source), anchor)
+    if inputs.get("grid") == "acquired":
+        spacings = [ras_spacing(load_image(e["sources"][0], what="source").affine) for e in sets]
+        inputs["spacing_mm"] = [round(float(s), 3) for s in np.median(spacings, axis=0)]
     loaded = [load_set(entry, inputs, output) for entry in sets]
     subjects = sorted({entry["subject"] for entry in sets})
     held_out = subjects[-1] if len(subjects) > 1 else None
