@@ -86,6 +86,23 @@ def test_without_pairs_every_installed_bundle_runs_and_none_skips(tmp_path, home
     assert set(_build(tmp_path / "b", ["T1w"], {}).outputs) == {"t1w_to_t2w"}
 
 
+def test_a_named_bundle_replaces_the_newest_of_its_pair(tmp_path, home):
+    _install(tmp_path, home, "T1w", "T2w")
+    mine = save_tiny_bundle(
+        tmp_path / "mine", task="translate", sources=["T1w"], target="T2w", bundle_id="mine"
+    )
+    for options in ({"model": [str(mine.path)]}, {"model": ["mine"], "pairs": ["T1w:T2w"]}):
+        if options["model"] == ["mine"]:
+            install_bundle(mine.path, destination=home)
+        branch = _build(tmp_path / str(len(options)), ["T1w"], options)
+        assert branch.outputs["t1w_to_t2w"]["metadata"]["Model"]["Id"] == "mine"
+    with pytest.raises(UsageError, match="--translate-model serves T1w:T2w: not among"):
+        _build(tmp_path / "c", ["T1w"], {"model": ["mine"], "pairs": ["T2w:FLAIR"]})
+    sct = save_tiny_bundle(tmp_path / "sct", task="sct", sources=["T1w"], target="CT")
+    with pytest.raises(ModelBundleError, match="serves task 'sct', not 'translate'"):
+        _build(tmp_path / "d", ["T1w"], {"model": [str(sct.path)]})
+
+
 def test_a_session_lacking_the_source_is_skipped_for_that_pair(tmp_path, home, caplog):
     _install(tmp_path, home, "T1w", "T2w")
     _install(tmp_path, home, "T2w", "FLAIR")

@@ -59,6 +59,17 @@ def task_bundles(task: str, source: str, target: str) -> list:
     ]
 
 
+def named_task_bundle(task: str, ref: str):
+    """The bundle named by ``ref`` (:func:`~bids_synth.models.registry.find_bundle`), which must
+    serve ``task`` (:class:`ModelBundleError`, exit 7, otherwise)."""
+    bundle = find_bundle(ref)
+    if bundle.task != task:
+        raise ModelBundleError(
+            f"model bundle {bundle.ref} serves task {bundle.task!r}, not {task!r}"
+        )
+    return bundle
+
+
 def find_task_bundle(task: str, source: str, target: str, ref: str | None = None):
     """The bundle named by ``ref``, else the newest ``task`` bundle whose first input is ``source``
     and whose output is ``target`` (user bundles before shipped ones).
@@ -66,12 +77,7 @@ def find_task_bundle(task: str, source: str, target: str, ref: str | None = None
     Raises :class:`ModelBundleError` (exit 7) with the command that trains one.
     """
     if ref:
-        bundle = find_bundle(ref)
-        if bundle.task != task:
-            raise ModelBundleError(
-                f"model bundle {bundle.ref} serves task {bundle.task!r}, not {task!r}"
-            )
-        return bundle
+        return named_task_bundle(task, ref)
     matches = task_bundles(task, source, target)
     if not matches:
         raise ModelBundleError(

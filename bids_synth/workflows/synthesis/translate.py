@@ -22,6 +22,7 @@ from bids_synth.models.selection import (
     find_task_bundle,
     installed_pairs,
     model_fields,
+    named_task_bundle,
 )
 from bids_synth.workflows.synthesis import Task, TaskBranch
 
@@ -34,7 +35,16 @@ def add_arguments(group) -> None:
         dest="translate_pairs",
         nargs="+",
         metavar="SOURCE:TARGET",
-        help="contrast pairs to synthesize (default: every pair with an installed bundle)",
+        help="contrast pairs to synthesize (default: every pair with an installed bundle, or "
+        "those of --translate-model)",
+    )
+    group.add_argument(
+        "--translate-model",
+        dest="translate_model",
+        nargs="+",
+        metavar="BUNDLE",
+        help="bundles to use instead of the newest for their pair: folder, id, id@version, each "
+        "optionally #digest (default: the newest bundle of each pair)",
     )
 
 
@@ -48,6 +58,16 @@ def parse_pairs(values) -> list[tuple[str, str]]:
     return pairs
 
 
+def _named_bundles(refs) -> dict:
+    """(source, target) → the bundle of each ``--translate-model`` reference."""
+    named = {}
+    for ref in refs:
+        bundle = named_task_bundle("translate", ref)
+        suffixes, target = contract(bundle)
+        named[(suffixes[0], target)] = bundle
+    return named
+
+
 def _provider(suffix: str, unit) -> str | None:
     if suffix == "T1w":
         return "t1w_preproc"
@@ -57,9 +77,15 @@ def _provider(suffix: str, unit) -> str | None:
 def build(*, unit, options, omp_nthreads, seed, device, name):
     from bids_synth.nn.devices import uses_gpu
 
+    named = _named_bundles(options.get("model") or [])
     if options.get("pairs"):
         pairs = parse_pairs(options["pairs"])
-        bundles = {pair: find_task_bundle("translate", *pair) for pair in pairs}  # exit 7 if none
+        if unused := [f"{s}:{t}" for s, t in named if (s, t) not in pairs]:
+            raise UsageError(f"--translate-model serves {', '.join(unused)}: not among --translate")
+        # exit 7 when a pair has no bundle
+        bundles = {pair: named.get(pair) or find_task_bundle("translate", *pair) for pair in pairs}
+    elif named:
+        bundles = named
     else:
         bundles = installed_pairs("translate")
         if not bundles:
