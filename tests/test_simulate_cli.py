@@ -123,15 +123,13 @@ def test_deterministic_bytes(dataset, tmp_path):
     assert _digests(again) == _digests(dataset)
 
 
+def _one_t2w_subject(folder, **options):
+    return write_simulated_dataset(folder, n_subjects=1, modalities=("T2w",), noise=None, **options)
+
+
 def test_thick_slices(tmp_path):
-    out = write_simulated_dataset(
-        tmp_path / "thick",
-        n_subjects=1,
-        sites=1,
-        traveling_subjects=0,
-        modalities=("T2w",),
-        resolution=(6.0, 6.0, 12.0),
-        noise=None,
+    out = _one_t2w_subject(
+        tmp_path / "thick", sites=1, traveling_subjects=0, resolution=(6.0, 6.0, 12.0)
     )
     image = nib.load(out / "sub-01/anat/sub-01_T2w.nii.gz")
     assert np.allclose(image.header.get_zooms(), (6.0, 6.0, 12.0))
@@ -141,16 +139,13 @@ def test_thick_slices(tmp_path):
 
 
 def test_thick_slices_at_one_site_only(tmp_path):
-    out = write_simulated_dataset(
+    out = _one_t2w_subject(
         tmp_path / "site2",
-        n_subjects=1,
         sites=2,
         traveling_subjects=1,
-        modalities=("T2w",),
         resolution=6.0,
         thick_slices={"T2w": 2},
         thick_slice_sites=(2,),
-        noise=None,
     )
     zooms = {
         site: nib.load(
