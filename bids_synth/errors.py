@@ -13,6 +13,7 @@ Exit codes (also listed in the README):
 7     model bundle problem (missing, tampered weights, incompatible contract)
 8     processing failed for at least one participant (see the crash files)
 130   interrupted by SIGINT (Ctrl-C); finished participants are kept, a rerun resumes
+141   standard output closed by its reader (``| head``); stops quietly
 143   interrupted by SIGTERM (docker stop, Slurm time limit, scancel); as for 130
 ====  ==========================================================================
 """
@@ -71,6 +72,8 @@ def raise_interrupted(signum, _frame) -> None:
     raise Interrupted(signum)
 
 
+#: stdout closed by its reader (``| head``): 128 + SIGPIPE, as a shell reports a killed pipe
+BROKEN_PIPE_EXIT_CODE = 128 + signal.SIGPIPE
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error",
@@ -83,4 +86,5 @@ EXIT_CODES = {
     ProcessingError.exit_code: "processing failed for at least one participant",
     128 + signal.SIGINT: "interrupted by SIGINT (finished participants kept)",
     128 + signal.SIGTERM: "interrupted by SIGTERM (finished participants kept)",
+    BROKEN_PIPE_EXIT_CODE: "standard output closed by its reader (stops quietly)",
 }

@@ -116,7 +116,7 @@ def test_invalid_bundle_json_is_a_clear_error(tmp_path):
     with pytest.raises(ModelBundleError, match="lacks version"):
         Bundle.read(tmp_path)
     (tmp_path / "bundle.json").write_text(json.dumps({**meta(), "version": "1.0", "weights": {}}))
-    with pytest.raises(ModelBundleError, match="invalid id"):
+    with pytest.raises(ModelBundleError, match="invalid version '1.0'"):
         Bundle.read(tmp_path)
 
 

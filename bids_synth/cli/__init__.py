@@ -15,7 +15,12 @@ import signal
 import sys
 import threading
 
-from bids_synth.errors import BidsSynthError, Interrupted, raise_interrupted
+from bids_synth.errors import (
+    BROKEN_PIPE_EXIT_CODE,
+    BidsSynthError,
+    Interrupted,
+    raise_interrupted,
+)
 from bids_synth.logs import LOG_DATEFMT, LOG_FORMAT
 
 SUBCOMMANDS = {
@@ -38,10 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     from bids_synth.cli.run import main as run_main
 
     return run_main(argv)
-
-
-#: stdout closed by its reader (``| head``): 128 + SIGPIPE, as a shell reports a killed pipe
-BROKEN_PIPE_EXIT_CODE = 141
 
 
 def guarded(func):

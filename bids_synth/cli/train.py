@@ -27,8 +27,10 @@ _DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainingS
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="bids-synth train", description=__doc__.split("\n\n")[0])
+    from bids_synth.workflows.synthesis import registered_tasks
+
     parser.add_argument(
-        "--task", required=True, help="task the bundle serves (e.g. sct, denoise, superres)"
+        "--task", required=True, choices=registered_tasks(), help="task the bundle serves"
     )
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     data = parser.add_mutually_exclusive_group(required=True)

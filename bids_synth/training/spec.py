@@ -192,10 +192,7 @@ class TrainingSpec:
         """Raise :class:`UsageError` (one line, naming the ``bids-synth train`` option) if the
         settings cannot train."""
         from bids_synth.models.bundle import identity_problem
-        from bids_synth.workflows.synthesis import registered_tasks
 
-        if self.task not in registered_tasks():
-            raise UsageError(f"--task {self.task!r}: choose among {', '.join(registered_tasks())}")
         if problem := identity_problem(self.resolved_bundle_id, self.bundle_version):
             raise UsageError(f"--id / --version: {problem}")
         positive = {
