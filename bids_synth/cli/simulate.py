@@ -27,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-subjects", type=positive_int, default=2, help="participants (default: %(default)s)"
     )
     parser.add_argument(
-        "--sites", type=positive_int, default=1, help="scanner sites (default: %(default)s)"
+        "--sites",
+        type=positive_int,
+        default=1,
+        help="scanner sites 1 to K, each a fixed scanner style (site 0, the reference style "
+        "the harmonization bundles map to, is never acquired) (default: %(default)s)",
     )
     parser.add_argument(
         "--traveling-subjects",
