@@ -39,6 +39,31 @@ def nonnegative_float(value: str) -> float:
     return number
 
 
+#: the Python values a configuration file may give for an option of each type, and their wording
+VALUE_KINDS = {
+    int: (int, "an integer"),
+    positive_int: (int, "a positive integer"),
+    nonnegative_int: (int, "a non-negative integer"),
+    float: ((int, float), "a number"),
+    positive_float: ((int, float), "a positive number"),
+    nonnegative_float: ((int, float), "a non-negative number"),
+}
+
+
+def value_problem(value_type, value) -> str | None:
+    """Why an option of ``value_type`` (None: a string) cannot take ``value``, a configuration
+    file's, as the command line would check it; None when it can."""
+    kind, wanted = VALUE_KINDS.get(value_type, (str, "a string"))
+    if isinstance(value, bool) or not isinstance(value, kind):
+        return f"must be {wanted}"
+    if value_type is not None:
+        try:
+            value_type(str(value))
+        except (argparse.ArgumentTypeError, ValueError):
+            return f"must be {wanted}"
+    return None
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line, like every other error of bids-synth
     (the usage is in ``--help``); exit status 2."""

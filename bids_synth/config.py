@@ -6,7 +6,6 @@ the top-level workflow builder reads this object; sub-workflows take explicit ar
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 import tomli_w
 import tomllib
 
-from bids_synth.argtypes import nonnegative_float, nonnegative_int, positive_int
+from bids_synth.argtypes import nonnegative_float, nonnegative_int, positive_int, value_problem
 from bids_synth.errors import UsageError
 
 #: transforms aligning the other images to the T1w (``--coreg-transform``)
@@ -124,21 +123,19 @@ class Config:
                 setattr(target, key, value)
 
 
-def _bad_setting(default, value, metadata) -> str | None:
-    """Why ``value`` cannot replace the setting whose default is ``default``; None if it can."""
-    kinds = {bool: (bool, "true or false"), int: (int, "an integer"), str: (str, "a string"),
-             float: ((int, float), "a number"), dict: (dict, "a table"), list: (list, "a list")}  # fmt: skip
-    kind, wanted = kinds[type(default)]
-    if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kind):
-        return f"must be {wanted}"
+def _bad_setting(current, value, metadata) -> str | None:
+    """Why ``value`` cannot replace a setting of value ``current`` (checked by its field's
+    ``check``, else by type); None if it can."""
     check = metadata.get("check")
     if isinstance(check, tuple):
         return None if value in check else f"must be one of {', '.join(check)}"
     if check:
-        try:
-            check(str(value))
-        except (argparse.ArgumentTypeError, ValueError) as exc:
-            return str(exc)
+        return value_problem(check, value)
+    kinds = {bool: (bool, "true or false"), int: (int, "an integer"), str: (str, "a string"),
+             float: ((int, float), "a number"), dict: (dict, "a table"), list: (list, "a list")}  # fmt: skip
+    kind, wanted = kinds[type(current)]
+    if isinstance(value, bool) != isinstance(current, bool) or not isinstance(value, kind):
+        return f"must be {wanted}"
     return None
 
 

@@ -64,12 +64,16 @@ def write_run_log(output_dir: str, run_id: str, outcomes: list[UnitOutcome], *, 
 
 
 def latest_outcomes(output_dir: str | Path) -> list[dict]:
-    """The most recent outcome of every participant/session found in the run records."""
+    """The most recent outcome of every participant/session found in the run records (an
+    interrupted run's only where no earlier run has one)."""
     latest: dict[tuple, dict] = {}
     for path in sorted((Path(output_dir) / "logs").glob("*.json")):  # run ids sort by time
         record = json.loads(path.read_text())
         for unit in record.get("units", []):
-            latest[(unit["participant_id"], unit["session_id"])] = {
+            key = (unit["participant_id"], unit["session_id"])
+            if unit["status"] == "interrupted" and key in latest:
+                continue  # a stopped rerun leaves the earlier outcome standing
+            latest[key] = {
                 **unit,
                 "run_id": record["run_id"],
             }

@@ -84,7 +84,7 @@ def test_run_settings_leave_out_what_a_resume_may_change():
         ({"target_site": 0, "target": "T1w"}, "add --simulated"),
         ({"lr": 0.0}, "--lr must be positive"),
         ({"validation_draws": 0}, "--validation-draws must be at least 1"),
-        ({"seed": -1}, "--seed must be >= 0"),
+        ({"seed": -1}, "--seed must be a non-negative integer"),
         ({"channels": ()}, "--channels"),
         ({"channels": (8, 0)}, "--channels"),
         ({"slices": 4}, "--slices must be an odd number"),

@@ -96,6 +96,8 @@ def test_a_named_bundle_replaces_the_newest_of_its_pair(tmp_path, home):
             install_bundle(mine.path, destination=home)
         branch = _build(tmp_path / str(len(options)), ["T1w"], options)
         assert branch.outputs["t1w_to_t2w"]["metadata"]["Model"]["Id"] == "mine"
+    with pytest.raises(UsageError, match="two bundles for T1w:T2w"):
+        _build(tmp_path / "e", ["T1w"], {"model": ["mine", str(mine.path)]})
     with pytest.raises(UsageError, match="--translate-model serves T1w:T2w: not among"):
         _build(tmp_path / "c", ["T1w"], {"model": ["mine"], "pairs": ["T2w:FLAIR"]})
     sct = save_tiny_bundle(tmp_path / "sct", task="sct", sources=["T1w"], target="CT")

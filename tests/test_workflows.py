@@ -5,6 +5,7 @@ from helpers import write_bids
 
 from bids_synth.bids import collect_sessions, load_layout
 from bids_synth.config import Config
+from bids_synth.workflows import WORKFLOW_NAME
 from bids_synth.workflows.base import init_bids_synth_wf
 
 
@@ -24,7 +25,7 @@ def build_graph(tmp_path, layout_spec, **workflow_options):
         setattr(config.workflow, key, value)
     workflow = init_bids_synth_wf(config, units)
     graph = workflow._create_flat_graph()
-    return {node.fullname.removeprefix("bids_synth_wf.") for node in graph.nodes}, graph
+    return {node.fullname.removeprefix(f"{WORKFLOW_NAME}.") for node in graph.nodes}, graph
 
 
 @pytest.mark.parametrize("transform", ["rigid", "affine"])
@@ -163,4 +164,21 @@ def test_sidecar_parameters_known_at_build_and_at_run_time_are_both_kept():
         "Method": "nlm",
         "Device": "cpu",
         "Parameters": {"implementation": "antspyx", "noise_model": "Rician", "mask": "head"},
+    }
+
+
+def test_a_stopped_rerun_does_not_hide_an_earlier_outcome(tmp_path):
+    from bids_synth.runlog import UnitOutcome, latest_outcomes, write_run_log
+
+    def run(run_id, **statuses):
+        outcomes = [UnitOutcome(f"sub-{s}", None, status=v) for s, v in statuses.items()]
+        write_run_log(str(tmp_path), run_id, outcomes, started=0.0)
+
+    run("20261206-000000_a", **{"01": "success", "02": "failed"})
+    run("20261206-000100_b", **{"01": "interrupted", "02": "interrupted", "03": "interrupted"})
+    latest = {o["participant_id"]: (o["status"], o["run_id"]) for o in latest_outcomes(tmp_path)}
+    assert latest == {
+        "sub-01": ("success", "20261206-000000_a"),
+        "sub-02": ("failed", "20261206-000000_a"),
+        "sub-03": ("interrupted", "20261206-000100_b"),
     }

@@ -57,8 +57,10 @@ def guarded(func):
             code = func(*args, **kwargs) or 0
             sys.stdout.flush()  # inside the guard: a closed pipe is reported here
             return code
-        except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except BrokenPipeError:
+            if not _stdout_reader_gone():
+                raise  # another pipe broke: a real failure
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to say
             return BROKEN_PIPE_EXIT_CODE
         except BidsSynthError as exc:
             print(f"bids-synth: error: {exc}", file=sys.stderr)
@@ -72,6 +74,18 @@ def guarded(func):
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (``| head``)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def setup_logging(verbosity: int = 0) -> None:

@@ -21,9 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bids-synth demo",
         description=(
             "Write a small simulated BIDS dataset (2 participants, one scanned at two sites as two "
-            "sessions; T1w, CT and a T2w, acquired at site 2 in 2D slices three times thicker; "
-            "from the generative "
-            "head model) into OUT_DIR/rawdata, then run every task with its default options at "
+            "sessions; T1w, CT and a T2w, acquired at site "
+            f"{DEMO_THICK_SLICE_SITE} in 2D slices {DEMO_SLICE_FACTOR:g} times thicker; from the "
+            "generative head model) into OUT_DIR/rawdata, then run every task with its default "
+            "options at "
             "the participant level and the group level into OUT_DIR/derivatives."
         ),
     )

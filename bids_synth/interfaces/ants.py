@@ -12,6 +12,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bids_synth.config import COREG_TRANSFORMS
 from bids_synth.interfaces.base import run_single_threaded, set_itk_threads
 from bids_synth.modalities import AIR_HU
 
@@ -100,7 +101,7 @@ class _RegisterInputSpec(BaseInterfaceInputSpec):
     fixed = File(exists=True, mandatory=True, desc="reference (bias-corrected T1w)")
     moving = File(exists=True, mandatory=True, desc="image to align to the reference")
     fixed_mask = File(exists=True, desc="head mask of the reference: the metric region")
-    transform = traits.Enum("rigid", "affine", usedefault=True, desc="rigid, or rigid then affine")
+    transform = traits.Enum(*COREG_TRANSFORMS, usedefault=True, desc="rigid, or rigid then affine")
     modality = traits.Enum("MR", "CT", usedefault=True, desc="sets the background value")
     random_seed = traits.Int(0, usedefault=True, desc="seed of the metric's sampling")
 

@@ -66,9 +66,9 @@ def save_nifti(data, affine, runtime, name: str, header=None) -> str:
     return path
 
 
-def bundle_digest_trait(**kwargs):
+def bundle_digest_trait():
     """The digest of the bundle when the workflow was built (:func:`read_bundle` checks it)."""
-    return traits.Str(desc="digest of the bundle's files: a replaced bundle runs again", **kwargs)
+    return traits.Str(desc="digest of the bundle's files: a replaced bundle runs again")
 
 
 def read_bundle(inputs):

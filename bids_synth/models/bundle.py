@@ -82,7 +82,7 @@ class Bundle:
 
     @cached_property
     def digest(self) -> str:
-        """sha256 over every file of the bundle (:func:`bids_synth.models.pins.bundle_digest`)."""
+        """sha256 over the bundle's files (:func:`bids_synth.models.pins.bundle_digest`)."""
         from bids_synth.models.pins import bundle_digest
 
         return bundle_digest(self.path)

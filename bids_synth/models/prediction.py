@@ -55,6 +55,7 @@ def model_spacing(input_contract: dict, spacing: np.ndarray) -> np.ndarray:
 
 
 def needs_resampling(spacing: np.ndarray, wanted: np.ndarray) -> bool:
+    """Whether ``spacing`` is further than :data:`SPACING_TOLERANCE` from ``wanted``."""
     return bool(np.any(np.abs(spacing / wanted - 1) > SPACING_TOLERANCE))
 
 

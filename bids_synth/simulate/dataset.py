@@ -140,6 +140,8 @@ def _check_arguments(
         raise UsageError("--noise is a percentage between 0 and 100")
     if any(c not in modalities or c == "CT" or not f > 1 for c, f in thick_slices.items()):
         raise UsageError("--thick-slices takes MR modalities being simulated, with factors above 1")
+    if thick_slice_sites is not None and not thick_slices:
+        raise UsageError("--thick-slice-sites needs --thick-slices")
     if thick_slice_sites is not None and not set(thick_slice_sites) <= set(range(1, sites + 1)):
         raise UsageError(f"--thick-slice-sites must be among the sites 1 to {sites}")
     if label_source not in label_sources:

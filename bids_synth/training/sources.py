@@ -68,7 +68,8 @@ def bids_sets(bids_dir: Path, sources: list[str], anchor: str) -> list[dict]:
 
 def load_set(entry: dict, inputs: dict, output: dict):
     """Normalised (sources, target, mask) arrays of one subject/session, on its first source's
-    grid as the bundle will see it at inference (RAS, the contract's spacing)."""
+    grid as the bundle will see it at inference (RAS, at the contract's spacing or, for a
+    network on the acquired voxels, at its own)."""
     from bids_synth.fileio import load_image
     from bids_synth.models.prediction import to_model_grid
     from bids_synth.nn.intensity import normalize_channels, output_map

@@ -209,7 +209,7 @@ class TrainingSpec:
         if not self.lr > 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
         if self.seed < 0:
-            raise UsageError(f"--seed must be >= 0, got {self.seed}")
+            raise UsageError(f"--seed must be a non-negative integer, got {self.seed}")
         if not self.channels or min(self.channels) < 1:
             raise UsageError(f"--channels {list(self.channels)}: one or more widths, each >= 1")
         if self.slices is not None and (self.slices < 1 or self.slices % 2 == 0):

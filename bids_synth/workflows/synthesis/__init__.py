@@ -18,7 +18,7 @@ from functools import cache
 
 from nipype.pipeline import engine as pe
 
-from bids_synth.argtypes import nonnegative_int, positive_float, positive_int
+from bids_synth.argtypes import value_problem
 from bids_synth.errors import UsageError
 
 #: what a session offers to the tasks: preprocessing outputs and the raw images
@@ -112,30 +112,9 @@ def _bad_value(action: argparse.Action, value) -> str | None:
     several = action.nargs in ("+", "*")
     if several != isinstance(value, list):
         return "must be a list" if several else "must be a single value"
-    kind, wanted = _VALUE_KINDS.get(action.type, (str, "a string"))
     for item in value if several else [value]:
-        if isinstance(item, bool) or not isinstance(item, kind) or not _accepted(action, item):
-            return f"each value must be {wanted}" if several else f"must be {wanted}"
+        if problem := value_problem(action.type, item):
+            return problem.replace("must", "each value must", 1) if several else problem
         if action.choices and item not in action.choices:
             return f"must be one of {', '.join(map(str, action.choices))}"
     return None
-
-
-_VALUE_KINDS = {
-    int: (int, "an integer"),
-    positive_int: (int, "a positive integer"),
-    nonnegative_int: (int, "a non-negative integer"),
-    float: ((int, float), "a number"),
-    positive_float: ((int, float), "a positive number"),
-}
-
-
-def _accepted(action: argparse.Action, item) -> bool:
-    """Whether ``action``'s type takes ``item`` as the command line would give it."""
-    if action.type is None:
-        return True
-    try:
-        action.type(str(item))
-    except (argparse.ArgumentTypeError, ValueError):
-        return False
-    return True

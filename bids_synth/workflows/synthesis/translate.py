@@ -64,6 +64,8 @@ def _named_bundles(refs) -> dict:
     for ref in refs:
         bundle = named_task_bundle("translate", ref)
         suffixes, target = contract(bundle)
+        if (suffixes[0], target) in named:
+            raise UsageError(f"--translate-model: two bundles for {suffixes[0]}:{target}")
         named[(suffixes[0], target)] = bundle
     return named
 
