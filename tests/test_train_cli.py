@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def bids_dir(tmp_path_factory):
     return root / "bids"
 
 
-def test_train_writes_a_loadable_bundle_and_resumes(bids_dir, tmp_path):
+def test_train_writes_a_loadable_bundle_and_resumes(bids_dir, tmp_path, caplog):
     out = tmp_path / "bundle"
     args = [
         "train",
@@ -86,6 +87,9 @@ def test_train_writes_a_loadable_bundle_and_resumes(bids_dir, tmp_path):
     )
     assert prediction.shape == volume.shape and info["device"] == "cpu"
 
+    with caplog.at_level(logging.WARNING, logger="bids_synth"):
+        assert cli([*args, "--out", str(tmp_path / "fresh"), "--steps", "1", "--resume"]) == 0
+    assert "no checkpoint in" in caplog.text  # a fresh start, said out loud
     assert cli([*args, "--steps", "3", "--resume", "--lr", "0.1"]) == 2  # other settings: refused
     assert cli([*args, "--steps", "3", "--resume"]) == 0
     rows = list(csv.DictReader((out / "training_log.csv").open()))
@@ -116,7 +120,10 @@ def test_noise2self_and_cyclegan_modes_run(bids_dir, tmp_path):
             )
             == 0
         )
-        assert Bundle.read(out).meta["training"]["mode"] == mode
+        meta = Bundle.read(out).meta
+        assert meta["training"]["mode"] == mode
+        if mode == "noise2self":  # a denoiser runs on the voxels it was trained on
+            assert meta["input"]["grid"] == "acquired" and meta["input"]["spacing_mm"] == [1.0] * 3
 
 
 def test_usage_errors(tmp_path, bids_dir, capsys):
@@ -137,6 +144,12 @@ def test_usage_errors(tmp_path, bids_dir, capsys):
     assert cli([*simulated, "--spacing", "6", "--patch", "48", "48", "48"]) == 2
     assert "multiple of 8" in capsys.readouterr().err
     assert cli([*base, "--target", "FLAIR"]) == 4
+    assert cli([*base, "--version", "banana"]) == 2  # before any data is read or trained on
+    assert "invalid version 'banana'" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(SystemExit) as refused:
+        cli(["train", "--task", "nosuch", "--out", str(tmp_path / "n"), "--simulated"])
+    assert refused.value.code == 2 and "invalid choice: 'nosuch'" in capsys.readouterr().err
     assert (
         cli(["train", "--task", "sct", "--out", str(tmp_path / "b"), "--bids-dir", str(tmp_path)])
         == 3

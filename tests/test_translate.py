@@ -156,3 +156,4 @@ def test_translate_runs_in_the_app(tmp_path, home):
     assert sidecar["Model"]["Id"] == "t1w-t2w" and sidecar["Method"] == "model"
     assert sidecar["Sources"] == ["bids:raw:sub-01/anat/sub-01_T1w.nii.gz"]
     assert sidecar["Device"] == "cpu" and sidecar["RuntimeSeconds"] > 0
+    assert sidecar["Precision"] in ("off", "bf16")  # the autocast the prediction ran in
