@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config-file",
         type=Path,
         metavar="TOML",
-        help="run settings (see workflows/*.toml); options given here win",
+        help="run settings (see workflows/configs/*.toml); options given here win",
     )
     perf.add_argument(
         "--write-graph",
