@@ -338,7 +338,8 @@ RECIPES["denoise-slab"] = _continued("denoise-slab", "2.3.0", 46, lr_anneal=(15,
 
 #: 2.4.0 continues 2.3.0 from epoch 60 with a warm restart (the full learning rate again, annealed
 #: to a tenth over 40 epochs): 2.2.0/2.3.0 had only 27 epochs on the smooth-texture targets, and
-#: they left 28–34 % of the noise in the brain of the real Colin27 (BM4D: 13–26 %)
+#: they left 28–34 % of the noise in the brain of the real Colin27 (BM4D: 13–26 %). At epoch 100
+#: it is within 0.04 dB of 2.3.0 there and leaves as much noise: not shipped (BENCHMARKS.md)
 RECIPES["denoise-slab"] = _continued("denoise-slab", "2.4.0", 60, lr_anneal=(40, 0.1))
 
 
