@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from bids_synth.bids import (
@@ -58,7 +59,13 @@ def run_participants(config: Config) -> int:
         raise InvalidImageError("; ".join(f"{o.name}: {o.message}" for o in outcomes))
     for outcome in outcomes:
         LOG.error("%s: %s: skipped", outcome.name, outcome.message)
-    with work_folder_lock(execution.work_dir, run_id=execution.run_id):
+    # the boilerplate is written to the output folder only: it may run beside a run of the folder
+    lock = (
+        nullcontext()
+        if execution.boilerplate_only
+        else work_folder_lock(execution.work_dir, run_id=execution.run_id)
+    )
+    with lock:
         return process_units(config, valid, outcomes, started)
 
 

@@ -98,6 +98,9 @@ def test_a_second_run_on_a_busy_work_folder_is_one_line_exit_6(tmp_path, held_lo
     assert done.returncode == 6
     lines = error_lines(done.stderr)
     assert len(lines) == 1 and f"in use by bids-synth run holder-run (pid {pid}" in lines[0]
+    boilerplate = cli(bids, tmp_path / "out", "participant", "-w", work, "--boilerplate-only")
+    assert boilerplate.returncode == 0, boilerplate.stderr  # touches no work folder
+    assert (tmp_path / "out" / "logs" / "CITATION.md").exists()
     assert not (tmp_path / "out" / "sub-01").exists()
 
 

@@ -573,6 +573,60 @@ def test_denoising_slab_batches_have_clean_targets_and_black_padding():
         RandomisedSlabs(heads, heads, target="mr")
 
 
+def test_lattice_augmentation_keeps_the_noise_of_denoising_pairs_white():
+    heads = [_shell_head()]
+    loud = Randomisation(noise_range=(0.1, 0.1), rician_share=0.0, thick_share=0.0, bias_sd=0.0)
+
+    def residual_statistics(augmentation):
+        source = RandomisedSlabs(
+            heads,
+            heads,
+            slices=1,
+            size=40,
+            batch_size=4,
+            seed=3,
+            target="clean",
+            randomisation=loud,
+            augmentation=augmentation,
+        )
+        lags, sds = [], []
+        for batch in source.epoch_batches(0, 4):
+            residual = (batch["source"] - batch["target"])[:, 0, 12:28, 12:28]  # inside the head
+            lags.append(float((residual[:, 1:] * residual[:, :-1]).mean() / residual.var()))
+            sds.append(float(residual.std() / batch["target"][:, 0, 12:28, 12:28].mean()))
+        return np.mean(lags), np.mean(sds)
+
+    affine_lag, affine_sd = residual_statistics("affine")
+    lattice_lag, lattice_sd = residual_statistics("lattice")
+    assert abs(lattice_lag) < 0.05 < 0.15 < affine_lag  # resampling correlates neighbours
+    assert lattice_sd > 1.3 * affine_sd  # … and takes a third of the amplitude
+    with pytest.raises(ValueError, match="slab augmentation"):
+        RandomisedSlabs(heads, heads, augmentation="elastic")
+
+
+def test_lattice_symmetries_move_every_voxel_onto_a_voxel():
+    from bids_synth.nn.slabs import _lattice
+
+    batch = torch.arange(2 * 3 * 4 * 4.0).view(2, 3, 4, 4)
+    for seed in range(8):
+        moved = _lattice(batch, np.random.default_rng(seed))
+        assert torch.equal(moved.flatten(2).sort().values, batch.flatten(2).sort().values)
+        assert torch.equal(
+            moved[:, 1] - moved[:, 0], torch.full((2, 4, 4), 16.0)
+        )  # channels move together
+
+
+def test_the_denoise_fine_tune_on_white_noise_records_its_augmentation():
+    from bids_synth.training.recipes import RECIPES, _fine_tune_description
+
+    white = RECIPES["denoise-slab"]
+    while white.version != "2.5.0":
+        white = white.parent()
+    assert white.augmentation == "lattice"
+    assert "augmentation" not in json.dumps(white.parent().run_settings())
+    assert "lattice" in _fine_tune_description(white)
+
+
 def test_identity_unet_starts_as_the_identity_of_its_centre_slice():
     from bids_synth.nn.factory import build_network
 

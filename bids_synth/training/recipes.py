@@ -48,6 +48,7 @@ _RECORDED_WHEN_SET = {
     "lr_anneal": None,
     "shell_stretch_sd": 0.0,
     "symmetric_emphasis": False,
+    "augmentation": "affine",
 }
 
 #: settings a fine-tune (``fine_tune_from``) may change against its parent trajectory
@@ -73,6 +74,8 @@ class SlabRecipe:
     ``shell_stretch_sd`` varies the thickness of the training heads' skulls and scalps
     (:mod:`bids_synth.simulate.shell`; the validation heads keep their sources' own).
     ``symmetric_emphasis`` weighs the voxels that the prediction calls bone like those that are.
+    ``augmentation`` is the slabs' in-plane augmentation (:data:`~bids_synth.nn.slabs.
+    AUGMENTATIONS`).
     """
 
     id: str
@@ -108,6 +111,7 @@ class SlabRecipe:
     lr_anneal: tuple[int, float] | None = None
     shell_stretch_sd: float = 0.0
     symmetric_emphasis: bool = False
+    augmentation: str = "affine"
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of 0-based ``epoch``: ``lr``, or with ``lr_anneal`` (epochs, factor)
@@ -342,6 +346,14 @@ RECIPES["denoise-slab"] = _continued("denoise-slab", "2.3.0", 46, lr_anneal=(15,
 #: it is within 0.04 dB of 2.3.0 there and leaves as much noise: not shipped (BENCHMARKS.md)
 RECIPES["denoise-slab"] = _continued("denoise-slab", "2.4.0", 60, lr_anneal=(40, 0.1))
 
+#: 2.5.0 continues 2.4.0 from epoch 100 on pairs whose noise stays white: the in-plane affine
+#: augmentation resampled the noisy slabs after the noise was drawn, so every earlier version
+#: learned to remove noise at about 0.67 of the drawn amplitude, correlated between neighbours
+#: (lag-one correlation 0.2–0.35), not the white noise of a scan; now quarter turns and transposes
+RECIPES["denoise-slab"] = _continued(
+    "denoise-slab", "2.5.0", 100, augmentation="lattice", lr_anneal=(30, 0.1)
+)
+
 
 #: the adversarial option, tried as a fine-tune: can a PatchGAN sharpen T1w → T2w without
 #: inventing structure? (pix2pix's λ_L1 = 100)
@@ -406,6 +418,7 @@ def data_source(recipe: SlabRecipe, workdir: Path):
         ct_scale=CT_SCALE_HU,
         target=recipe.slab_target,
         inputs=recipe.suffixes if recipe.input_channels > 1 else (),
+        augmentation=recipe.augmentation,
     )
 
 
@@ -590,6 +603,13 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
             changes.append(
                 "the Gaussian-mixture contrasts' within-tissue texture a smooth field (σ "
                 f"{smoothing[0]:g}–{smoothing[1]:g} mm) instead of voxel-wise"
+            )
+        if recipe.augmentation != recipe.base.augmentation:
+            changes.append(
+                f"the in-plane augmentation {recipe.augmentation} (quarter turns and transposes: "
+                "the pairs' noise stays white) instead of a resampled affine"
+                if recipe.augmentation == "lattice"
+                else f"the in-plane augmentation {recipe.augmentation}"
             )
         if recipe.lr_anneal != recipe.base.lr_anneal and recipe.lr_anneal:
             length, factor = recipe.lr_anneal
