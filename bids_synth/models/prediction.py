@@ -33,17 +33,12 @@ def ras_spacing(affine: np.ndarray) -> np.ndarray:
     return spacing[np.argsort(ornt.io_orientation(affine)[:, 0])]
 
 
-def _canonical(data: np.ndarray, affine: np.ndarray):
-    """``data`` reoriented to RAS+ voxel axes, its spacing, and the orientation to undo it."""
+def _canonical(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """``data`` reoriented to RAS+ voxel axes."""
     from nibabel import orientations as ornt
 
-    current = ornt.io_orientation(affine)
-    to_ras = ornt.ornt_transform(current, ornt.axcodes2ornt("RAS"))
-    return (
-        ornt.apply_orientation(data, to_ras),
-        ras_spacing(affine),
-        ornt.ornt_transform(ornt.axcodes2ornt("RAS"), current),
-    )
+    to_ras = ornt.ornt_transform(ornt.io_orientation(affine), ornt.axcodes2ornt("RAS"))
+    return ornt.apply_orientation(data, to_ras)
 
 
 def model_spacing(input_contract: dict, spacing: np.ndarray) -> np.ndarray:
@@ -65,7 +60,7 @@ def to_model_grid(data: np.ndarray, affine: np.ndarray, input_contract: dict, *,
     ``order``) when it differs by more than 10 %."""
     from scipy.ndimage import zoom
 
-    ras, spacing, _ = _canonical(data, affine)
+    ras, spacing = _canonical(data, affine), ras_spacing(affine)
     wanted = model_spacing(input_contract, spacing)
     return zoom(ras, spacing / wanted, order=order) if needs_resampling(spacing, wanted) else ras
 
@@ -109,17 +104,16 @@ def predict_on_grid(
             f"(expected one of {', '.join(GRIDS)})"
         )
 
-    ras = [_canonical(c, affine) for c in channels]
-    volume = np.stack([r[0] for r in ras]).astype(np.float32)
-    spacing, back = ras[0][1], ras[0][2]
-    wanted = model_spacing(bundle.meta["input"], spacing)
-    shape = volume.shape[1:]
-    resample = needs_resampling(spacing, wanted)
-    foreground = None if mask is None else _canonical(mask.astype(np.float32), affine)[0] > 0.5
-    if resample:
-        volume = np.stack([zoom(c, spacing / wanted, order=1) for c in volume])
-        if foreground is not None:
-            foreground = zoom(foreground.astype(np.uint8), spacing / wanted, order=0) > 0
+    contract = bundle.meta["input"]
+    shape = _canonical(channels[0], affine).shape
+    volume = np.stack(
+        [to_model_grid(np.asarray(c, np.float32), affine, contract) for c in channels]
+    )
+    spacing = ras_spacing(affine)
+    resample = needs_resampling(spacing, model_spacing(contract, spacing))
+    foreground = None
+    if mask is not None:
+        foreground = to_model_grid(mask.astype(np.uint8), affine, contract, order=0) > 0
     network = bundle.load_network("cpu")
     box = head_box(foreground) if foreground is not None else (slice(None),) * 3
     common = dict(
@@ -154,6 +148,7 @@ def predict_on_grid(
     prediction[box] = inside
     if resample:  # back onto the participant's grid
         prediction = zoom(prediction, np.asarray(shape) / np.asarray(prediction.shape), order=1)
+    back = ornt.ornt_transform(ornt.axcodes2ornt("RAS"), ornt.io_orientation(affine))
     return ornt.apply_orientation(prediction, back).astype(np.float32), info
 
 
