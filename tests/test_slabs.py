@@ -604,6 +604,43 @@ def test_lattice_augmentation_keeps_the_noise_of_denoising_pairs_white():
         RandomisedSlabs(heads, heads, augmentation="elastic")
 
 
+def test_a_noise_relative_loss_weighs_each_pair_by_its_noise():
+    import copy
+
+    from bids_synth.nn.factory import build_network
+    from bids_synth.nn.trainers import NOISE_SD_FLOOR, RegressionTrainer, _content_loss
+
+    heads = [_shell_head()]
+    for level in (0.0, 0.1):
+        noisy = Randomisation(noise_range=(level, level), rician_share=0.0, thick_share=0.0)
+        source = RandomisedSlabs(
+            heads, heads, slices=3, size=40, batch_size=2, target="clean", randomisation=noisy
+        )
+        batch = next(iter(source.epoch_batches(0, 1)))
+        assert batch["noise_sd"].shape == (2,)
+        assert (batch["noise_sd"] < 1e-6).all() if level == 0 else (batch["noise_sd"] > 0.05).all()
+    error = torch.ones(2, 1, 4, 4)
+    error[1] *= 4  # the second pair is four times as noisy and four times as wrong
+    scale = torch.tensor([0.02, 0.08])
+    relative = _content_loss(error, torch.zeros_like(error), None, "l1", scale=scale)
+    assert float(relative) == pytest.approx(50.0)  # both at 1 / 0.02
+    net = build_network("unet", in_channels=3, out_channels=1, channels=(4, 8), dims=2)
+    quiet = {**batch, "noise_sd": torch.zeros(2)}  # a noise-free pair divides by the floor
+    losses = [
+        RegressionTrainer(
+            {"generator": copy.deepcopy(net)},
+            ssim_weight=0.0,
+            lr=1e-3,
+            device=torch.device("cpu"),
+            amp="off",
+            seed=0,
+            **options,
+        ).train_step(quiet)["content"]
+        for options in ({}, {"noise_relative": True})
+    ]
+    assert losses[1] == pytest.approx(losses[0] / NOISE_SD_FLOOR, rel=1e-4)
+
+
 def test_lattice_symmetries_move_every_voxel_onto_a_voxel():
     from bids_synth.nn.slabs import _lattice
 

@@ -64,7 +64,7 @@ class RandomisedSlabs:
     the head's CT in HU / ``ct_scale`` (``target="ct"``), of the noise-free image
     (``target="clean"``: a denoiser's pairs, :func:`~bids_synth.simulate.randomise.
     randomised_denoising_pair`; heads may then be real :class:`~bids_synth.simulate.randomise.
-    CleanImage` too) or of one of the heads' translation ``targets`` (an MR suffix), normalised
+    CleanImage` too; ``noise_sd`` is then each pair's noise rms, for a noise-relative loss) or of one of the heads' translation ``targets`` (an MR suffix), normalised
     by its own head percentiles. With ``inputs`` (MR suffixes, e.g. ``("T1w", "T2w")``) the source
     has one randomised image per suffix, each drawn on its own (a physics draw of that suffix or
     a Gaussian mixture), ``(B, len(inputs)·slices, S, S)`` suffix-major like :func:`slab_stack`;
@@ -148,11 +148,14 @@ class RandomisedSlabs:
                 self._affine(batch, rng) if self.augmentation == "affine" else _lattice(batch, rng)
             )
         target = self._target_channel
-        return {
+        out = {
             "source": batch[:, :target].contiguous(),
             "target": batch[:, target : target + 1].contiguous(),
             "mask": (batch[:, target + 1 :] > 0.5).float(),
         }
+        if self.target == "clean":
+            out["noise_sd"] = _noise_sd(out, self.slices // 2)
+        return out
 
     @property
     def _target_channel(self) -> int:
@@ -226,6 +229,13 @@ class RandomisedSlabs:
         )
         warped[:, self._target_channel] += air
         return warped
+
+
+def _noise_sd(batch: Batch, centre: int) -> torch.Tensor:
+    """``(B,)``: the rms of each denoising pair's noise (centre input slice − target) in its mask."""
+    noise = (batch["source"][:, centre : centre + 1] - batch["target"]) * batch["mask"]
+    voxels = batch["mask"].sum(dim=(1, 2, 3)).clamp_min(1.0)
+    return (noise.square().sum(dim=(1, 2, 3)) / voxels).sqrt()
 
 
 def _lattice(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

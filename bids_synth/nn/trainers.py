@@ -122,17 +122,30 @@ class Trainer(ABC):
 
 
 def _content_loss(
-    prediction, target, mask, kind: str, emphasis=None, symmetric: bool = False
+    prediction, target, mask, kind: str, emphasis=None, symmetric: bool = False, scale=None
 ) -> torch.Tensor:
-    """Masked L1 (``kind`` "l1") or L2 error; ``emphasis`` (threshold, factor) weighs the voxels
-    whose target (``symmetric``: or prediction) is at least the threshold ``factor`` times."""
-    error = (prediction - target) ** 2 if kind == "l2" else (prediction - target).abs()
+    """Masked L1 (``kind`` "l1") or L2 error, of the error over ``scale`` (per sample) when
+    given; ``emphasis`` (threshold, factor) weighs the voxels whose target (``symmetric``: or
+    prediction) is at least the threshold ``factor`` times."""
+    error = prediction - target
+    if scale is not None:
+        error = error / scale.view(-1, *([1] * (error.ndim - 1)))
+    error = error**2 if kind == "l2" else error.abs()
     if emphasis is None:
         return masked_mean(error, mask)
     return emphasised_mean(error, target, mask, emphasis, prediction if symmetric else None)
 
 
+#: the least noise rms a noise-relative loss divides by (normalised units: 1 % of the head's
+#: percentile range), so that nearly noise-free pairs do not dominate it
+NOISE_SD_FLOOR = 0.01
+
+
 class RegressionTrainer(Trainer):
+    """Content loss (L1 or L2, optionally bone-emphasised) between prediction and target; with
+    ``noise_relative`` each denoising pair's error is divided by its noise rms (``noise_sd``),
+    so that every noise level counts alike, as mean PSNR weighs them."""
+
     betas = (0.9, 0.999)
 
     def __init__(
@@ -143,20 +156,28 @@ class RegressionTrainer(Trainer):
         ssim_weight: float = 0.5,
         emphasis: tuple[float, float] | None = None,
         symmetric_emphasis: bool = False,
+        noise_relative: bool = False,
         **kwargs,
     ):
         super().__init__(networks, **kwargs)
         self.content, self.ssim_weight, self.emphasis = content, ssim_weight, emphasis
-        self.symmetric_emphasis = symmetric_emphasis
+        self.symmetric_emphasis, self.noise_relative = symmetric_emphasis, noise_relative
 
     def _step(self, batch):
         with self._forward():
             prediction = self.generator(batch["source"])
         prediction = prediction.float()
         target, mask = batch["target"], batch["mask"]
+        scale = batch["noise_sd"].clamp_min(NOISE_SD_FLOOR) if self.noise_relative else None
         losses = {
             "content": _content_loss(
-                prediction, target, mask, self.content, self.emphasis, self.symmetric_emphasis
+                prediction,
+                target,
+                mask,
+                self.content,
+                self.emphasis,
+                self.symmetric_emphasis,
+                scale,
             )
         }
         if self.ssim_weight:

@@ -49,6 +49,7 @@ _RECORDED_WHEN_SET = {
     "shell_stretch_sd": 0.0,
     "symmetric_emphasis": False,
     "augmentation": "affine",
+    "noise_relative_loss": False,
 }
 
 #: settings a fine-tune (``fine_tune_from``) may change against its parent trajectory
@@ -75,7 +76,7 @@ class SlabRecipe:
     (:mod:`bids_synth.simulate.shell`; the validation heads keep their sources' own).
     ``symmetric_emphasis`` weighs the voxels that the prediction calls bone like those that are.
     ``augmentation`` is the slabs' in-plane augmentation (:data:`~bids_synth.nn.slabs.
-    AUGMENTATIONS`).
+    AUGMENTATIONS`). ``noise_relative_loss`` divides a denoiser's error by each pair's noise rms.
     """
 
     id: str
@@ -112,6 +113,7 @@ class SlabRecipe:
     shell_stretch_sd: float = 0.0
     symmetric_emphasis: bool = False
     augmentation: str = "affine"
+    noise_relative_loss: bool = False
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of 0-based ``epoch``: ``lr``, or with ``lr_anneal`` (epochs, factor)
@@ -387,6 +389,7 @@ def build_trainer(recipe: SlabRecipe, device: str = "cpu"):
         ssim_weight=0.0,
         emphasis=recipe.loss_emphasis,
         symmetric_emphasis=recipe.symmetric_emphasis,
+        noise_relative=recipe.noise_relative_loss,
         **common,
     )
 
@@ -611,6 +614,8 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
                 if recipe.augmentation == "lattice"
                 else f"the in-plane augmentation {recipe.augmentation}"
             )
+        if recipe.noise_relative_loss != recipe.base.noise_relative_loss:
+            changes.append("each pair's error divided by its noise rms (every level alike)")
         if recipe.lr_anneal != recipe.base.lr_anneal and recipe.lr_anneal:
             length, factor = recipe.lr_anneal
             changes.append(
