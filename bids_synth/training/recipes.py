@@ -357,8 +357,9 @@ RECIPES["denoise-slab"] = _continued(
 )
 
 #: 2.6.0 continues 2.5.0 from epoch 130 with each pair's error divided by its noise rms: under a
-#: plain L1 the pairs of little noise weigh little, and mid-way 2.5.0 left 45 % of 3 % noise in
-#: the real Colin27 (34 % at 5 %, 25 % at 9 %)
+#: plain L1 the pairs of little noise weigh little, and mid-way 2.5.0 had left 45 % of 3 % noise
+#: in the real Colin27. At epoch 155 it is +0.05 dB over 2.5.0 at 3 % and 0.13–0.25 dB below it
+#: at 5–9 % in the brain of the real Colin27: not shipped (BENCHMARKS.md)
 RECIPES["denoise-slab"] = _continued(
     "denoise-slab", "2.6.0", 130, noise_relative_loss=True, lr_anneal=(25, 0.1)
 )
