@@ -113,7 +113,7 @@ def predict_on_grid(
     resample = needs_resampling(spacing, model_spacing(contract, spacing))
     foreground = None
     if mask is not None:
-        foreground = to_model_grid(mask.astype(np.uint8), affine, contract, order=0) > 0
+        foreground = to_model_grid((mask > 0.5).astype(np.uint8), affine, contract, order=0) > 0
     network = bundle.load_network("cpu")
     box = head_box(foreground) if foreground is not None else (slice(None),) * 3
     common = dict(
