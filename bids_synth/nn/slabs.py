@@ -29,11 +29,14 @@ Batch = dict[str, torch.Tensor]
 BAND, BAND_MARGIN = 32, 6
 _TRAIN_STREAM, _VALIDATION_STREAM = 0, 1
 TARGETS = ("ct", "clean")
-#: in-plane augmentations: a random rotation and scaling resampled bilinearly, or the eight
-#: symmetries of the square voxel lattice (exact: i.i.d. noise stays i.i.d.; bilinear resampling
-#: after the noise was drawn leaves it at about 0.67 of its amplitude and correlated between
-#: neighbours, noise a denoiser would learn to remove instead of the white noise of a scan)
-AUGMENTATIONS = ("affine", "lattice")
+#: in-plane augmentations, as model cards word them: a random rotation and scaling resampled
+#: bilinearly, or the eight symmetries of the square voxel lattice (exact: i.i.d. noise stays
+#: i.i.d.; bilinear resampling after the noise was drawn leaves it at about 0.67 of its amplitude
+#: and correlated between neighbours, noise a denoiser would learn to remove instead of a scan's)
+AUGMENTATIONS = {
+    "affine": "a resampled affine",
+    "lattice": "quarter turns and transposes: the pairs' noise stays white",
+}
 
 
 def slab_stack(
@@ -64,8 +67,9 @@ class RandomisedSlabs:
     the head's CT in HU / ``ct_scale`` (``target="ct"``), of the noise-free image
     (``target="clean"``: a denoiser's pairs, :func:`~bids_synth.simulate.randomise.
     randomised_denoising_pair`; heads may then be real :class:`~bids_synth.simulate.randomise.
-    CleanImage` too; ``noise_sd`` is then each pair's noise rms, for a noise-relative loss) or of one of the heads' translation ``targets`` (an MR suffix), normalised
-    by its own head percentiles. With ``inputs`` (MR suffixes, e.g. ``("T1w", "T2w")``) the source
+    CleanImage` too; ``noise_sd`` is then each pair's noise rms, for a noise-relative loss) or
+    of one of the heads' translation ``targets`` (an MR suffix), normalised by its own head
+    percentiles. With ``inputs`` (MR suffixes, e.g. ``("T1w", "T2w")``) the source
     has one randomised image per suffix, each drawn on its own (a physics draw of that suffix or
     a Gaussian mixture), ``(B, len(inputs)·slices, S, S)`` suffix-major like :func:`slab_stack`;
     without, one image of any contrast. Batches of epoch ``e`` depend only on ``(seed, e)``;
@@ -96,7 +100,7 @@ class RandomisedSlabs:
         if target not in TARGETS and target not in SESSION_MR_SUFFIXES:
             raise ValueError(f"slab target {target!r}: one of {TARGETS} or an MR suffix")
         if augmentation not in AUGMENTATIONS:
-            raise ValueError(f"slab augmentation {augmentation!r}: one of {AUGMENTATIONS}")
+            raise ValueError(f"slab augmentation {augmentation!r}: one of {tuple(AUGMENTATIONS)}")
         self.augmentation = augmentation
         self.heads, self.validation_heads = list(heads), list(validation_heads)
         self.slices, self.size, self.batch_size, self.seed = slices, size, batch_size, seed

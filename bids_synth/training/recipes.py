@@ -599,6 +599,8 @@ def _listed(items: list[str]) -> str:
 def _fine_tune_description(recipe: SlabRecipe) -> str:
     """What a fine-tune changes (loss emphasis, added inputs, adversarial term, added heads), and
     from when; a fine-tune of a fine-tune adds its own changes to its base's."""
+    from bids_synth.nn.slabs import AUGMENTATIONS
+
     if recipe.base is not None:
         added = sorted({s for s, _ in set(recipe.train_heads) - set(recipe.base.train_heads)})
         changes = [f"the {', '.join(added)} heads added"] if added else []
@@ -617,10 +619,9 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
             )
         if recipe.augmentation != recipe.base.augmentation:
             changes.append(
-                f"the in-plane augmentation {recipe.augmentation} (quarter turns and transposes: "
-                "the pairs' noise stays white) instead of a resampled affine"
-                if recipe.augmentation == "lattice"
-                else f"the in-plane augmentation {recipe.augmentation}"
+                f"the in-plane augmentation {recipe.augmentation} "
+                f"({AUGMENTATIONS[recipe.augmentation]}) instead of "
+                f"{AUGMENTATIONS[recipe.base.augmentation]}"
             )
         if recipe.noise_relative_loss != recipe.base.noise_relative_loss:
             changes.append("each pair's error divided by its noise rms (every level alike)")
