@@ -828,3 +828,51 @@ def test_an_adversarial_fine_tune_trains_pix2pix_on_slabs_and_exports_the_genera
     assert "pix2pix adversarial loss" in training["data"]["description"]
     assert (tmp_path / "bundle" / "training_curves.png").stat().st_size > 0
     assert not any(key.startswith("discriminator") for key in bundle.load_network().state_dict())
+
+
+def test_a_deeper_slab_fine_tune_starts_as_its_parent(tmp_path):
+    import dataclasses
+
+    from bids_synth.nn.checkpoint import load_checkpoint
+    from bids_synth.training.recipes import (
+        RECIPES,
+        _fine_tune_description,
+        build_trainer,
+        run_recipe,
+        write_seed_checkpoint,
+    )
+
+    parent = dataclasses.replace(
+        RECIPES["denoise-slab"],
+        train_heads=(("phantom", 1),),
+        validation_heads=(("phantom", 2),),
+        clean_images=(),
+        slices=3,
+        size=48,
+        batch_size=2,
+        channels=(4, 8),
+        steps_per_epoch=2,
+        fine_tune_from=None,
+        base=None,
+        lr_anneal=None,
+    )
+    deeper = dataclasses.replace(parent, version="9.9.9", base=parent, fine_tune_from=1, slices=5)
+    for workdir in (tmp_path / "parent", tmp_path / "deeper"):
+        (workdir / "heads").mkdir(parents=True)
+        for seed in (1, 2):
+            _shell_head().save(workdir / "heads" / head_file_name("phantom", seed))
+    run_recipe(parent, tmp_path / "parent", epochs=1)
+    seed = write_seed_checkpoint(parent, tmp_path / "parent", tmp_path / "seed")
+    run_recipe(deeper, tmp_path / "deeper", epochs=1, seed_checkpoint=seed)  # the start only
+    before, start = build_trainer(parent), build_trainer(deeper)
+    load_checkpoint(tmp_path / "parent" / "checkpoints", before)
+    load_checkpoint(tmp_path / "deeper" / "checkpoints", start)
+    slab = torch.rand(1, 5, 32, 32)
+    with torch.no_grad():
+        expected = before.generator(slab[:, 1:4])
+        outer_changed = slab.clone()
+        outer_changed[:, [0, 4]] = torch.rand(1, 2, 32, 32)
+        got, got_changed = start.generator(slab), start.generator(outer_changed)
+    assert torch.equal(got, got_changed)  # the outer slices weigh nothing yet
+    torch.testing.assert_close(got, expected, rtol=0, atol=5e-3)  # half-precision seed
+    assert _fine_tune_description(deeper).startswith("; slabs of 5 slices instead of 3")
