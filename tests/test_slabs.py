@@ -1,6 +1,7 @@
 """The 2.5D engine: contrast-randomised label heads, slab batches, slab inference, slab bundles."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +42,49 @@ def _shell_head(size: int = 40) -> LabelHead:
     ct = np.vectorize(hu.get)(labels).astype(np.float16)
     physics = np.stack([labels * 0.1, 1.0 - labels * 0.05]).astype(np.float16)
     return LabelHead(labels, ct, physics, 1.0, physics_names=("T1w", "T2w"))
+
+
+def _tiny_recipe(recipe_id: str, **changes):
+    """``RECIPES[recipe_id]`` at test size, trained on one phantom head, validated on another."""
+    import dataclasses
+
+    from bids_synth.training.recipes import RECIPES
+
+    return dataclasses.replace(
+        RECIPES[recipe_id],
+        train_heads=(("phantom", 1),),
+        validation_heads=(("phantom", 2),),
+        slices=3,
+        size=48,
+        batch_size=2,
+        channels=(4, 8),
+        steps_per_epoch=2,
+        **changes,
+    )
+
+
+def _premade_heads(*workdirs: Path) -> None:
+    """The tiny recipes' two phantom heads in each of ``workdirs`` (no simulation in the tests)."""
+    for workdir in workdirs:
+        (workdir / "heads").mkdir(parents=True)
+        for seed in (1, 2):
+            _shell_head().save(workdir / "heads" / head_file_name("phantom", seed))
+
+
+def _started_from_parent(parent, child, tmp_path: Path) -> tuple:
+    """Train ``parent`` one epoch and start the fine-tune ``child`` from its seed: the parent's
+    history and the trainers of both, each loaded from its latest checkpoint."""
+    from bids_synth.nn.checkpoint import load_checkpoint
+    from bids_synth.training.recipes import build_trainer, run_recipe, write_seed_checkpoint
+
+    _premade_heads(tmp_path / "parent", tmp_path / "child")
+    history = run_recipe(parent, tmp_path / "parent", epochs=1)
+    seed = write_seed_checkpoint(parent, tmp_path / "parent", tmp_path / "seed")
+    run_recipe(child, tmp_path / "child", epochs=1, seed_checkpoint=seed)  # the start only
+    trainers = build_trainer(parent), build_trainer(child)
+    for trainer, workdir in zip(trainers, ("parent", "child")):
+        load_checkpoint(tmp_path / workdir / "checkpoints", trainer)
+    return history, *trainers
 
 
 def _draw(head, seed, params=None):
@@ -275,27 +319,14 @@ def test_recipe_trains_resumes_from_a_seed_checkpoint_and_exports(tmp_path):
 
     from bids_synth.models import Bundle
     from bids_synth.training.recipes import (
-        RECIPES,
         export_bundle,
         run_recipe,
         write_seed_checkpoint,
     )
 
-    recipe = dataclasses.replace(
-        RECIPES["sct-t1w-slab"],
-        train_heads=(("phantom", 1),),
-        validation_heads=(("phantom", 2),),
-        slices=3,
-        size=48,
-        batch_size=2,
-        channels=(4, 8),
-        steps_per_epoch=2,
-    )
+    recipe = _tiny_recipe("sct-t1w-slab")
     first, second = tmp_path / "machine-a", tmp_path / "machine-b"
-    for workdir in (first, second):  # pre-made heads: no simulation in the test
-        (workdir / "heads").mkdir(parents=True)
-        for seed in (1, 2):
-            _shell_head().save(workdir / "heads" / head_file_name("phantom", seed))
+    _premade_heads(first, second)
     history = run_recipe(recipe, first, epochs=1)
     seed = write_seed_checkpoint(recipe, first, tmp_path / "seed")
     assert (seed / "seed.safetensors").stat().st_size < 200_000
@@ -333,22 +364,14 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
 
     from bids_synth.nn.checkpoint import load_checkpoint
     from bids_synth.training.recipes import (
-        RECIPES,
         build_trainer,
         export_bundle,
         run_recipe,
         write_seed_checkpoint,
     )
 
-    parent = dataclasses.replace(
-        RECIPES["sct-t1w-slab"],
-        train_heads=(("phantom", 1),),
-        validation_heads=(("phantom", 2),),
-        slices=3,
-        size=48,
-        batch_size=2,
-        channels=(4, 8),
-        steps_per_epoch=2,
+    parent = _tiny_recipe(
+        "sct-t1w-slab",
         loss_emphasis=None,
         fine_tune_from=None,
         base=None,
@@ -357,10 +380,7 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
     fine_tune = dataclasses.replace(parent, loss_emphasis=(0.3, 3.0), fine_tune_from=1)
     assert fine_tune.parent() == parent and parent.parent() is parent
     assert "loss_emphasis" not in parent.run_settings()  # older checkpoints still resume
-    for workdir in (tmp_path / "parent", tmp_path / "fine-tune", tmp_path / "late"):
-        (workdir / "heads").mkdir(parents=True)
-        for seed in (1, 2):
-            _shell_head().save(workdir / "heads" / head_file_name("phantom", seed))
+    _premade_heads(tmp_path / "parent", tmp_path / "fine-tune", tmp_path / "late")
     history = run_recipe(parent, tmp_path / "parent", epochs=1)
     seed = write_seed_checkpoint(parent, tmp_path / "parent", tmp_path / "seed")
     tuned = run_recipe(fine_tune, tmp_path / "fine-tune", epochs=2, seed_checkpoint=seed)
@@ -410,24 +430,13 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
 def test_a_widened_fine_tune_starts_as_its_parent_and_learns_from_both_inputs(tmp_path):
     import dataclasses
 
-    from bids_synth.nn.checkpoint import load_checkpoint
     from bids_synth.training.recipes import (
-        RECIPES,
-        build_trainer,
         export_bundle,
         run_recipe,
-        write_seed_checkpoint,
     )
 
-    parent = dataclasses.replace(
-        RECIPES["sct-t1w-slab"],
-        train_heads=(("phantom", 1),),
-        validation_heads=(("phantom", 2),),
-        slices=3,
-        size=48,
-        batch_size=2,
-        channels=(4, 8),
-        steps_per_epoch=2,
+    parent = _tiny_recipe(
+        "sct-t1w-slab",
         loss_emphasis=None,
         fine_tune_from=None,
         base=None,
@@ -442,16 +451,7 @@ def test_a_widened_fine_tune_starts_as_its_parent_and_learns_from_both_inputs(tm
         fine_tune_from=1,
     )
     assert widened.parent() == parent
-    for workdir in (tmp_path / "parent", tmp_path / "widened"):
-        (workdir / "heads").mkdir(parents=True)
-        for seed in (1, 2):
-            _shell_head().save(workdir / "heads" / head_file_name("phantom", seed))
-    history = run_recipe(parent, tmp_path / "parent", epochs=1)
-    seed = write_seed_checkpoint(parent, tmp_path / "parent", tmp_path / "seed")
-    run_recipe(widened, tmp_path / "widened", epochs=1, seed_checkpoint=seed)  # the start only
-    before, start = build_trainer(parent), build_trainer(widened)
-    load_checkpoint(tmp_path / "parent" / "checkpoints", before)
-    load_checkpoint(tmp_path / "widened" / "checkpoints", start)
+    history, before, start = _started_from_parent(parent, widened, tmp_path)
     t1w = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         expected = before.generator(t1w)
@@ -461,9 +461,9 @@ def test_a_widened_fine_tune_starts_as_its_parent_and_learns_from_both_inputs(tm
         )
     assert torch.equal(without, with_t2w)  # the T2w slices weigh nothing yet
     torch.testing.assert_close(without, expected, rtol=0, atol=5e-3)  # half-precision seed
-    tuned = run_recipe(widened, tmp_path / "widened", epochs=2)
+    tuned = run_recipe(widened, tmp_path / "child", epochs=2)
     assert len(tuned) == 2 and tuned[0] == history[0]
-    meta = export_bundle(widened, tmp_path / "widened", tmp_path / "bundle").meta
+    meta = export_bundle(widened, tmp_path / "child", tmp_path / "bundle").meta
     assert meta["input"]["suffixes"] == ["T1w", "T2w"] and meta["input"]["channels"] == 2
     assert "started from the T1w weights" in meta["training"]["data"]["description"]
 
@@ -677,24 +677,14 @@ def test_identity_unet_starts_as_the_identity_of_its_centre_slice():
 
 
 def test_denoise_recipe_trains_and_exports_an_input_scale_bundle(tmp_path):
-    import dataclasses
 
     from bids_synth.training.recipes import RECIPES, export_bundle, run_recipe
 
-    recipe = dataclasses.replace(
-        RECIPES["denoise-slab"],
-        train_heads=(("phantom", 1),),
-        validation_heads=(("phantom", 2),),
+    recipe = _tiny_recipe(
+        "denoise-slab",
         clean_images=(),
-        slices=3,
-        size=48,
-        batch_size=2,
-        channels=(4, 8),
-        steps_per_epoch=2,
     )
-    (tmp_path / "heads").mkdir()
-    for seed in (1, 2):
-        _shell_head().save(tmp_path / "heads" / head_file_name("phantom", seed))
+    _premade_heads(tmp_path)
     run_recipe(recipe, tmp_path, epochs=1)
     meta = export_bundle(recipe, tmp_path, tmp_path / "bundle").meta
     assert meta["input"]["channels"] == 1 and meta["input"]["suffixes"][0] == "T1w"
@@ -741,25 +731,16 @@ def test_heads_cached_before_targets_existed_still_load(tmp_path):
 
 @pytest.mark.parametrize("recipe_id", ["translate-t1w-t2w-slab", "harmonize-t1w-site0-slab"])
 def test_mr_target_recipes_train_on_reference_style_targets_and_export(tmp_path, recipe_id):
-    import dataclasses
 
     from bids_synth.training.recipes import (
-        RECIPES,
         REFERENCE_STYLE_SCALE,
         export_bundle,
         run_recipe,
     )
 
-    recipe = dataclasses.replace(
-        RECIPES[recipe_id],
-        train_heads=(("phantom", 1),),
-        validation_heads=(("phantom", 2),),
+    recipe = _tiny_recipe(
+        recipe_id,
         physics_contrasts=("T1w", "T2w"),
-        slices=3,
-        size=48,
-        batch_size=2,
-        channels=(4, 8),
-        steps_per_epoch=2,
     )
     (tmp_path / "heads").mkdir()
     head = _shell_head()
@@ -785,22 +766,14 @@ def test_an_adversarial_fine_tune_trains_pix2pix_on_slabs_and_exports_the_genera
     import dataclasses
 
     from bids_synth.training.recipes import (
-        RECIPES,
         export_bundle,
         run_recipe,
         write_seed_checkpoint,
     )
 
-    parent = dataclasses.replace(
-        RECIPES["translate-t1w-t2w-slab"],
-        train_heads=(("phantom", 1),),
-        validation_heads=(("phantom", 2),),
+    parent = _tiny_recipe(
+        "translate-t1w-t2w-slab",
         physics_contrasts=("T1w", "T2w"),
-        slices=3,
-        size=48,
-        batch_size=2,
-        channels=(4, 8),
-        steps_per_epoch=2,
     )
     sharpened = dataclasses.replace(
         parent,
@@ -833,40 +806,19 @@ def test_an_adversarial_fine_tune_trains_pix2pix_on_slabs_and_exports_the_genera
 def test_a_deeper_slab_fine_tune_starts_as_its_parent(tmp_path):
     import dataclasses
 
-    from bids_synth.nn.checkpoint import load_checkpoint
     from bids_synth.training.recipes import (
-        RECIPES,
         _fine_tune_description,
-        build_trainer,
-        run_recipe,
-        write_seed_checkpoint,
     )
 
-    parent = dataclasses.replace(
-        RECIPES["denoise-slab"],
-        train_heads=(("phantom", 1),),
-        validation_heads=(("phantom", 2),),
+    parent = _tiny_recipe(
+        "denoise-slab",
         clean_images=(),
-        slices=3,
-        size=48,
-        batch_size=2,
-        channels=(4, 8),
-        steps_per_epoch=2,
         fine_tune_from=None,
         base=None,
         lr_anneal=None,
     )
     deeper = dataclasses.replace(parent, version="9.9.9", base=parent, fine_tune_from=1, slices=5)
-    for workdir in (tmp_path / "parent", tmp_path / "deeper"):
-        (workdir / "heads").mkdir(parents=True)
-        for seed in (1, 2):
-            _shell_head().save(workdir / "heads" / head_file_name("phantom", seed))
-    run_recipe(parent, tmp_path / "parent", epochs=1)
-    seed = write_seed_checkpoint(parent, tmp_path / "parent", tmp_path / "seed")
-    run_recipe(deeper, tmp_path / "deeper", epochs=1, seed_checkpoint=seed)  # the start only
-    before, start = build_trainer(parent), build_trainer(deeper)
-    load_checkpoint(tmp_path / "parent" / "checkpoints", before)
-    load_checkpoint(tmp_path / "deeper" / "checkpoints", start)
+    _, before, start = _started_from_parent(parent, deeper, tmp_path)
     slab = torch.rand(1, 5, 32, 32)
     with torch.no_grad():
         expected = before.generator(slab[:, 1:4])
