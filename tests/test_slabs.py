@@ -430,10 +430,7 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
 def test_a_widened_fine_tune_starts_as_its_parent_and_learns_from_both_inputs(tmp_path):
     import dataclasses
 
-    from bids_synth.training.recipes import (
-        export_bundle,
-        run_recipe,
-    )
+    from bids_synth.training.recipes import export_bundle, run_recipe
 
     parent = _tiny_recipe(
         "sct-t1w-slab",
