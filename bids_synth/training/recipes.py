@@ -381,7 +381,7 @@ RECIPES["denoise-slab"] = _continued(
 #: turns and transposes instead of a resampled affine, as the denoiser's 2.5.0): on the real scans
 #: 2.1.0 mottles the white matter, and it never saw a scan's noise at its full amplitude
 RECIPES["harmonize-t1w-site0-slab"] = _continued(
-    "harmonize-t1w-site0-slab", "2.2.0", 44, augmentation="lattice", lr_anneal=(25, 0.1)
+    "harmonize-t1w-site0-slab", "2.2.0", 44, augmentation="lattice", lr_anneal=(15, 0.1)
 )
 
 #: the adversarial option, tried as a fine-tune: can a PatchGAN sharpen T1w → T2w without
