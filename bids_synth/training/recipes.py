@@ -371,7 +371,8 @@ RECIPES["denoise-slab"] = _continued(
 
 #: 2.7.0 continues 2.5.0 from epoch 130 on slabs of 9 slices instead of 5 (the outer slices'
 #: weights starting at zero, so it starts as 2.5.0): one orientation alone is 0.4 dB below the
-#: three fused in the real Colin27, so the context across the slab still carries information
+#: three fused in the real Colin27. At epoch 170 it is 0.05–0.14 dB below 2.5.0 there (its
+#: simulated validation +0.5 dB): not shipped (BENCHMARKS.md)
 RECIPES["denoise-slab"] = _continued(
     "denoise-slab", "2.7.0", 130, after="2.5.0", slices=9, lr_anneal=(40, 0.1)
 )
