@@ -380,7 +380,9 @@ RECIPES["denoise-slab"] = _continued(
 
 #: 2.2.0 continues 2.1.0's weights (epoch 44) on pairs whose input noise stays white (quarter
 #: turns and transposes instead of a resampled affine, as the denoiser's 2.5.0): on the real scans
-#: 2.1.0 mottles the white matter, and it never saw a scan's noise at its full amplitude
+#: 2.1.0 mottles the white matter, and it never saw a scan's noise at its full amplitude. At
+#: epoch 59 Colin27 keeps more of its grey/white separability (0.74 → 0.83), the KmeansTest T1
+#: and the blurred avg152T1 less (0.85 → 0.81, 0.25 → 0.20): not shipped (BENCHMARKS.md)
 RECIPES["harmonize-t1w-site0-slab"] = _continued(
     "harmonize-t1w-site0-slab", "2.2.0", 44, augmentation="lattice", lr_anneal=(15, 0.1)
 )
