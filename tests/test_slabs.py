@@ -825,3 +825,19 @@ def test_a_deeper_slab_fine_tune_starts_as_its_parent(tmp_path):
     assert torch.equal(got, got_changed)  # the outer slices weigh nothing yet
     torch.testing.assert_close(got, expected, rtol=0, atol=5e-3)  # half-precision seed
     assert _fine_tune_description(deeper).startswith("; slabs of 5 slices instead of 3")
+
+
+def test_a_slab_that_cannot_hold_its_parents_slices_is_refused():
+    import dataclasses
+
+    from bids_synth.training.recipes import _continued, _widened
+
+    parent = dataclasses.replace(
+        _tiny_recipe("denoise-slab", fine_tune_from=None, base=None), slices=5
+    )
+    for slices in (3, 6):
+        child = dataclasses.replace(parent, base=parent, fine_tune_from=1, slices=slices)
+        with pytest.raises(ValueError, match="cannot start from 5-slice weights"):
+            _widened({}, {}, child)
+    with pytest.raises(ValueError, match="has no version 0.0.1"):
+        _continued("denoise-slab", "9.9.9", 1, after="0.0.1")

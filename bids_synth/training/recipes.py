@@ -295,6 +295,8 @@ def _continued(
     the recipe it continues)."""
     recipe = RECIPES[recipe_id]
     while after is not None and recipe.version != after:
+        if recipe.base is None:
+            raise ValueError(f"recipe {recipe_id} has no version {after} to continue")
         recipe = recipe.base
     return replace(recipe, version=version, base=recipe, fine_tune_from=epoch, **changes)
 
@@ -515,7 +517,13 @@ def _widened(weights: dict, target: dict, recipe: SlabRecipe) -> dict:
     import torch
 
     parent = recipe.parent()
-    depth, offset = parent.slices, (recipe.slices - parent.slices) // 2
+    depth, added = parent.slices, recipe.slices - parent.slices
+    if added < 0 or added % 2:
+        raise ValueError(
+            f"recipe {recipe.id} {recipe.version}: slabs of {recipe.slices} slices cannot start "
+            f"from {depth}-slice weights (only an even number of slices may be added)"
+        )
+    offset = added // 2
     widened = dict(weights)
     for key, tensor in weights.items():
         if tensor.shape == target[key].shape:
