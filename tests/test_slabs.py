@@ -513,6 +513,43 @@ def test_smoothed_texture_is_correlated_across_voxels_and_keeps_its_spread():
     assert 0.3 < smooth_sd / voxelwise_sd < 1.5  # the texture is smoothed, not removed
 
 
+def test_a_coarse_acquisition_blurs_all_three_axes_and_thick_slices_one():
+    head = _shell_head()
+    gmm = dict(physics_share=0.0, noise_range=(0.0, 0.0), gamma_sd=0.0, bias_sd=0.0,
+               sd_range=(0.08, 0.08), thickness_mm=(5.0, 5.0), coarse_fwhm_mm=(5.0, 5.0))  # fmt: skip
+    wm = torch.from_numpy(head.labels == Tissue.WM)[10:30, 10:30, 10:30]
+
+    def lag_one(params):
+        """Neighbour correlation of the WM texture along each axis."""
+        inner = _draw(head, 5, params)[10:30, 10:30, 10:30]
+        values = inner - inner[wm].mean()
+        out = []
+        for axis in range(3):
+            a, b = (values.narrow(axis, start, 19) for start in (0, 1))
+            both = wm.narrow(axis, 0, 19) & wm.narrow(axis, 1, 19)
+            out.append(float((a * b)[both].mean() / values[wm].var()))
+        return out
+
+    coarse = lag_one(Randomisation(**gmm, thick_share=0.0, coarse_share=1.0))
+    thick = lag_one(Randomisation(**gmm, thick_share=1.0))
+    assert min(coarse) > 0.85
+    assert max(thick) > 0.8 and sorted(thick)[1] < 0.75  # one axis blurred
+
+
+def test_the_harmonizer_fine_tune_adds_coarse_acquisitions():
+    from bids_synth.training.recipes import RECIPES, _fine_tune_description
+
+    coarse = RECIPES["harmonize-t1w-site0-slab"]
+    while coarse.version != "2.3.0":
+        coarse = coarse.parent()
+    assert coarse.parent().randomisation.coarse_share == 0.0
+    assert "coarse" not in json.dumps(coarse.parent().run_settings())
+    assert (
+        "25% of the inputs a coarse isotropic acquisition (FWHM 2–8 mm along all three axes; "
+        "thick slices 35%)" in _fine_tune_description(coarse)
+    )
+
+
 def test_the_denoise_fine_tune_smooths_the_texture_of_its_clean_targets():
     from bids_synth.training.recipes import RECIPES, _fine_tune_description
 

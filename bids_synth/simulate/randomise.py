@@ -14,7 +14,10 @@ intensities. :func:`randomised_mr` draws, per call:
   that looks like the noise it is to remove;
 - a small partial-volume blur, a smooth multiplicative bias field ``exp(N(0, U(0, bias_sd)))``;
 - with probability ``thick_share`` thick slices along a random axis (thickness ``U(thickness_mm)``,
-  Gaussian slice profile, sampled and linearly interpolated back), else a mild isotropic blur;
+  Gaussian slice profile, sampled and linearly interpolated back), with probability
+  ``coarse_share`` a coarse isotropic acquisition (the same along all three axes, FWHM
+  ``U(coarse_fwhm_mm)``: a low-resolution scan or a smoothed template resampled to 1 mm), else a
+  mild isotropic blur;
 - Rician or Gaussian noise of σ ``U(noise_range)`` (fraction of the 99th head percentile);
 - the head-mask percentile normalisation that inference applies (0.5 → 0, 99.5 → 1), then a
   gamma ``exp(N(0, gamma_sd))``.
@@ -59,6 +62,8 @@ class Randomisation:
     bias_correlation_mm: float = 50.0
     thick_share: float = 0.5
     thickness_mm: tuple[float, float] = (1.5, 6.0)
+    coarse_share: float = 0.0
+    coarse_fwhm_mm: tuple[float, float] = (2.0, 8.0)
     noise_range: tuple[float, float] = (0.0, 0.06)
     rician_share: float = 0.5
     gamma_sd: float = 0.3
@@ -275,15 +280,15 @@ def _with_bias(
     return image * _bias_field(image.shape, spacing_mm, params.bias_correlation_mm, sd, generator)
 
 
-def _thick_slices(image: torch.Tensor, axis: int, factor: float) -> torch.Tensor:
-    """Gaussian slice profile of FWHM ``factor`` voxels along ``axis``, sampled every ``factor``
-    voxels and interpolated back linearly (the look of a thick-slice acquisition)."""
+def _acquired(image: torch.Tensor, axes: tuple[int, ...], factor: float) -> torch.Tensor:
+    """Gaussian profile of FWHM ``factor`` voxels along ``axes``, sampled every ``factor`` voxels
+    there and interpolated back linearly (the look of thick slices, or along all three axes of a
+    coarse acquisition)."""
     blurred = gaussian_blur(
-        image, tuple(factor / FWHM_PER_SIGMA if a == axis else 0.0 for a in range(3))
+        image, tuple(factor / FWHM_PER_SIGMA if a in axes else 0.0 for a in range(3))
     )
     size = list(image.shape)
-    low_size = list(size)
-    low_size[axis] = max(2, round(size[axis] / factor))
+    low_size = [max(2, round(n / factor)) if a in axes else n for a, n in enumerate(size)]
     low = F.interpolate(blurred[None, None], size=low_size, mode="trilinear", align_corners=True)
     return F.interpolate(low, size=size, mode="trilinear", align_corners=True)[0, 0]
 
@@ -292,7 +297,8 @@ def _clean_contrast(
     head: LabelHead, rng: np.random.Generator, generator: torch.Generator, params: Randomisation
 ) -> torch.Tensor:
     """A noise-free image of ``head``: a physics image or a Gaussian-mixture contrast, with a
-    partial-volume blur, a bias field and thick slices or a mild blur (scanner-like units)."""
+    partial-volume blur, a bias field and thick slices, a coarse acquisition or a mild blur
+    (scanner-like units)."""
     labels = torch.from_numpy(np.ascontiguousarray(head.labels)).long()
     mask = labels != Tissue.BACKGROUND
     if rng.random() < params.physics_share:
@@ -319,9 +325,13 @@ def _clean_contrast(
         image = means[labels] + spreads[labels] * noise
         image = gaussian_blur(image, (float(rng.uniform(0.3, 0.8)),) * 3)
     image = _with_bias(image, head.spacing_mm, rng, generator, params)
-    if rng.random() < params.thick_share:
+    resolution = rng.random()
+    if resolution < params.thick_share:
         thickness = float(rng.uniform(*params.thickness_mm)) / head.spacing_mm
-        image = _thick_slices(image, int(rng.integers(3)), thickness)
+        image = _acquired(image, (int(rng.integers(3)),), thickness)
+    elif resolution < params.thick_share + params.coarse_share:
+        fwhm = float(rng.uniform(*params.coarse_fwhm_mm)) / head.spacing_mm
+        image = _acquired(image, (0, 1, 2), fwhm)
     else:
         image = gaussian_blur(image, (float(rng.uniform(0.0, 0.5)),) * 3)
     return image

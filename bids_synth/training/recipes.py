@@ -39,6 +39,8 @@ _RECORDED_WHEN_SET = {
     "content": "l1",
     "randomisation.physics_inputs": None,
     "randomisation.texture_smoothing_mm": (0.0, 0.0),
+    "randomisation.coarse_share": 0.0,
+    "randomisation.coarse_fwhm_mm": (2.0, 8.0),
     "loss_emphasis": None,
     "adversarial": 0.0,
     "fine_tune_from": None,
@@ -389,6 +391,19 @@ RECIPES["harmonize-t1w-site0-slab"] = _continued(
     "harmonize-t1w-site0-slab", "2.2.0", 44, augmentation="lattice", lr_anneal=(15, 0.1)
 )
 
+#: 2.3.0 continues 2.2.0 from epoch 59 with a quarter of its inputs a coarse isotropic acquisition
+#: (FWHM 2–8 mm along all three axes): the head model blurred thick slices along one axis only,
+#: and the smoothed 2 mm avg152T1 came out of 2.1.0/2.2.0 with white matter as dark as grey
+RECIPES["harmonize-t1w-site0-slab"] = _continued(
+    "harmonize-t1w-site0-slab",
+    "2.3.0",
+    59,
+    randomisation=replace(
+        RECIPES["harmonize-t1w-site0-slab"].randomisation, thick_share=0.35, coarse_share=0.25
+    ),
+    lr_anneal=(20, 0.1),
+)
+
 #: the adversarial option, tried as a fine-tune: can a PatchGAN sharpen T1w → T2w without
 #: inventing structure? (pix2pix's λ_L1 = 100)
 RECIPES["translate-t1w-t2w-slab-pix2pix"] = replace(
@@ -649,6 +664,13 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
             changes.append(
                 "the Gaussian-mixture contrasts' within-tissue texture a smooth field (σ "
                 f"{smoothing[0]:g}–{smoothing[1]:g} mm) instead of voxel-wise"
+            )
+        coarse = recipe.randomisation
+        if coarse.coarse_share != recipe.base.randomisation.coarse_share:
+            changes.append(
+                f"{coarse.coarse_share:.0%} of the inputs a coarse isotropic acquisition (FWHM "
+                f"{coarse.coarse_fwhm_mm[0]:g}–{coarse.coarse_fwhm_mm[1]:g} mm along all three "
+                f"axes; thick slices {coarse.thick_share:.0%})"
             )
         if recipe.augmentation != recipe.base.augmentation:
             changes.append(
