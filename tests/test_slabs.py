@@ -550,6 +550,25 @@ def test_the_harmonizer_fine_tune_adds_coarse_acquisitions():
     )
 
 
+def test_the_summary_counts_each_epoch_with_the_batches_it_trained_on():
+    from bids_synth.training.recipes import RECIPES, _fine_tune_description, training_summary
+
+    whole_slices = RECIPES["denoise-slab"]
+    while whole_slices.version != "2.8.0":
+        whole_slices = whole_slices.parent()
+    start = whole_slices.fine_tune_from
+    history = [{"epoch": epoch, "seconds": 36.0} for epoch in range(1, start + 3)]
+    summary = training_summary(whole_slices, history, threads=2)
+    assert summary["steps"] == 200 * (start + 2)
+    assert summary["samples"] == 200 * (6 * start + 4 * 2)
+    assert summary["output_voxels"] == 200 * (6 * 128**2 * start + 4 * 192**2 * 2)
+    assert summary["cpu_hours"] == round(36 * 2 * (start + 2) / 3600, 2)
+    assert _fine_tune_description(whole_slices).endswith(
+        f"batches of 4 slabs of 192² voxels instead of 6 of 128² and the learning rate annealed "
+        f"from 0.0003 to 3e-05 (half cosine) over 25 epochs from epoch {start} on"
+    )
+
+
 def test_the_denoise_fine_tune_smooths_the_texture_of_its_clean_targets():
     from bids_synth.training.recipes import RECIPES, _fine_tune_description
 
