@@ -565,7 +565,7 @@ def test_the_summary_counts_each_epoch_with_the_batches_it_trained_on():
     assert summary["cpu_hours"] == round(36 * 2 * (start + 2) / 3600, 2)
     assert _fine_tune_description(whole_slices).endswith(
         f"batches of 4 slabs of 192² voxels instead of 6 of 128² and the learning rate annealed "
-        f"from 0.0003 to 3e-05 (half cosine) over 25 epochs from epoch {start} on"
+        f"from 0.0003 to 3e-05 (half cosine) over 20 epochs from epoch {start} on"
     )
 
 

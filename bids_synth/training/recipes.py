@@ -387,7 +387,7 @@ RECIPES["denoise-slab"] = _continued(
 #: centre than run on that centre alone — what a slice's context holds counts, and inference
 #: always sees whole slices
 RECIPES["denoise-slab"] = _continued(
-    "denoise-slab", "2.8.0", 130, after="2.5.0", size=192, batch_size=4, lr_anneal=(25, 0.1)
+    "denoise-slab", "2.8.0", 130, after="2.5.0", size=192, batch_size=4, lr_anneal=(20, 0.1)
 )
 
 
