@@ -1,6 +1,7 @@
 """The 2.5D engine: contrast-randomised label heads, slab batches, slab inference, slab bundles."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,22 +46,26 @@ def _shell_head(size: int = 40) -> LabelHead:
 
 
 def _tiny_recipe(recipe_id: str, **changes):
-    """``RECIPES[recipe_id]`` at test size, trained on one phantom head, validated on another."""
+    """``RECIPES[recipe_id]`` at test size (and every recipe it continues), trained on one phantom
+    head, validated on another."""
     import dataclasses
 
     from bids_synth.training.recipes import RECIPES
 
-    return dataclasses.replace(
-        RECIPES[recipe_id],
-        train_heads=(("phantom", 1),),
-        validation_heads=(("phantom", 2),),
-        slices=3,
-        size=48,
-        batch_size=2,
-        channels=(4, 8),
-        steps_per_epoch=2,
-        **changes,
-    )
+    def tiny(recipe):
+        return dataclasses.replace(
+            recipe,
+            base=recipe.base and tiny(recipe.base),
+            train_heads=(("phantom", 1),),
+            validation_heads=(("phantom", 2),),
+            slices=3,
+            size=48,
+            batch_size=2,
+            channels=(4, 8),
+            steps_per_epoch=2,
+        )
+
+    return dataclasses.replace(tiny(RECIPES[recipe_id]), **changes)
 
 
 def _premade_heads(*workdirs: Path) -> None:
@@ -93,7 +98,7 @@ def _draw(head, seed, params=None):
         np.random.default_rng(seed),
         torch.Generator().manual_seed(seed),
         params or Randomisation(),
-    )
+    )[0]
 
 
 def test_randomised_contrast_varies_per_draw_and_repeats_per_seed():
@@ -770,6 +775,30 @@ def test_translation_heads_round_trip_and_draw_inputs_of_the_input_contrast_only
     assert float(inside.min()) > -0.1 and 0.5 < float(inside.max()) < 1.1  # head percentiles
     with pytest.raises(ValueError, match="slab target"):
         RandomisedSlabs([loaded], [loaded], target="T3w")
+
+
+def test_a_target_acquired_at_the_input_resolution_is_blurred_like_it():
+    head = _shell_head()
+    head.targets = {"T1w": head.physics[0].copy()}
+    coarse = Randomisation(physics_share=1.0, physics_inputs=("T1w",), noise_range=(0, 0),
+                           thick_share=0.0, coarse_share=1.0, coarse_fwhm_mm=(6.0, 6.0),
+                           bias_sd=0.0, gamma_sd=0.0)  # fmt: skip
+
+    def batch(params):
+        source = RandomisedSlabs(
+            [head], [head], slices=1, size=48, seed=3, target="T1w", randomisation=params
+        )
+        return source.validation_batches(1)[0]
+
+    def edge(image):  # the steepest step between neighbours: sharp shells, a blurred image
+        return float(image.diff(dim=-1).abs().max())
+
+    sharp, blurred = batch(coarse), batch(replace(coarse, resolution_in_target=True))
+    assert torch.equal(sharp["source"], blurred["source"])  # the same draws
+    assert edge(blurred["target"]) < 0.5 * edge(sharp["target"])
+    gap = {name: float((b["target"] - b["source"]).abs().mean()) for name, b in
+           (("sharp", sharp), ("blurred", blurred))}  # fmt: skip
+    assert gap["blurred"] < 0.5 * gap["sharp"]  # target and input now differ little
 
 
 def test_heads_cached_before_targets_existed_still_load(tmp_path):

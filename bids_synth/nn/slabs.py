@@ -177,7 +177,7 @@ class RandomisedSlabs:
         if self.target == "clean":
             noisy, clean = randomised_denoising_pair(band, rng, generator, self.randomisation)
             return torch.stack([noisy, clean, mask])
-        images = [
+        drawn = [
             randomised_mr(
                 band, rng, generator, replace(self.randomisation, physics_inputs=(suffix,))
             )
@@ -186,11 +186,11 @@ class RandomisedSlabs:
         if self.target == "ct":
             target = torch.from_numpy(np.ascontiguousarray(band.ct)).float() / self.ct_scale
         else:
-            target = percentile_normalised(
-                torch.from_numpy(np.ascontiguousarray(band.targets[self.target])).float(),
-                mask > 0,
-            )
-        return torch.stack([*images, target, mask])
+            target = torch.from_numpy(np.ascontiguousarray(band.targets[self.target])).float()
+            if self.randomisation.resolution_in_target:  # the first input's resolution
+                target = drawn[0][1].apply(target)
+            target = percentile_normalised(target, mask > 0)
+        return torch.stack([*(image for image, _ in drawn), target, mask])
 
     def _crop(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Crop or pad the in-plane axes to ``size`` (random offset where the slice is larger;

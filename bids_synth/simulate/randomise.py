@@ -17,7 +17,9 @@ intensities. :func:`randomised_mr` draws, per call:
   Gaussian slice profile, sampled and linearly interpolated back), with probability
   ``coarse_share`` a coarse isotropic acquisition (the same along all three axes, FWHM
   ``U(coarse_fwhm_mm)``: a low-resolution scan or a smoothed template resampled to 1 mm), else a
-  mild isotropic blur;
+  mild isotropic blur (a :class:`Resolution`; with ``resolution_in_target`` a translation or
+  harmonization target is acquired at the input's, so that the network learns the contrast and
+  not deblurring);
 - Rician or Gaussian noise of σ ``U(noise_range)`` (fraction of the 99th head percentile);
 - the head-mask percentile normalisation that inference applies (0.5 → 0, 99.5 → 1), then a
   gamma ``exp(N(0, gamma_sd))``.
@@ -64,6 +66,7 @@ class Randomisation:
     thickness_mm: tuple[float, float] = (1.5, 6.0)
     coarse_share: float = 0.0
     coarse_fwhm_mm: tuple[float, float] = (2.0, 8.0)
+    resolution_in_target: bool = False
     noise_range: tuple[float, float] = (0.0, 0.06)
     rician_share: float = 0.5
     gamma_sd: float = 0.3
@@ -293,12 +296,41 @@ def _acquired(image: torch.Tensor, axes: tuple[int, ...], factor: float) -> torc
     return F.interpolate(low, size=size, mode="trilinear", align_corners=True)[0, 0]
 
 
+@dataclass(frozen=True)
+class Resolution:
+    """One draw of an acquisition's resolution: a Gaussian profile of FWHM ``fwhm_voxels`` along
+    ``axes``, sampled at that spacing (thick slices: one axis; a coarse acquisition: three), or
+    with no ``axes`` a mild isotropic blur of σ ``blur_voxels``."""
+
+    axes: tuple[int, ...] = ()
+    fwhm_voxels: float = 0.0
+    blur_voxels: float = 0.0
+
+    def apply(self, image: torch.Tensor) -> torch.Tensor:
+        if self.axes:
+            return _acquired(image, self.axes, self.fwhm_voxels)
+        return gaussian_blur(image, (self.blur_voxels,) * 3)
+
+
+def _draw_resolution(
+    rng: np.random.Generator, params: Randomisation, spacing_mm: float
+) -> Resolution:
+    """Thick slices (``thick_share``), a coarse acquisition (``coarse_share``) or a mild blur."""
+    draw = rng.random()
+    if draw < params.thick_share:
+        thickness = float(rng.uniform(*params.thickness_mm)) / spacing_mm
+        return Resolution((int(rng.integers(3)),), thickness)
+    if draw < params.thick_share + params.coarse_share:
+        return Resolution((0, 1, 2), float(rng.uniform(*params.coarse_fwhm_mm)) / spacing_mm)
+    return Resolution(blur_voxels=float(rng.uniform(0.0, 0.5)))
+
+
 def _clean_contrast(
     head: LabelHead, rng: np.random.Generator, generator: torch.Generator, params: Randomisation
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, Resolution]:
     """A noise-free image of ``head``: a physics image or a Gaussian-mixture contrast, with a
-    partial-volume blur, a bias field and thick slices, a coarse acquisition or a mild blur
-    (scanner-like units)."""
+    partial-volume blur, a bias field and a random :class:`Resolution` (scanner-like units);
+    and that resolution."""
     labels = torch.from_numpy(np.ascontiguousarray(head.labels)).long()
     mask = labels != Tissue.BACKGROUND
     if rng.random() < params.physics_share:
@@ -325,16 +357,8 @@ def _clean_contrast(
         image = means[labels] + spreads[labels] * noise
         image = gaussian_blur(image, (float(rng.uniform(0.3, 0.8)),) * 3)
     image = _with_bias(image, head.spacing_mm, rng, generator, params)
-    resolution = rng.random()
-    if resolution < params.thick_share:
-        thickness = float(rng.uniform(*params.thickness_mm)) / head.spacing_mm
-        image = _acquired(image, (int(rng.integers(3)),), thickness)
-    elif resolution < params.thick_share + params.coarse_share:
-        fwhm = float(rng.uniform(*params.coarse_fwhm_mm)) / head.spacing_mm
-        image = _acquired(image, (0, 1, 2), fwhm)
-    else:
-        image = gaussian_blur(image, (float(rng.uniform(0.0, 0.5)),) * 3)
-    return image
+    resolution = _draw_resolution(rng, params, head.spacing_mm)
+    return resolution.apply(image), resolution
 
 
 def _with_noise(
@@ -371,14 +395,16 @@ def randomised_mr(
     rng: np.random.Generator,
     generator: torch.Generator,
     params: Randomisation = Randomisation(),
-) -> torch.Tensor:
-    """One contrast-randomised, degraded and normalised MR image of ``head`` (float32 tensor)."""
+) -> tuple[torch.Tensor, Resolution]:
+    """One contrast-randomised, degraded and normalised MR image of ``head`` (float32 tensor),
+    and the resolution it was acquired at."""
     mask = torch.from_numpy(np.ascontiguousarray(head.head))
-    image = _with_noise(_clean_contrast(head, rng, generator, params), mask, rng, generator, params)
+    clean, resolution = _clean_contrast(head, rng, generator, params)
+    image = _with_noise(clean, mask, rng, generator, params)
     low, scale = _percentile_map(image, mask)
     image = (image - low) / scale
     gamma = float(np.exp(rng.normal(0, params.gamma_sd)))
-    return image.clamp_min(0).pow(gamma)
+    return image.clamp_min(0).pow(gamma), resolution
 
 
 def randomised_denoising_pair(
@@ -397,7 +423,7 @@ def randomised_denoising_pair(
         clean = clean / torch.quantile(clean[mask][::97], 0.99).clamp_min(1e-6)
         clean = _with_bias(clean, head.spacing_mm, rng, generator, params)
     else:
-        clean = _clean_contrast(head, rng, generator, params)
+        clean = _clean_contrast(head, rng, generator, params)[0]
         clean = clean / torch.quantile(clean[mask][::97], 0.99).clamp_min(1e-6)
     clean = clean.clamp_min(0).pow(float(np.exp(rng.normal(0, params.gamma_sd))))
     noisy = _with_noise(clean, mask, rng, generator, params)

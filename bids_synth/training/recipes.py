@@ -41,6 +41,7 @@ _RECORDED_WHEN_SET = {
     "randomisation.texture_smoothing_mm": (0.0, 0.0),
     "randomisation.coarse_share": 0.0,
     "randomisation.coarse_fwhm_mm": (2.0, 8.0),
+    "randomisation.resolution_in_target": False,
     "loss_emphasis": None,
     "adversarial": 0.0,
     "fine_tune_from": None,
@@ -413,6 +414,20 @@ RECIPES["harmonize-t1w-site0-slab"] = _continued(
     lr_anneal=(20, 0.1),
 )
 
+#: 2.4.0 continues 2.3.0 from epoch 79 with its targets acquired at the input's resolution: 2.3.0
+#: still took avg152T1's white matter down to its grey (separability kept 0.22): trained to map
+#: a blurred input to a sharp target, it sharpens the template into structure of its own, which
+#: no longer follows the input's tissues
+RECIPES["harmonize-t1w-site0-slab"] = _continued(
+    "harmonize-t1w-site0-slab",
+    "2.4.0",
+    79,
+    randomisation=replace(
+        RECIPES["harmonize-t1w-site0-slab"].randomisation, resolution_in_target=True
+    ),
+    lr_anneal=(15, 0.1),
+)
+
 #: the adversarial option, tried as a fine-tune: can a PatchGAN sharpen T1w → T2w without
 #: inventing structure? (pix2pix's λ_L1 = 100)
 RECIPES["translate-t1w-t2w-slab-pix2pix"] = replace(
@@ -690,6 +705,8 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
                 f"{coarse.coarse_fwhm_mm[0]:g}–{coarse.coarse_fwhm_mm[1]:g} mm along all three "
                 f"axes; thick slices {coarse.thick_share:.0%})"
             )
+        if coarse.resolution_in_target != recipe.base.randomisation.resolution_in_target:
+            changes.append("the target acquired at its input's resolution (no deblurring)")
         if recipe.augmentation != recipe.base.augmentation:
             changes.append(
                 f"the in-plane augmentation {recipe.augmentation} "
