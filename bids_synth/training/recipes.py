@@ -386,7 +386,8 @@ RECIPES["denoise-slab"] = _continued(
 #: 2.8.0 continues 2.5.0 from epoch 130 on whole slices (192² in-plane, 4 per batch, instead of
 #: 6 crops of 128²): run on the whole real Colin27, 2.5.0 scores 0.5 dB higher in its brain
 #: centre than run on that centre alone — what a slice's context holds counts, and inference
-#: always sees whole slices
+#: always sees whole slices. At epoch 150 it is 0.5–0.85 dB below 2.5.0 in the brain of the
+#: whole real Colin27 and smooths structure away: not shipped (BENCHMARKS.md)
 RECIPES["denoise-slab"] = _continued(
     "denoise-slab", "2.8.0", 130, after="2.5.0", size=192, batch_size=4, lr_anneal=(20, 0.1)
 )
@@ -403,7 +404,9 @@ RECIPES["harmonize-t1w-site0-slab"] = _continued(
 
 #: 2.3.0 continues 2.2.0 from epoch 59 with a quarter of its inputs a coarse isotropic acquisition
 #: (FWHM 2–8 mm along all three axes): the head model blurred thick slices along one axis only,
-#: and the smoothed 2 mm avg152T1 came out of 2.1.0/2.2.0 with white matter as dark as grey
+#: and the smoothed 2 mm avg152T1 came out of 2.1.0/2.2.0 with white matter as dark as grey. At
+#: epoch 79 Colin27 and the KmeansTest T1 keep more separability than ever (0.87, 0.89), avg152T1
+#: still 0.22 (2.1.0: 0.25): not shipped (BENCHMARKS.md)
 RECIPES["harmonize-t1w-site0-slab"] = _continued(
     "harmonize-t1w-site0-slab",
     "2.3.0",
@@ -416,8 +419,9 @@ RECIPES["harmonize-t1w-site0-slab"] = _continued(
 
 #: 2.4.0 continues 2.3.0 from epoch 79 with its targets acquired at the input's resolution: 2.3.0
 #: still took avg152T1's white matter down to its grey (separability kept 0.22): trained to map
-#: a blurred input to a sharp target, it sharpens the template into structure of its own, which
-#: no longer follows the input's tissues
+#: a blurred input to a sharp target, it sharpens the template into structure of its own. At
+#: epoch 94 the template stays blurred but every scan keeps less separability (0.18, 0.81,
+#: 0.74): not shipped (BENCHMARKS.md)
 RECIPES["harmonize-t1w-site0-slab"] = _continued(
     "harmonize-t1w-site0-slab",
     "2.4.0",
