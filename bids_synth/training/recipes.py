@@ -702,14 +702,14 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
                 "the Gaussian-mixture contrasts' within-tissue texture a smooth field (σ "
                 f"{smoothing[0]:g}–{smoothing[1]:g} mm) instead of voxel-wise"
             )
-        coarse = recipe.randomisation
-        if coarse.coarse_share != recipe.base.randomisation.coarse_share:
+        drawn, before = recipe.randomisation, recipe.base.randomisation
+        if drawn.coarse_share != before.coarse_share:
             changes.append(
-                f"{coarse.coarse_share:.0%} of the inputs a coarse isotropic acquisition (FWHM "
-                f"{coarse.coarse_fwhm_mm[0]:g}–{coarse.coarse_fwhm_mm[1]:g} mm along all three "
-                f"axes; thick slices {coarse.thick_share:.0%})"
+                f"{drawn.coarse_share:.0%} of the inputs a coarse isotropic acquisition (FWHM "
+                f"{drawn.coarse_fwhm_mm[0]:g}–{drawn.coarse_fwhm_mm[1]:g} mm along all three "
+                f"axes; thick slices {drawn.thick_share:.0%})"
             )
-        if coarse.resolution_in_target != recipe.base.randomisation.resolution_in_target:
+        if drawn.resolution_in_target != before.resolution_in_target:
             changes.append("the target acquired at its input's resolution (no deblurring)")
         if recipe.augmentation != recipe.base.augmentation:
             changes.append(
