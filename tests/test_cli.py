@@ -145,6 +145,7 @@ def test_group_level_without_participant_run(tmp_path, capsys, bids_dir):
         ("[sct]\natlas_seeds = [1.5]", "each value must be a non-negative integer"),
         ("[superres]\nsteps = 0", "superres.steps = 0: must be a positive integer (--superres-"),
         ("[denoise]\nself_steps = -5", "denoise.self_steps = -5: must be a positive integer"),
+        ("[denoise]\nadapt_steps = -1", "denoise.adapt_steps = -1: must be a non-negative"),
         ("[sct]\natlas_spacing = 0", "sct.atlas_spacing = 0: must be a positive number"),
         ("[harmonize]\ntarget = 0", "harmonize.target = 0: must be a string (--harmonize-target)"),
         (

@@ -66,8 +66,12 @@ def _red_bundle(folder):
 
 
 def test_model_denoising_keeps_the_grid_and_the_outside_of_the_head(tmp_path):
+    from bids_synth.errors import ModelBundleError
+
     _, noisy, mask = phantom(24)
     out, info = denoising.model_denoise(noisy, mask, _red_bundle(tmp_path / "b"), np.eye(4))
+    with pytest.raises(ModelBundleError, match="only 2.5D bundles adapt"):
+        denoising.model_denoise(noisy, mask, _red_bundle(tmp_path / "b"), np.eye(4), adapt_steps=5)
     assert out.shape == noisy.shape and info["device"] == "cpu"
     np.testing.assert_array_equal(out[~mask], noisy[~mask])
 
@@ -100,19 +104,27 @@ def test_shipped_denoiser_cleans_a_held_out_head_of_any_contrast():
     from bids_synth.simulate import simulate_subject
 
     bundle = find_task_bundle("denoise", "T1w", "T1w")
-    for contrast in ("T1w", "T2w"):
+    for contrast, adapt_steps in (("T1w", None), ("T2w", 0)):  # adapted as shipped, or not
         draw = simulate_subject(41, spacing=1.0, shape=(48, 56, 48), contrasts=(contrast,),
                                 noise=0.05, resolution=1.0)  # fmt: skip
         noisy = draw.acquired[contrast][0].numpy()
         truth = draw.noise_free[contrast][0].numpy()
         head = draw.head_mask.numpy() > 0
-        out, _ = denoising.model_denoise(noisy, head, bundle, draw.acquired[contrast][1])
+        out, info = denoising.model_denoise(
+            noisy, head, bundle, draw.acquired[contrast][1], adapt_steps=adapt_steps
+        )
         assert psnr(truth, out, head) > psnr(truth, noisy, head) + 1.0, contrast
+        assert ("adaptation" in info) == (adapt_steps is None)
 
 
 @pytest.mark.parametrize(
     ("options", "method"),
-    [({}, None), ({"method": "self"}, "self"), ({"method": "model", "model": "x"}, "model")],
+    [
+        ({}, None),
+        ({"method": "self"}, "self"),
+        ({"method": "model", "model": "x"}, "model"),
+        ({"method": "model", "adapt_steps": 0}, "model"),
+    ],
 )
 def test_every_method_is_selectable_and_the_default_follows_the_evidence(
     monkeypatch, options, method
@@ -138,6 +150,7 @@ def test_every_method_is_selectable_and_the_default_follows_the_evidence(
     assert flair["entities"] == {"space": "T1w", "desc": "denoised", "suffix": "FLAIR"}
     assert flair["metadata"]["Method"] == method
     assert ("Model" in flair["metadata"]) == (method == "model")
+    assert node.inputs.get_traitsfree().get("adapt_steps") == options.get("adapt_steps")
 
 
 def test_model_method_without_a_bundle_is_one_clear_error():

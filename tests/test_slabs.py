@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from bids_synth.nn.slabs import RandomisedSlabs, predict_slabs, slab_stack
+from bids_synth.nn.slabs import (
+    SYMMETRIES,
+    RandomisedSlabs,
+    _under,
+    _undone,
+    predict_slabs,
+    slab_stack,
+)
 from bids_synth.simulate.randomise import (
     HEAD_MODEL_REVISION,
     LabelHead,
@@ -199,6 +206,42 @@ def test_median_fusion_keeps_only_what_two_orientations_agree_on():
         predict_slabs(shift, volume, fusion="max", **common)
 
 
+def test_lattice_symmetries_are_eight_and_undone():
+    x = torch.arange(2 * 3 * 4 * 5.0).view(2, 3, 4, 5)
+    images = {tuple(_under(x, s).flatten().tolist()) for s in SYMMETRIES}
+    assert len(SYMMETRIES) == len(images) == 8
+    assert all(torch.equal(_undone(_under(x, s), s), x) for s in SYMMETRIES)
+
+
+def test_a_symmetry_ensemble_averages_away_what_a_network_does_along_one_direction():
+    """The shift network moves a voxel one pixel along the slab's first in-plane axis; under the
+    first two symmetries (identity, transpose) half of it goes along each in-plane axis, under
+    four or eight the shifts cancel in direction: the fused result is symmetric about the voxel
+    in every axis. A network equivariant to the lattice is left exact."""
+    shift = torch.nn.Conv2d(3, 1, (3, 1), padding=(1, 0), bias=False)
+    with torch.no_grad():
+        shift.weight.zero_()
+        shift.weight[0, 1, 0, 0] = 1.0  # out[i] = centre[i - 1]
+    volume = torch.zeros(1, 9, 9, 9)
+    volume[0, 4, 4, 4] = 1.0
+    common = dict(slices=3, multiple=1, batch_size=4)
+    for symmetries in (4, 8):
+        out = predict_slabs(shift, volume, symmetries=symmetries, **common)[0]
+        for axis in range(3):
+            assert out.flip(axis).allclose(out)
+        assert out.sum().item() == pytest.approx(1.0) and out[4, 4, 4] == 0
+    two = predict_slabs(shift, volume, symmetries=2, **common)[0]
+    assert two[5, 4, 4] == pytest.approx(1 / 3) and two[4, 4, 5] == pytest.approx(1 / 3)
+    centre = torch.nn.Conv2d(3, 1, 1, bias=False)
+    with torch.no_grad():
+        centre.weight.zero_()
+        centre.weight[0, 1] = 1.0
+    noise = torch.rand(1, 9, 7, 8)
+    assert torch.allclose(predict_slabs(centre, noise, symmetries=8, **common), noise)
+    with pytest.raises(ValueError, match="symmetries"):
+        predict_slabs(shift, volume, symmetries=3, **common)
+
+
 def test_tiny_25d_unet_learns_a_contrast_swap_in_seconds():
     from bids_synth.nn.factory import build_network
     from bids_synth.nn.trainers import RegressionTrainer
@@ -258,7 +301,31 @@ def test_slab_bundle_round_trips_and_predicts_on_any_grid(tmp_path):
     second, _ = predict_on_grid(bundle, [image], affine, device="auto", mask=head)
     assert first.shape == image.shape and np.array_equal(first, second)
     assert info["passes"] == 3 and info["device"] == "cpu" and info["fusion"] == "mean"
-    meta["inference"]["fusion"] = "max"
+    meta["inference"]["symmetries"] = 4
+    ensemble = save_bundle(tmp_path / "ensemble", net, meta=meta)
+    averaged, info = predict_on_grid(ensemble, [image], affine, device="auto", mask=head)
+    assert info["passes"] == 12 and info["symmetries"] == 4 and not np.array_equal(averaged, first)
+    meta["inference"]["symmetries"] = 3
+    odd = save_bundle(tmp_path / "three", net, meta=meta)
+    with pytest.raises(ModelBundleError, match="an ensemble of 3 lattice symmetries"):
+        predict_on_grid(odd, [image], affine, device="auto", mask=head)
+    meta["inference"].update(symmetries=1, adaptation={"method": "sure", "steps": 3, "size": 8})
+    adapting = save_bundle(tmp_path / "adapting", net, meta=meta)
+    adapted, info = predict_on_grid(adapting, [image], affine, device="auto", mask=head)
+    assert info["adaptation"]["steps"] == 3 and info["adaptation"]["sigma"] > 0
+    assert not np.array_equal(adapted, first)
+    unadapted, info = predict_on_grid(
+        adapting, [image], affine, device="auto", mask=head, adapt_steps=0
+    )
+    assert np.array_equal(unadapted, first) and "adaptation" not in info
+    _, info = predict_on_grid(bundle, [image], affine, device="auto", mask=head, adapt_steps=2)
+    assert info["adaptation"]["steps"] == 2
+    meta["inference"]["adaptation"] = {"method": "noise2noise"}
+    unknown = save_bundle(tmp_path / "n2n", net, meta=meta)
+    with pytest.raises(ModelBundleError, match="inference adaptation"):
+        predict_on_grid(unknown, [image], affine, device="auto", mask=head)
+    del meta["inference"]["adaptation"]
+    meta["inference"].update(symmetries=1, fusion="max")
     unknown = save_bundle(tmp_path / "max", net, meta=meta)
     with pytest.raises(ModelBundleError, match="unknown inference fusion 'max'"):
         predict_on_grid(unknown, [image], affine, device="auto", mask=head)
@@ -556,11 +623,11 @@ def test_the_harmonizer_fine_tune_adds_coarse_acquisitions():
 
 
 def test_the_summary_counts_each_epoch_with_the_batches_it_trained_on():
-    from bids_synth.training.recipes import RECIPES, _fine_tune_description, training_summary
+    from bids_synth.training.recipes import _continued, _fine_tune_description, training_summary
 
-    whole_slices = RECIPES["denoise-slab"]
-    while whole_slices.version != "2.8.0":
-        whole_slices = whole_slices.parent()
+    whole_slices = _continued(  # 2.5.1 has 2.5.0's trajectory
+        "denoise-slab", "9.9.9", 130, size=192, batch_size=4, lr_anneal=(20, 0.1)
+    )
     start = whole_slices.fine_tune_from
     history = [{"epoch": epoch, "seconds": 36.0} for epoch in range(1, start + 3)]
     summary = training_summary(whole_slices, history, threads=2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from nipype.interfaces.base import File, traits
+from nipype.interfaces.base import File, isdefined, traits
 
 from bids_synth.interfaces.base import (
     MetadataOutputSpec,
@@ -28,6 +28,10 @@ class _DenoiseInputSpec(TorchInputSpec):
     bundle = traits.Str(requires=["bundle_digest"], desc="model bundle folder (method model)")
     bundle_digest = bundle_digest_trait()
     self_steps = traits.Int(300, usedefault=True, desc="noise2self training steps (method self)")
+    adapt_steps = traits.Int(
+        desc="SURE steps fine-tuning the model on the image (method model; 0: none; "
+        "default: the bundle's)"
+    )
 
 
 class _DenoiseOutputSpec(MetadataOutputSpec):
@@ -71,6 +75,8 @@ class Denoise(TorchInterface):
         else:
             denoised, info = self._model(data, mask, image.affine)
             metadata.update(device_fields(info))
+            if "adaptation" in info:
+                metadata["Adaptation"] = info["adaptation"]
         metadata.update(
             NoiseEstimator=denoising.NOISE_ESTIMATOR,
             NoiseSigmaBefore=round(denoising.noise_sigma(data, mask), 6),
@@ -96,4 +102,7 @@ class Denoise(TorchInterface):
         from bids_synth.synthesis.denoising import model_denoise
 
         bundle = read_bundle(self.inputs)
-        return model_denoise(data, mask, bundle, affine, device=self.inputs.device)
+        steps = self.inputs.adapt_steps if isdefined(self.inputs.adapt_steps) else None
+        return model_denoise(
+            data, mask, bundle, affine, device=self.inputs.device, adapt_steps=steps
+        )

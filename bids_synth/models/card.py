@@ -35,10 +35,25 @@ def _compute_line(training: dict, history: list[dict]) -> str:
 def _inference_lines(inference: dict) -> list[str]:
     if inference.get("mode") != "slabs":
         return []
+    symmetries = inference.get("symmetries", 1)
+    ensemble = (
+        f" (each the mean over {symmetries} symmetries of the in-plane voxel lattice)"
+        if symmetries > 1
+        else ""
+    )
+    adaptation = inference.get("adaptation")
+    adapted = (
+        f" Before it denoises an image it is fine-tuned on that image alone: {adaptation['steps']}"
+        f" Adam steps (learning rate {adaptation['lr']:g}) on Stein's unbiased estimate of its"
+        " squared error (SURE), with the noise σ estimated in the head."
+        if adaptation
+        else ""
+    )
     return [
         f"Inference: slabs of {inference.get('slices', '?')} slices along each of "
-        f"{len(inference.get('axes', []))} orientations, fused by their "
-        f"{inference.get('fusion', 'mean')}, under {inference.get('amp', 'no')} autocast.",
+        f"{len(inference.get('axes', []))} orientations{ensemble}, fused by their "
+        f"{inference.get('fusion', 'mean')}, under {inference.get('amp', 'no')} autocast."
+        + adapted,
         "",
     ]
 

@@ -73,6 +73,7 @@ def predict_on_grid(
     device: str,
     mask: np.ndarray | None = None,
     batch_size: int = 2,
+    adapt_steps: int | None = None,
 ) -> tuple[np.ndarray, dict]:
     """The bundle's prediction for ``channels`` (same grid, ``affine``), on that grid.
 
@@ -81,21 +82,30 @@ def predict_on_grid(
     the contract declares (statistics inside ``mask``, the head mask, as in training, when
     given), predicted with :func:`predict_volume` (3D bundles) or :func:`predict_volume_slabs`
     (2.5D bundles, ``inference.mode`` ``slabs``), only in the mask's bounding box when given (air
-    costs no windows; outside it the prediction's minimum), and mapped back. Returns the
-    prediction and predict_volume's info.
+    costs no windows; outside it the prediction's minimum), and mapped back. A bundle that
+    declares an ``inference.adaptation`` (:mod:`bids_synth.nn.adaptation`) is first fine-tuned
+    on the image itself, its noise σ estimated in the mask as the denoising sidecars do;
+    ``adapt_steps`` overrides its steps (0: none; a 2.5D bundle that declares none is then
+    adapted with the default settings). Returns the prediction and predict_volume's info.
     """
     from nibabel import orientations as ornt
     from scipy.ndimage import zoom
 
     from bids_synth.errors import ModelBundleError
     from bids_synth.nn.inference import predict_volume
-    from bids_synth.nn.slabs import FUSIONS, predict_volume_slabs
+    from bids_synth.nn.slabs import ENSEMBLE_SIZES, FUSIONS, predict_volume_slabs
 
     inference = bundle.meta.get("inference", {})
     if inference.get("fusion", "mean") not in FUSIONS:
         raise ModelBundleError(
             f"model bundle {bundle.ref}: unknown inference fusion {inference['fusion']!r} "
             f"(expected one of {', '.join(FUSIONS)})"
+        )
+    adaptation = _adaptation(bundle, adapt_steps)
+    if inference.get("symmetries", 1) not in ENSEMBLE_SIZES:
+        raise ModelBundleError(
+            f"model bundle {bundle.ref}: an ensemble of {inference['symmetries']!r} lattice "
+            f"symmetries (expected one of {', '.join(map(str, ENSEMBLE_SIZES))})"
         )
     grid = bundle.meta["input"].get("grid", "spacing")
     if grid not in GRIDS:
@@ -132,6 +142,9 @@ def predict_on_grid(
             axes=inference.get("axes", (0, 1, 2)),
             amp=inference.get("amp", "auto"),
             fusion=inference.get("fusion", "mean"),
+            symmetries=inference.get("symmetries", 1),
+            adaptation=adaptation,
+            noise_sigma=None if adaptation is None else _noise_sigma(inside_volume[0], common),
             **common,
         )
     else:
@@ -159,3 +172,37 @@ def predict_mr_in_head(
     head-mask statistics, clipped at 0 and 0 outside ``head``. Returns the image and the info."""
     predicted, info = predict_on_grid(bundle, channels, affine, device=device, mask=head)
     return np.where(head, np.maximum(predicted, 0), 0).astype(np.float32), info
+
+
+def _noise_sigma(image: np.ndarray, common: dict) -> float:
+    """The noise σ of ``image`` in its foreground (all of it without one), as the denoising
+    sidecars estimate it."""
+    from bids_synth.metrics import wavelet_noise_sigma
+
+    foreground = common["foreground"]
+    return wavelet_noise_sigma(
+        image, np.ones(image.shape, bool) if foreground is None else foreground
+    )
+
+
+def _adaptation(bundle, steps: int | None):
+    """The :class:`~bids_synth.nn.adaptation.SureAdaptation` that the bundle declares, with
+    ``steps`` when given (0: none)."""
+    from dataclasses import replace
+
+    from bids_synth.errors import ModelBundleError
+    from bids_synth.nn.adaptation import SureAdaptation
+
+    inference = bundle.meta.get("inference", {})
+    declared = inference.get("adaptation")
+    try:
+        adaptation = SureAdaptation.from_dict(declared) if declared else None
+    except (TypeError, ValueError) as exc:
+        raise ModelBundleError(
+            f"model bundle {bundle.ref}: inference adaptation {declared!r} ({exc})"
+        ) from exc
+    if steps is not None:
+        adaptation = replace(adaptation or SureAdaptation(), steps=steps) if steps else None
+    if adaptation is not None and inference.get("mode") != "slabs":
+        raise ModelBundleError(f"model bundle {bundle.ref}: only 2.5D bundles adapt to an image")
+    return adaptation

@@ -5,8 +5,8 @@ centre slice. Training batches (:class:`RandomisedSlabs`) take whole slices of c
 heads (:mod:`bids_synth.simulate.randomise`) along a random axis, with in-plane random affine
 transforms (or, for pairs whose noise must stay white, voxel-exact quarter turns and transposes)
 and left/right flips. At inference (:func:`predict_slabs`) the network runs slice by
-slice along each of ``axes`` and the predictions are averaged, so every voxel is seen in up to
-three orientations.
+slice along each of ``axes`` (optionally under several symmetries of the in-plane lattice, undone
+and averaged) and the predictions are fused, so every voxel is seen in up to three orientations.
 """
 
 from __future__ import annotations
@@ -242,12 +242,40 @@ def _noise_sd(batch: Batch, centre: int) -> torch.Tensor:
     return (noise.square().sum(dim=(1, 2, 3)) / voxels).sqrt()
 
 
+#: the eight symmetries of the square in-plane lattice as (transposed, quarter turns), in the order
+#: an ensemble of the first 1, 2, 4 or 8 takes them (:func:`predict_slabs`)
+SYMMETRIES = (
+    (False, 0),
+    (True, 0),
+    (False, 2),
+    (True, 2),
+    (False, 1),
+    (True, 1),
+    (False, 3),
+    (True, 3),
+)
+ENSEMBLE_SIZES = (1, 2, 4, 8)
+
+
+def _under(batch: torch.Tensor, symmetry: tuple[bool, int]) -> torch.Tensor:
+    """``(B, C, H, W)`` under one lattice ``symmetry``: a transpose or not, then quarter turns."""
+    transposed, turns = symmetry
+    batch = batch.transpose(2, 3) if transposed else batch
+    return batch.rot90(turns, dims=(2, 3)).contiguous()
+
+
+def _undone(batch: torch.Tensor, symmetry: tuple[bool, int]) -> torch.Tensor:
+    """The inverse of :func:`_under`."""
+    transposed, turns = symmetry
+    batch = batch.rot90(-turns, dims=(2, 3))
+    return batch.transpose(2, 3) if transposed else batch
+
+
 def _lattice(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """``batch`` under one random symmetry of its square in-plane lattice (a transpose or not,
-    then 0–3 quarter turns): every voxel moves onto a voxel, nothing is interpolated."""
-    if rng.random() < 0.5:
-        batch = batch.transpose(2, 3)
-    return batch.rot90(int(rng.integers(4)), dims=(2, 3)).contiguous()
+    """``batch`` under one random symmetry of its square in-plane lattice: every voxel moves onto
+    a voxel, nothing is interpolated."""
+    transposed = bool(rng.random() < 0.5)
+    return _under(batch, (transposed, int(rng.integers(4))))
 
 
 def _outside(shape, dim: int, before: int, n: int) -> torch.Tensor:
@@ -273,14 +301,19 @@ def predict_slabs(
     dtype: torch.dtype | None = None,
     multiple: int = 16,
     fusion: str = "mean",
+    symmetries: int = 1,
 ) -> torch.Tensor:
     """The 2D ``network``'s slice-by-slice predictions of a normalised ``(C, X, Y, Z)`` CPU volume
     along each of ``axes``, fused by their ``fusion`` (``mean`` or ``median``: the median keeps
     an edge where one orientation puts it elsewhere, the mean blurs it); returns
-    ``(C_out, X, Y, Z)`` float32 on the CPU. In-plane sizes are padded (edge values) to a multiple
-    of ``multiple`` and cropped back."""
+    ``(C_out, X, Y, Z)`` float32 on the CPU. Each orientation's prediction is the mean over the
+    first ``symmetries`` (1, 2, 4 or 8) of the in-plane lattice :data:`SYMMETRIES`, each undone
+    (a self-ensemble: ``symmetries`` passes). In-plane sizes are padded (edge values) to a
+    multiple of ``multiple`` and cropped back."""
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
+    if symmetries not in ENSEMBLE_SIZES:
+        raise ValueError(f"an ensemble of {symmetries} lattice symmetries: one of {ENSEMBLE_SIZES}")
     device = torch.device(device)
     network = network.to(device).eval()
     total, predictions = None, []
@@ -293,9 +326,12 @@ def predict_slabs(
             centres = range(first, min(first + batch_size, n))
             x = slab_stack(volume, axis, centres, slices)
             x = F.pad(x, (0, padded[1] - plane[1], 0, padded[0] - plane[0]), mode="replicate")
-            with autocast(device, dtype):
-                y = network(x.to(device))
-            outputs.append(y.float().cpu()[:, :, : plane[0], : plane[1]])
+            x = x.to(device)
+            y = 0.0
+            for symmetry in SYMMETRIES[:symmetries]:
+                with autocast(device, dtype):
+                    y = y + _undone(network(_under(x, symmetry)), symmetry).float()
+            outputs.append((y / symmetries).cpu()[:, :, : plane[0], : plane[1]])
         prediction = torch.cat(outputs).movedim(0, axis + 1)  # (C_out, …) with axis restored
         if fusion == "median":
             predictions.append(prediction)
@@ -319,11 +355,18 @@ def predict_volume_slabs(
     output_norm: dict | None = None,
     foreground: np.ndarray | None = None,
     fusion: str = "mean",
+    symmetries: int = 1,
+    adaptation=None,
+    noise_sigma: float | None = None,
 ) -> tuple[np.ndarray, dict]:
     """:func:`predict_slabs` on a ``(C, X, Y, Z)`` array with the bundle's intensity maps, as
-    :func:`bids_synth.nn.inference.predict_volume` does for 3D networks; same return values."""
+    :func:`bids_synth.nn.inference.predict_volume` does for 3D networks; same return values.
+    With an ``adaptation`` (:class:`~bids_synth.nn.adaptation.SureAdaptation`) the network is
+    first fine-tuned on the one-channel volume itself, whose noise σ is ``noise_sigma`` (input
+    units), inside ``foreground``; the info then holds the adaptation's."""
     import time
 
+    from bids_synth.nn.adaptation import sure_adapted
     from bids_synth.nn.devices import amp_dtype, amp_name, resolve_device
     from bids_synth.nn.fusion import optimize_for_inference
     from bids_synth.nn.intensity import normalize_channels, output_map
@@ -336,6 +379,20 @@ def predict_volume_slabs(
     device = resolve_device(device) if isinstance(device, str) else device
     dtype = amp_dtype(device, amp)
     inner = model.net2d if hasattr(model, "net2d") else model
+    adapted = {}
+    if adaptation is not None:
+        scale = maps[0].scale if maps is not None else 1.0
+        inside = np.ones(array.shape[1:], bool) if foreground is None else foreground
+        inner, adapted = sure_adapted(
+            inner,
+            torch.from_numpy(np.ascontiguousarray(array)),
+            torch.from_numpy(np.ascontiguousarray(inside)),
+            noise_sigma / scale,
+            slices=slices,
+            settings=adaptation,
+            multiple=getattr(inner, "multiple", 1),
+            device=device,
+        )
     result = predict_slabs(
         optimize_for_inference(inner),
         torch.from_numpy(np.ascontiguousarray(array)),
@@ -346,6 +403,7 @@ def predict_volume_slabs(
         dtype=dtype,
         multiple=getattr(inner, "multiple", 1),
         fusion=fusion,
+        symmetries=symmetries,
     ).numpy()
     if maps is not None:
         result = output_map(output_norm or {"method": "input"}, maps[0]).invert(result)
@@ -355,8 +413,10 @@ def predict_volume_slabs(
         "amp": amp_name(dtype),
         "batch_size": batch_size,
         "windows": sum(array.shape[1 + a] for a in axes),
-        "passes": len(axes),
+        "passes": len(axes) * symmetries,
         "fusion": fusion,
+        "symmetries": symmetries,
+        **({"adaptation": adapted} if adapted else {}),
         "fallbacks": [],
         "seconds": round(time.perf_counter() - started, 3),
     }

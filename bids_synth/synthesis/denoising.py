@@ -129,15 +129,26 @@ def self_supervised_denoise(
 
 
 def model_denoise(
-    image: np.ndarray, mask: np.ndarray, bundle, affine: np.ndarray, *, device: str = "cpu"
+    image: np.ndarray,
+    mask: np.ndarray,
+    bundle,
+    affine: np.ndarray,
+    *,
+    device: str = "cpu",
+    adapt_steps: int | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Apply a denoising bundle on its declared grid (RAS, its spacing, its normalisation: see
-    :func:`~bids_synth.models.prediction.predict_on_grid`) and bring the result back onto
-    the image's grid; outside ``mask`` the image is kept."""
+    :func:`~bids_synth.models.prediction.predict_on_grid`, also for ``adapt_steps``) and bring
+    the result back onto the image's grid; outside ``mask`` the image is kept."""
     from bids_synth.models.prediction import predict_on_grid
 
     denoised, info = predict_on_grid(
-        bundle, [image.astype(np.float32)], affine, device=device, mask=mask > 0
+        bundle,
+        [image.astype(np.float32)],
+        affine,
+        device=device,
+        mask=mask > 0,
+        adapt_steps=adapt_steps,
     )
     return np.where(mask > 0, denoised, image).astype(np.float32), info
 

@@ -1,7 +1,8 @@
 """Denoising of every MR image of a session: the T1w preproc and the registered T2w/FLAIR/PD.
 
 ``--denoise-method model`` applies the newest denoise bundle (shipped, or trained with
-``bids-synth train --task denoise`` and installed with ``bids-synth models install``), ``self``
+``bids-synth train --task denoise`` and installed with ``bids-synth models install``), first
+fine-tuned on each image when the bundle declares it (``--denoise-adapt-steps``), ``self``
 trains a small blind-spot (noise2self) U-Net on each image itself, ``nlm`` is antspyx non-local
 means with a Rician noise model. The default is ``model`` once the newest bundle has passed the
 real-scan check of the denoising benchmark, else ``nlm`` (:func:`default_method`). Outputs
@@ -15,7 +16,7 @@ import logging
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_synth.argtypes import positive_int
+from bids_synth.argtypes import nonnegative_int, positive_int
 from bids_synth.interfaces.denoise import METHODS, Denoise
 from bids_synth.modalities import SESSION_MR_SUFFIXES
 from bids_synth.models.selection import bundle_inputs, evidence_default, find_task_bundle
@@ -56,6 +57,15 @@ def add_arguments(group) -> None:
         metavar="N",
         help="training steps of the per-image noise2self network (default: 300)",
     )
+    group.add_argument(
+        "--denoise-adapt-steps",
+        dest="denoise_adapt_steps",
+        type=nonnegative_int,
+        metavar="N",
+        help="steps that fine-tune the model on each image before it denoises it (SURE, no "
+        "clean data; method model, 2.5D bundles; 0: the model as trained; default: the "
+        "bundle's, 200 for the shipped one)",
+    )
 
 
 def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | None:
@@ -88,6 +98,11 @@ def build(*, unit, options, omp_nthreads, seed, device, name) -> TaskBranch | No
                 num_threads=omp_nthreads,
                 **(bundle_inputs(bundle) if bundle is not None else {}),
                 **({"self_steps": options["self_steps"]} if options.get("self_steps") else {}),
+                **(
+                    {"adapt_steps": options["adapt_steps"]}
+                    if options.get("adapt_steps") is not None
+                    else {}
+                ),
             ),
             name=f"denoise_{suffix.lower()}",
         )
