@@ -182,17 +182,27 @@ def test_predict_slabs_fuses_three_orientations():
     assert out.shape == volume.shape and torch.allclose(out, volume)
 
 
+def _shift_network() -> torch.nn.Module:
+    """A 3-slice network that moves the centre slice one pixel along its first in-plane axis."""
+    shift = torch.nn.Conv2d(3, 1, (3, 1), padding=(1, 0), bias=False)
+    with torch.no_grad():
+        shift.weight.zero_()
+        shift.weight[0, 1, 0, 0] = 1.0  # out[i] = centre[i - 1]
+    return shift
+
+
+def _bright_voxel() -> torch.Tensor:
+    volume = torch.zeros(1, 9, 9, 9)
+    volume[0, 4, 4, 4] = 1.0
+    return volume
+
+
 def test_median_fusion_keeps_only_what_two_orientations_agree_on():
     """A network that moves the centre slice one pixel along its first in-plane axis moves a
     bright voxel along y in the sagittal slices and along x in the coronal and axial ones: the
     mean smears it (2/3 and 1/3), the median keeps what two orientations agree on; where all
     agree, both fusions are exact."""
-    shift = torch.nn.Conv2d(3, 1, (3, 1), padding=(1, 0), bias=False)
-    with torch.no_grad():
-        shift.weight.zero_()
-        shift.weight[0, 1, 0, 0] = 1.0  # out[i] = centre[i - 1]
-    volume = torch.zeros(1, 9, 9, 9)
-    volume[0, 4, 4, 4] = 1.0
+    shift, volume = _shift_network(), _bright_voxel()
     common = dict(slices=3, multiple=1, batch_size=4)
     mean = predict_slabs(shift, volume, fusion="mean", **common)[0]
     median = predict_slabs(shift, volume, fusion="median", **common)[0]
@@ -218,12 +228,7 @@ def test_a_symmetry_ensemble_averages_away_what_a_network_does_along_one_directi
     first two symmetries (identity, transpose) half of it goes along each in-plane axis, under
     four or eight the shifts cancel in direction: the fused result is symmetric about the voxel
     in every axis. A network equivariant to the lattice is left exact."""
-    shift = torch.nn.Conv2d(3, 1, (3, 1), padding=(1, 0), bias=False)
-    with torch.no_grad():
-        shift.weight.zero_()
-        shift.weight[0, 1, 0, 0] = 1.0  # out[i] = centre[i - 1]
-    volume = torch.zeros(1, 9, 9, 9)
-    volume[0, 4, 4, 4] = 1.0
+    shift, volume = _shift_network(), _bright_voxel()
     common = dict(slices=3, multiple=1, batch_size=4)
     for symmetries in (4, 8):
         out = predict_slabs(shift, volume, symmetries=symmetries, **common)[0]
@@ -781,9 +786,8 @@ def test_lattice_symmetries_move_every_voxel_onto_a_voxel():
 def test_the_denoise_fine_tune_on_white_noise_records_its_augmentation():
     from bids_synth.training.recipes import RECIPES, _fine_tune_description
 
-    white = RECIPES["denoise-slab"]
-    while white.version != "2.5.0":
-        white = white.parent()
+    white = RECIPES["denoise-slab"]  # 2.5.1: 2.5.0's trajectory, adapted to each image
+    assert white.version == "2.5.1" and white.adaptation is not None
     assert white.augmentation == "lattice"
     assert "augmentation" not in json.dumps(white.parent().run_settings())
     assert "lattice" in _fine_tune_description(white)

@@ -407,10 +407,12 @@ RECIPES["denoise-slab"] = _continued(
     "denoise-slab", "2.8.0", 130, after="2.5.0", size=192, batch_size=4, lr_anneal=(20, 0.1)
 )
 
-#: 2.5.1 is 2.5.0's network (epoch 130), fine-tuned on each image before it denoises it: 200
-#: steps of Stein's unbiased risk estimate over the image's own slabs (:mod:`bids_synth.nn.
-#: adaptation`). Every trained successor of 2.5.0 gained on simulated heads and lost on real
-#: scans; on the MNI 2009a T1 with 5 % noise the adaptation adds 0.4 dB (BENCHMARKS.md)
+#: 2.5.1 is 2.5.0's network (epoch 130) adapted to each image before it denoises it: 200 steps of
+#: Stein's unbiased risk estimate over the image's own slabs, tuning the normalisation gains
+#: (:mod:`bids_synth.nn.adaptation`). Tuning every weight instead added 0.2–0.5 dB in the brain of
+#: the noisy real Colin27 but fine texture of its own to the clean one (estimated σ 1.05 → 1.22;
+#: 2.5.0: 0.65); the gains alone keep the clean image (0.75) and add 0.14 dB on the noisy MNI
+#: 2009a T1 at 5 %: a candidate, not shipped (BENCHMARKS.md)
 RECIPES["denoise-slab"] = replace(
     _version_of("denoise-slab", "2.5.0"),
     version="2.5.1",

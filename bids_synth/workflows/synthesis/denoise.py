@@ -62,9 +62,9 @@ def add_arguments(group) -> None:
         dest="denoise_adapt_steps",
         type=nonnegative_int,
         metavar="N",
-        help="steps that fine-tune the model on each image before it denoises it (SURE, no "
+        help="steps that fine-tune the model on each image before it denoises it (SURE: no "
         "clean data; method model, 2.5D bundles; 0: the model as trained; default: the "
-        "bundle's, 200 for the shipped one)",
+        "bundle's, none for the shipped one)",
     )
 
 
