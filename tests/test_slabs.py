@@ -325,6 +325,8 @@ def test_slab_bundle_round_trips_and_predicts_on_any_grid(tmp_path):
     assert np.array_equal(unadapted, first) and "adaptation" not in info
     _, info = predict_on_grid(bundle, [image], affine, device="auto", mask=head, adapt_steps=2)
     assert info["adaptation"]["steps"] == 2
+    with pytest.raises(ModelBundleError, match="cannot adapt to this image"):
+        predict_on_grid(adapting, [image], affine, device="auto", mask=np.zeros_like(head))
     meta["inference"]["adaptation"] = {"method": "noise2noise"}
     unknown = save_bundle(tmp_path / "n2n", net, meta=meta)
     with pytest.raises(ModelBundleError, match="inference adaptation"):

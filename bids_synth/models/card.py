@@ -43,9 +43,9 @@ def _inference_lines(inference: dict) -> list[str]:
     )
     adaptation = inference.get("adaptation")
     adapted = (
-        f" Before it denoises an image it is fine-tuned on that image alone: {adaptation['steps']}"
-        f" Adam steps (learning rate {adaptation['lr']:g}) on Stein's unbiased estimate of its"
-        " squared error (SURE), with the noise σ estimated in the head."
+        f" Before it denoises an image its normalisation gains are tuned on that image alone:"
+        f" {adaptation['steps']} Adam steps (learning rate {adaptation['lr']:g}) on Stein's"
+        " unbiased estimate of its squared error (SURE), with the noise σ estimated in the head."
         if adaptation
         else ""
     )

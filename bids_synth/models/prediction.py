@@ -92,6 +92,7 @@ def predict_on_grid(
     from scipy.ndimage import zoom
 
     from bids_synth.errors import ModelBundleError
+    from bids_synth.nn.adaptation import normalisation_gains
     from bids_synth.nn.inference import predict_volume
     from bids_synth.nn.slabs import ENSEMBLE_SIZES, FUSIONS, predict_volume_slabs
 
@@ -125,6 +126,12 @@ def predict_on_grid(
     if mask is not None:
         foreground = to_model_grid((mask > 0.5).astype(np.uint8), affine, contract, order=0) > 0
     network = bundle.load_network("cpu")
+    empty = foreground is not None and not foreground.any()
+    if adaptation is not None and (empty or not normalisation_gains(network)):
+        raise ModelBundleError(
+            f"model bundle {bundle.ref}: cannot adapt to this image (it needs normalisation "
+            "gains in the network and a non-empty mask)"
+        )
     box = head_box(foreground) if foreground is not None else (slice(None),) * 3
     common = dict(
         batch_size=batch_size,
