@@ -34,10 +34,11 @@ METHOD = "sure"
 class SureAdaptation:
     """Settings of :func:`sure_adapted`: Adam ``steps`` at learning rate ``lr`` on batches of
     ``batch_size`` slabs cropped to ``size``² in-plane, divergence step ``epsilon`` (normalised
-    intensity units), random draws from ``seed``."""
+    intensity units), random draws from ``seed``. The defaults were chosen on the noisy MNI 2009a
+    T1: 100 steps at 3e-3 gain as much as 200 at 1e-3, in half the time."""
 
-    steps: int = 200
-    lr: float = 1e-3
+    steps: int = 100
+    lr: float = 3e-3
     batch_size: int = 4
     size: int = 128
     epsilon: float = 1e-3
