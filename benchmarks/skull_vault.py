@@ -1,0 +1,116 @@
+"""The skull vault of simulated heads' CT against the real head CT of the reference data.
+
+Both CTs on one 1.5 mm isotropic grid (linear resampling of the real CT's 0.96 × 0.96 × 1.5 mm
+voxels and of the simulation's 1 mm): the bone (≥ 300 HU, its largest component) in the top 35 %
+of the head's height is the vault. Per CT: the mean HU of all bone and of the vault, the vault's
+quartiles and share at ≥ 1,000 HU, its median thickness (twice the depth of the bone's medial
+ridge) and its mean HU against depth below the bone's surface — the cortical tables show as the
+peak, the diploë as the dip behind it. This is the evidence for the head model's table thickness
+(:data:`bids_synth.simulate.atlases.TABLE_MM`).
+
+    python benchmarks/skull_vault.py tpm:9002 mni2009a:100 colin27:90001 [--append]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+import numpy as np
+from scipy import ndimage
+
+GRID_MM = 1.5
+BONE_HU, DENSE_HU, HEAD_HU = 300.0, 1000.0, -400.0
+VAULT_SHARE = 0.35
+DEPTH_BINS_MM = ((0.0, 1.6), (1.6, 3.1), (3.1, 4.6), (4.6, np.inf))
+
+
+def on_grid(hu: np.ndarray, spacing_mm) -> np.ndarray:
+    """``hu`` resampled linearly to :data:`GRID_MM` isotropic voxels."""
+    return ndimage.zoom(hu.astype(np.float32), np.asarray(spacing_mm) / GRID_MM, order=1)
+
+
+def vault_figures(hu: np.ndarray) -> dict:
+    """The figures of one RAS CT on the :data:`GRID_MM` grid (see the module's docstring)."""
+    head = ndimage.binary_fill_holes(hu > HEAD_HU)
+    labels, count = ndimage.label(hu >= BONE_HU)
+    sizes = ndimage.sum(labels > 0, labels, range(1, count + 1))
+    bone = labels == 1 + int(np.argmax(sizes))
+    levels = np.nonzero(head.any(axis=(0, 1)))[0]
+    vault = bone.copy()
+    vault[..., : int(levels.max() - VAULT_SHARE * (levels.max() - levels.min()))] = False
+    depth = ndimage.distance_transform_edt(bone, sampling=GRID_MM)
+    ridge = vault & (depth == ndimage.maximum_filter(depth, size=3)) & (depth >= GRID_MM)
+    values, depths = hu[vault], depth[vault]
+    return {
+        "bone": float(hu[hu >= BONE_HU].mean()),
+        "vault": float(values.mean()),
+        "quartiles": np.percentile(values, [25, 50, 75]).round().tolist(),
+        "dense": float(np.mean(values >= DENSE_HU)),
+        "thickness": float(np.median(2 * depth[ridge])),
+        "by_depth": [float(values[(depths > a) & (depths <= b)].mean()) for a, b in DEPTH_BINS_MM],
+    }
+
+
+def real_ct() -> np.ndarray:
+    """The real head CT (InVesalius 0051) in RAS on the grid."""
+    import nibabel as nib
+
+    from bids_synth.refdata import reference_file
+
+    image = nib.load(reference_file("ct_head_invesalius0051.nii.gz"))
+    ras = nib.orientations.io_orientation(image.affine)
+    hu = nib.orientations.apply_orientation(np.asanyarray(image.dataobj, np.float32), ras)
+    spacing = np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0))[ras[:, 0].astype(int)]
+    return on_grid(hu, spacing)
+
+
+def simulated_ct(source: str, seed: int) -> np.ndarray:
+    """The CT of one 1 mm label head of ``source`` (RAS) on the grid."""
+    from bids_synth.simulate.randomise import simulate_label_head
+
+    head = simulate_label_head(seed, label_source=source, physics_contrasts=("T1w",))
+    return on_grid(head.ct, [head.spacing_mm] * 3)
+
+
+def row(name: str, figures: dict) -> str:
+    q25, q50, q75 = figures["quartiles"]
+    return (
+        f"| {name} | {figures['bone']:.0f} | {figures['vault']:.0f} | {q25:.0f} / {q50:.0f} / "
+        f"{q75:.0f} | {figures['dense']:.0%} | {figures['thickness']:.1f} | "
+        + " / ".join(f"{value:.0f}" for value in figures["by_depth"])
+        + " |"
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("heads", nargs="+", help="label source:seed of each simulated head")
+    parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    from bids_synth.simulate.randomise import HEAD_MODEL_REVISION
+
+    lines = [
+        "| CT | bone mean (HU) | vault mean | vault quartiles | vault ≥ 1,000 HU | vault thickness "
+        "(mm) | vault HU at 0–1.5 / 1.5–3 / 3–4.5 / > 4.5 mm deep |",
+        "|---|---|---|---|---|---|---|",
+        row("real head CT (InVesalius 0051)", vault_figures(real_ct())),
+    ]
+    for head in args.heads:
+        source, seed = head.split(":")
+        figures = vault_figures(simulated_ct(source, int(seed)))
+        lines.append(row(f"`{source}` seed {seed} (revision {HEAD_MODEL_REVISION})", figures))
+        print(lines[-1], flush=True)
+    body = f"On a {GRID_MM:g} mm grid:\n\n" + "\n".join(lines)
+    print(body)
+    if args.append:
+        from harness import append_section
+
+        title = "The skull vault of simulated heads against the real head CT"
+        append_section(title, shlex.join(["python", *sys.argv]), body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
