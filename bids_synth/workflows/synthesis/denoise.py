@@ -1,10 +1,10 @@
 """Denoising of every MR image of a session: the T1w preproc and the registered T2w/FLAIR/PD.
 
 ``--denoise-method model`` applies the newest denoise bundle (shipped, or trained with
-``bids-synth train --task denoise`` and installed with ``bids-synth models install``), first
-fine-tuned on each image when the bundle declares it (``--denoise-adapt-steps``), ``self``
-trains a small blind-spot (noise2self) U-Net on each image itself, ``nlm`` is antspyx non-local
-means with a Rician noise model. The default is ``model`` once the newest bundle has passed the
+``bids-synth train --task denoise`` and installed with ``bids-synth models install``), its
+normalisation gains first tuned on each image when the bundle declares it
+(``--denoise-adapt-steps``), ``self`` trains a small blind-spot (noise2self) U-Net on each image
+itself, ``nlm`` is antspyx non-local means with a Rician noise model. The default is ``model`` once the newest bundle has passed the
 real-scan check of the denoising benchmark, else ``nlm`` (:func:`default_method`). Outputs
 ``desc-denoised_<suffix>`` (``space-T1w`` for the registered contrasts); the sidecar records the
 noise σ before and after."""
@@ -62,9 +62,9 @@ def add_arguments(group) -> None:
         dest="denoise_adapt_steps",
         type=nonnegative_int,
         metavar="N",
-        help="steps that fine-tune the model on each image before it denoises it (SURE: no "
-        "clean data; method model, 2.5D bundles; 0: the model as trained; default: the "
-        "bundle's, none for the shipped one)",
+        help="steps that tune the model's normalisation gains on each image before it "
+        "denoises it (SURE: no clean data; method model, 2.5D bundles; 0: the model as "
+        "trained; default: the bundle's, 100 for the shipped one)",
     )
 
 
