@@ -636,7 +636,7 @@ def test_the_summary_counts_each_epoch_with_the_batches_it_trained_on():
     from bids_synth.training.recipes import _continued, _fine_tune_description, training_summary
 
     whole_slices = _continued(  # 2.5.1 has 2.5.0's trajectory
-        "denoise-slab", "9.9.9", 130, size=192, batch_size=4, lr_anneal=(20, 0.1)
+        "denoise-slab", "9.9.9", 130, after="2.5.1", size=192, batch_size=4, lr_anneal=(20, 0.1)
     )
     start = whole_slices.fine_tune_from
     history = [{"epoch": epoch, "seconds": 36.0} for epoch in range(1, start + 3)]
@@ -789,10 +789,24 @@ def test_lattice_symmetries_move_every_voxel_onto_a_voxel():
         )  # channels move together
 
 
+def test_the_denoise_fine_tune_names_the_clean_images_it_trains_on_instead():
+    from bids_synth.training.recipes import RECIPES, _fine_tune_description
+
+    sharp = RECIPES["denoise-slab"]
+    assert sharp.version == "2.10.0" and sharp.adaptation == sharp.parent().adaptation
+    assert sharp.parent().run_settings()["clean_images"] != sharp.run_settings()["clean_images"]
+    assert _fine_tune_description(sharp).endswith(
+        "the real reference images mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz (6× each) "
+        "instead of mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz, spm/avg152T1.nii.gz, "
+        "spm/avg152T2.nii.gz, spm/avg152PD.nii.gz (3× each) and the learning rate annealed from "
+        "0.0003 to 3e-05 (half cosine) over 15 epochs from epoch 130 on"
+    )
+
+
 def test_the_denoise_fine_tune_on_white_noise_records_its_augmentation():
     from bids_synth.training.recipes import RECIPES, _fine_tune_description
 
-    white = RECIPES["denoise-slab"]  # 2.5.1: 2.5.0's trajectory, adapted to each image
+    white = RECIPES["denoise-slab"].parent()  # 2.5.1: 2.5.0's trajectory, adapted to each image
     assert white.version == "2.5.1" and white.adaptation is not None
     assert white.augmentation == "lattice"
     assert "augmentation" not in json.dumps(white.parent().run_settings())

@@ -424,6 +424,19 @@ RECIPES["denoise-slab"] = replace(
     adaptation=SureAdaptation(),
 )
 
+#: 2.10.0 continues 2.5.1 from epoch 130 with the MNI 2009a T1 as its only real clean image (6×
+#: instead of the four images 3× each): the SPM avg152 templates are 2 mm averages, clean
+#: targets smoother than a real scan, and the network smooths the real Colin27's cerebellar
+#: folia more than BM4D does
+RECIPES["denoise-slab"] = _continued(
+    "denoise-slab",
+    "2.10.0",
+    130,
+    clean_images=("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",),
+    clean_image_copies=6,
+    lr_anneal=(15, 0.1),
+)
+
 
 #: 2.2.0 continues 2.1.0's weights (epoch 44) on pairs whose input noise stays white (quarter
 #: turns and transposes instead of a resampled affine, as the denoiser's 2.5.0): on the real scans
@@ -758,6 +771,12 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
             changes.append(
                 f"batches of {recipe.batch_size} slabs of {recipe.size}² voxels instead of "
                 f"{recipe.base.batch_size} of {recipe.base.size}²"
+            )
+        if recipe.clean_images != recipe.base.clean_images:
+            changes.append(
+                f"the real reference images {', '.join(recipe.clean_images)} "
+                f"({recipe.clean_image_copies}× each) instead of "
+                f"{', '.join(recipe.base.clean_images)} ({recipe.base.clean_image_copies}× each)"
             )
         if recipe.noise_relative_loss != recipe.base.noise_relative_loss:
             changes.append("each pair's error divided by its noise rms (every level alike)")
