@@ -4,10 +4,10 @@
 ``bids-synth train --task denoise`` and installed with ``bids-synth models install``), its
 normalisation gains first tuned on each image when the bundle declares it
 (``--denoise-adapt-steps``), ``self`` trains a small blind-spot (noise2self) U-Net on each image
-itself, ``nlm`` is antspyx non-local means with a Rician noise model. The default is ``model`` once the newest bundle has passed the
-real-scan check of the denoising benchmark, else ``nlm`` (:func:`default_method`). Outputs
-``desc-denoised_<suffix>`` (``space-T1w`` for the registered contrasts); the sidecar records the
-noise σ before and after."""
+itself, ``nlm`` is antspyx non-local means with a Rician noise model. The default is ``model``
+once the newest bundle has passed the real-scan check of the denoising benchmark, else ``nlm``
+(:func:`default_method`). Outputs ``desc-denoised_<suffix>`` (``space-T1w`` for the registered
+contrasts); the sidecar records the noise σ before and after."""
 
 from __future__ import annotations
 
