@@ -3,8 +3,9 @@
 Both CTs on one 1.5 mm isotropic grid (linear resampling of the real CT's 0.96 × 0.96 × 1.5 mm
 voxels and of the simulation's 1 mm): the bone (≥ 300 HU, its largest component) in the top 35 %
 of the head's height is the vault. Per CT: the mean HU of all bone and of the vault, the vault's
-quartiles and share at ≥ 1,000 HU, its median thickness (twice the depth of the bone's medial
-ridge) and its mean HU against depth below the bone's surface — the cortical tables show as the
+quartiles and share at ≥ 1,000 HU, the skull's thickness over the vertex (as ``bench_sct``
+measures it: :func:`bids_synth.metrics.skull_thickness_mm`) and the vault's mean HU against depth
+below the bone's surface — the cortical tables show as the
 peak, the diploë as the dip behind it. This is the evidence for the head model's table thickness
 (:data:`bids_synth.simulate.atlases.TABLE_MM`).
 
@@ -18,10 +19,14 @@ import shlex
 import sys
 
 import numpy as np
+from harness import CT_HEAD_HU
 from scipy import ndimage
 
+from bids_synth.metrics import skull_thickness_mm
+from bids_synth.synthesis.sct_methods import BONE_QC_HU
+
 GRID_MM = 1.5
-BONE_HU, DENSE_HU, HEAD_HU = 300.0, 1000.0, -400.0
+DENSE_HU = 1000.0
 VAULT_SHARE = 0.35
 DEPTH_BINS_MM = ((0.0, 1.6), (1.6, 3.1), (3.1, 4.6), (4.6, np.inf))
 
@@ -33,22 +38,21 @@ def on_grid(hu: np.ndarray, spacing_mm) -> np.ndarray:
 
 def vault_figures(hu: np.ndarray) -> dict:
     """The figures of one RAS CT on the :data:`GRID_MM` grid (see the module's docstring)."""
-    head = ndimage.binary_fill_holes(hu > HEAD_HU)
-    labels, count = ndimage.label(hu >= BONE_HU)
+    head = ndimage.binary_fill_holes(hu > CT_HEAD_HU)
+    labels, count = ndimage.label(hu >= BONE_QC_HU)
     sizes = ndimage.sum(labels > 0, labels, range(1, count + 1))
     bone = labels == 1 + int(np.argmax(sizes))
     levels = np.nonzero(head.any(axis=(0, 1)))[0]
     vault = bone.copy()
     vault[..., : int(levels.max() - VAULT_SHARE * (levels.max() - levels.min()))] = False
-    depth = ndimage.distance_transform_edt(bone, sampling=GRID_MM)
-    ridge = vault & (depth == ndimage.maximum_filter(depth, size=3)) & (depth >= GRID_MM)
-    values, depths = hu[vault], depth[vault]
+    depths = ndimage.distance_transform_edt(bone, sampling=GRID_MM)[vault]
+    values = hu[vault]
     return {
-        "bone": float(hu[hu >= BONE_HU].mean()),
+        "bone": float(hu[hu >= BONE_QC_HU].mean()),
         "vault": float(values.mean()),
         "quartiles": np.percentile(values, [25, 50, 75]).round().tolist(),
         "dense": float(np.mean(values >= DENSE_HU)),
-        "thickness": float(np.median(2 * depth[ridge])),
+        "thickness": skull_thickness_mm(hu >= BONE_QC_HU, hu > CT_HEAD_HU, [GRID_MM] * 3)["median"],
         "by_depth": [float(values[(depths > a) & (depths <= b)].mean()) for a, b in DEPTH_BINS_MM],
     }
 
@@ -59,11 +63,8 @@ def real_ct() -> np.ndarray:
 
     from bids_synth.refdata import reference_file
 
-    image = nib.load(reference_file("ct_head_invesalius0051.nii.gz"))
-    ras = nib.orientations.io_orientation(image.affine)
-    hu = nib.orientations.apply_orientation(np.asanyarray(image.dataobj, np.float32), ras)
-    spacing = np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0))[ras[:, 0].astype(int)]
-    return on_grid(hu, spacing)
+    image = nib.as_closest_canonical(nib.load(reference_file("ct_head_invesalius0051.nii.gz")))
+    return on_grid(np.asanyarray(image.dataobj, np.float32), image.header.get_zooms()[:3])
 
 
 def simulated_ct(source: str, seed: int) -> np.ndarray:
@@ -92,8 +93,8 @@ def main(argv=None) -> int:
     from bids_synth.simulate.randomise import HEAD_MODEL_REVISION
 
     lines = [
-        "| CT | bone mean (HU) | vault mean | vault quartiles | vault ≥ 1,000 HU | vault thickness "
-        "(mm) | vault HU at 0–1.5 / 1.5–3 / 3–4.5 / > 4.5 mm deep |",
+        "| CT | bone mean (HU) | vault mean | vault quartiles | vault ≥ 1,000 HU | skull over the "
+        "vertex (mm) | vault HU at 0–1.5 / 1.5–3 / 3–4.5 / > 4.5 mm deep |",
         "|---|---|---|---|---|---|---|",
         row("real head CT (InVesalius 0051)", vault_figures(real_ct())),
     ]
