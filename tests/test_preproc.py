@@ -82,6 +82,18 @@ def test_head_mask_holds_the_whole_of_a_dim_t1w_head():
     assert dice(mask, draw.head_mask.numpy().astype(bool)) > 0.94
 
 
+def test_head_mask_keeps_a_head_cut_by_the_field_of_view():
+    """Every real scan cuts the neck, some the vertex: the slices at the edge of the field of view
+    stay in the mask (a closing eroded them: sct wrote air into the last 5 mm)."""
+    image = contrast(phantom_labels(), "T1w")
+    centre = image.shape[2] // 2
+    cut = ants.from_numpy(np.ascontiguousarray(image[:, :, centre:]), spacing=(1.0, 1.0, 1.0))
+    whole = head_mask(ants.from_numpy(image, spacing=(1.0, 1.0, 1.0))).numpy() > 0
+    mask = head_mask(cut).numpy() > 0
+    assert mask[:, :, 0].sum() >= 0.95 * whole[:, :, centre].sum()
+    assert np.array_equal(mask[:, :, 6:], whole[:, :, centre + 6 :])
+
+
 @pytest.mark.skipif(
     not (reference_dir() / "ch2bet.nii.gz").exists(), reason="reference data not available"
 )

@@ -34,7 +34,7 @@ def head_region(image: ants.ANTsImage, level: float) -> np.ndarray:
     cavities opening onto the edge of the field of view are filled too: the skin encloses the dark
     skull and CSF), largest component."""
     foreground = image.numpy() > level
-    mask = ndimage.binary_closing(foreground, _ball(5.0, image.spacing), border_value=0)
+    mask = _closing(foreground, _ball(5.0, image.spacing))
     return _largest_component(_fill_holes(mask))
 
 
@@ -71,7 +71,7 @@ def brain_mask(t1w: ants.ANTsImage, head: ants.ANTsImage) -> ants.ANTsImage:
     eroded = ndimage.binary_erosion(bright, _ball(4.0, t1w.spacing))
     core = _largest_superior_component(eroded, inside, t1w)
     grown = ndimage.binary_dilation(core, _ball(5.0, t1w.spacing), mask=bright)
-    closed = ndimage.binary_closing(grown, _ball(6.0, t1w.spacing), border_value=0) & inside
+    closed = _closing(grown, _ball(6.0, t1w.spacing)) & inside
     mask = _largest_component(_fill_holes(closed))
     return t1w.new_image_like(mask.astype("float32"))
 
@@ -131,6 +131,15 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels == sizes.argmax()
+
+
+def _closing(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
+    """Binary closing by ``ball`` that keeps what touches the edge of the field of view (a neck
+    or vertex cut by it): the mask is padded by the ball's radii first, so that the erosion does
+    not eat the last slices."""
+    pad = [(r // 2, r // 2) for r in ball.shape]
+    closed = ndimage.binary_closing(np.pad(mask, pad), ball)
+    return closed[tuple(slice(a, a + n) for (a, _), n in zip(pad, mask.shape))]
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
