@@ -668,12 +668,13 @@ def test_the_denoise_fine_tune_smooths_the_texture_of_its_clean_targets():
 def test_the_shell_fine_tune_describes_each_change_once():
     from bids_synth.training.recipes import RECIPES, _fine_tune_description
 
-    continued = RECIPES["sct-t1w-slab-shell"]  # 2.10.0: 2.8.0 as it was, on a new head model
-    assert continued.version == "2.10.0" and continued.base.version == "2.8.0"
+    continued = RECIPES["sct-t1w-slab-shell"]  # 2.11.0: 2.8.0 with more physics-based inputs
+    assert continued.version == "2.11.0" and continued.base.version == "2.8.0"
     description = _fine_tune_description(continued)
     assert description.count("stretched per draw") == 1
     assert "annealed" not in description
-    assert description.endswith("calls bone weighing as much as bone from epoch 257 on")
+    assert "calls bone weighing as much as bone from epoch 257 on" in description
+    assert description.endswith("60% of the inputs physics-based (T1w; was 25%) from epoch 352 on")
 
 
 def test_denoising_pairs_share_one_normalisation_and_differ_by_the_noise():
