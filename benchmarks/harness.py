@@ -7,8 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-#: CT voxels above this HU are inside the head (not air)
-CT_HEAD_HU = -400.0
+from bids_synth.simulate.atlases import CT_HEAD_HU  # noqa: F401  (CT voxels above it: the head)
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
