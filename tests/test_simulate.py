@@ -490,6 +490,29 @@ def test_a_shell_stretch_thickens_the_skull_and_scalp_by_its_factor(monkeypatch)
     assert 29.5 <= stretched.min() <= 31 and 38 <= stretched.max() <= 39.5  # 6 mm × 1.5
 
 
+def test_fat_compartments_turn_about_their_share_of_the_muscle_into_fat():
+    from bids_synth.simulate.anatomy import with_fat_compartments
+    from bids_synth.simulate.tissues import Tissue
+
+    f = torch.zeros(N_TISSUES, 60, 60, 60)
+    f[Tissue.MUSCLE, :, :, :30] = 1.0
+    f[Tissue.FAT, :, :, 30:40] = 1.0
+    f[Tissue.BACKGROUND, :, :, 40:] = 1.0
+    spacing = (2.0, 2.0, 2.0)
+
+    def draw(share, seed):
+        return with_fat_compartments(f, spacing, share, torch.Generator().manual_seed(seed))
+
+    assert torch.equal(draw(0.3, 1), draw(0.3, 1)) and not torch.equal(draw(0.3, 1), draw(0.3, 2))
+    for share in (0.1, 0.4):
+        turned = draw(share, 3)
+        assert torch.allclose(turned.sum(dim=0), f.sum(dim=0))  # fractions still sum to 1
+        assert torch.equal(turned[Tissue.BACKGROUND], f[Tissue.BACKGROUND])
+        moved = 1 - turned[Tissue.MUSCLE, :, :, :30].mean()
+        assert abs(float(moved) - share) < 0.15  # one smooth field: its share is near the quantile
+        assert torch.equal(turned[Tissue.FAT, :, :, 30:40], f[Tissue.FAT, :, :, 30:40])
+
+
 def test_the_shell_stretch_is_a_smooth_bounded_field_of_the_seed():
     from bids_synth.simulate.seeding import numpy_rng
     from bids_synth.simulate.shell import SHELL_SCALE_LIMITS, shell_scale

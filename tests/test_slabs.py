@@ -668,13 +668,15 @@ def test_the_denoise_fine_tune_smooths_the_texture_of_its_clean_targets():
 def test_the_shell_fine_tune_describes_each_change_once():
     from bids_synth.training.recipes import RECIPES, _fine_tune_description
 
-    continued = RECIPES["sct-t1w-slab-shell"]  # 2.11.0: 2.8.0 with more physics-based inputs
-    assert continued.version == "2.11.0" and continued.base.version == "2.8.0"
+    continued = RECIPES["sct-t1w-slab-shell"]  # 2.12.0: 2.11.0 with fat compartments
+    assert continued.version == "2.12.0" and continued.base.version == "2.11.0"
+    assert continued.base.base.version == "2.8.0"
     description = _fine_tune_description(continued)
     assert description.count("stretched per draw") == 1
     assert "annealed" not in description
     assert "calls bone weighing as much as bone from epoch 257 on" in description
-    assert description.endswith("60% of the inputs physics-based (T1w; was 25%) from epoch 352 on")
+    assert "60% of the inputs physics-based (T1w; was 25%) from epoch 352 on" in description
+    assert description.endswith("muscle turned into fat compartments from epoch 390 on")
 
 
 def test_denoising_pairs_share_one_normalisation_and_differ_by_the_noise():

@@ -15,12 +15,16 @@ from bids_synth.simulate.grids import as_spacing, centred_affine, grid_points
 from bids_synth.simulate.label_sources import get_label_source
 from bids_synth.simulate.mri import draw_property_jitter
 from bids_synth.simulate.seeding import numpy_rng, torch_generator
-from bids_synth.simulate.tissues import head_mask_from_fractions, labels_from_fractions
+from bids_synth.simulate.tissues import Tissue, head_mask_from_fractions, labels_from_fractions
 
 #: Field of view of a draw when no shape is given (mm, RAS axes): head and upper neck.
 DEFAULT_FOV_MM = (180.0, 216.0, 200.0)
 TEXTURE_CORRELATION_MM = 12.0
 DEFORMATION_MM = 2.0  # standard deviation of each velocity-field component
+#: size of the fat compartments drawn into muscle (orbital, buccal, parapharyngeal, neck fat)
+FAT_COMPARTMENT_MM = 15.0
+#: the width of a compartment's partial-volume edge, in units of its field (about 1 mm)
+_FAT_EDGE = 0.1
 
 
 def default_shape(spacing) -> tuple[int, int, int]:
@@ -59,11 +63,14 @@ def draw_anatomy(
     device: str | torch.device = "cpu",
     deform: bool = True,
     shell_stretch_sd: float = 0.0,
+    muscle_fat_share: float = 0.0,
 ) -> Anatomy:
     """A random anatomy on a grid of ``shape`` (default :func:`default_shape`) and ``spacing`` mm,
     centred on the source's head; ``deform=False`` keeps the affine part only;
     ``shell_stretch_sd`` > 0 varies the thickness of a file source's skull and scalp
-    (:mod:`~bids_synth.simulate.shell`)."""
+    (:mod:`~bids_synth.simulate.shell`); ``muscle_fat_share`` > 0 turns a share
+    ``U(0, muscle_fat_share)`` of the muscle into fat compartments
+    (:func:`with_fat_compartments`)."""
     spacing = as_spacing(spacing)
     shape = tuple(int(n) for n in (shape or default_shape(spacing)))
     source = get_label_source(label_source, device)
@@ -81,6 +88,10 @@ def draw_anatomy(
         points, voxel_mm=voxel_mm, seed=seed, shell_stretch_sd=shell_stretch_sd
     )
     del points
+    if muscle_fat_share:
+        share = float(numpy_rng(seed, "fat").uniform(0.0, muscle_fat_share))
+        generator = torch_generator(seed, "fat", device=device)
+        fractions = with_fat_compartments(fractions, spacing, share, generator)
     biology = numpy_rng(seed, "biology")
     textures = smooth_field(
         shape,
@@ -101,3 +112,31 @@ def draw_anatomy(
         tissue_hu=draw_tissue_hu(biology),
         textures=textures,
     )
+
+
+def with_fat_compartments(
+    fractions: torch.Tensor,
+    spacing: tuple[float, float, float],
+    share: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``fractions`` with about ``share`` of the grid's muscle turned into fat, in
+    smooth compartments of about :data:`FAT_COMPARTMENT_MM` (where a smooth random field exceeds
+    the share's quantile, with a partial-volume edge).
+
+    The file label sources know fat only as a subcutaneous layer: all their deep soft tissue is
+    muscle, while a real head holds fat in its orbits, face and neck. A network trained on them
+    learns that deep soft tissue is muscle; with compartments it has to read fat from the image.
+    """
+    field = smooth_field(
+        fractions.shape[1:],
+        spacing=spacing,
+        correlation_mm=FAT_COMPARTMENT_MM,
+        generator=generator,
+    )[0]
+    threshold = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1.0 - share)).item()
+    fat = torch.sigmoid((field - threshold) / _FAT_EDGE) * fractions[Tissue.MUSCLE]
+    fractions = fractions.clone()
+    fractions[Tissue.MUSCLE] -= fat
+    fractions[Tissue.FAT] += fat
+    return fractions

@@ -176,9 +176,11 @@ def simulate_label_head(
     physics_contrasts: tuple[str, ...] = PHYSICS_CONTRASTS,
     target_contrasts: tuple[str, ...] = (),
     shell_stretch_sd: float = 0.0,
+    muscle_fat_share: float = 0.0,
 ) -> LabelHead:
     """Draw one anatomy (random affine + nonlinear deformation of ``label_source``, its skull
-    and scalp stretched by ``shell_stretch_sd``) and keep its labels, CT, the clean physics
+    and scalp stretched by ``shell_stretch_sd``, up to ``muscle_fat_share`` of its muscle turned
+    into fat compartments: :func:`~bids_synth.simulate.anatomy.draw_anatomy`) and keep its labels, CT, the clean physics
     images of ``physics_contrasts`` (each with its own random scanner style) and of
     ``target_contrasts`` (the reference style), cropped to the head's bounding box."""
     from bids_synth.simulate.anatomy import draw_anatomy
@@ -187,7 +189,11 @@ def simulate_label_head(
     from bids_synth.simulate.subject import acquire
 
     anatomy = draw_anatomy(
-        seed, label_source=label_source, spacing=spacing, shell_stretch_sd=shell_stretch_sd
+        seed,
+        label_source=label_source,
+        spacing=spacing,
+        shell_stretch_sd=shell_stretch_sd,
+        muscle_fat_share=muscle_fat_share,
     )
     ct = clean_ct(anatomy.fractions, anatomy.tissue_hu, anatomy.textures[1])
     physics = []
@@ -221,12 +227,14 @@ def head_file_name(
     physics_contrasts: tuple[str, ...] = PHYSICS_CONTRASTS,
     target_contrasts: tuple[str, ...] = (),
     shell_stretch_sd: float = 0.0,
+    muscle_fat_share: float = 0.0,
 ) -> str:
-    """The cache file of one simulated head (the head model's revision, anatomy, shell stretch
-    and contrasts)."""
+    """The cache file of one simulated head (the head model's revision, anatomy, shell stretch,
+    fat compartments and contrasts)."""
     physics = "" if physics_contrasts == PHYSICS_CONTRASTS else "-" + "-".join(physics_contrasts)
     targets = physics + "".join(f"+{name}" for name in sorted(target_contrasts))
     shell = f"-shell{shell_stretch_sd:g}" if shell_stretch_sd else ""
+    shell += f"-fat{muscle_fat_share:g}" if muscle_fat_share else ""
     return f"head-r{HEAD_MODEL_REVISION}-{source}-{seed}{shell}-{spacing:g}mm{targets}.npz"
 
 
@@ -238,15 +246,23 @@ def load_or_simulate_heads(
     physics_contrasts: tuple[str, ...] = PHYSICS_CONTRASTS,
     target_contrasts: tuple[str, ...] = (),
     shell_stretch_sd: float = 0.0,
+    muscle_fat_share: float = 0.0,
     log=None,
 ) -> list[LabelHead]:
     """The heads ``(label_source, seed)`` of ``specs`` (with ``physics_contrasts``,
-    ``target_contrasts`` and ``shell_stretch_sd``), simulated once and cached in ``folder``."""
+    ``target_contrasts``, ``shell_stretch_sd`` and ``muscle_fat_share``), simulated once and
+    cached in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     heads = []
     for source, seed in specs:
         path = folder / head_file_name(
-            source, seed, spacing, physics_contrasts, target_contrasts, shell_stretch_sd
+            source,
+            seed,
+            spacing,
+            physics_contrasts,
+            target_contrasts,
+            shell_stretch_sd,
+            muscle_fat_share,
         )
         if not path.exists():
             if log:
@@ -258,6 +274,7 @@ def load_or_simulate_heads(
                 physics_contrasts=physics_contrasts,
                 target_contrasts=target_contrasts,
                 shell_stretch_sd=shell_stretch_sd,
+                muscle_fat_share=muscle_fat_share,
             ).save(path)
         heads.append(LabelHead.load(path))
     return heads

@@ -51,6 +51,7 @@ _RECORDED_WHEN_SET = {
     "base": None,
     "lr_anneal": None,
     "shell_stretch_sd": 0.0,
+    "muscle_fat_share": 0.0,
     "symmetric_emphasis": False,
     "augmentation": "affine",
     "noise_relative_loss": False,
@@ -83,7 +84,9 @@ class SlabRecipe:
     is fine-tuned on each image before it denoises it (:mod:`bids_synth.nn.adaptation`); none
     of them is part of the training trajectory.
     ``shell_stretch_sd`` varies the thickness of the training heads' skulls and scalps
-    (:mod:`bids_synth.simulate.shell`; the validation heads keep their sources' own).
+    (:mod:`bids_synth.simulate.shell`; the validation heads keep their sources' own);
+    ``muscle_fat_share`` turns up to that share of their muscle into fat compartments
+    (:func:`bids_synth.simulate.anatomy.with_fat_compartments`; not the validation heads').
     ``symmetric_emphasis`` weighs the voxels that the prediction calls bone like those that are.
     ``augmentation`` is the slabs' in-plane augmentation (:data:`~bids_synth.nn.slabs.
     AUGMENTATIONS`). ``noise_relative_loss`` divides a denoiser's error by each pair's noise rms.
@@ -123,6 +126,7 @@ class SlabRecipe:
     symmetries: int = 1
     adaptation: SureAdaptation | None = None
     shell_stretch_sd: float = 0.0
+    muscle_fat_share: float = 0.0
     symmetric_emphasis: bool = False
     augmentation: str = "affine"
     noise_relative_loss: bool = False
@@ -375,6 +379,14 @@ RECIPES["sct-t1w-slab-shell"] = _continued(
     ),
 )
 
+#: 2.12.0 continues 2.11.0 from epoch 390 with up to half of the training heads' muscle turned
+#: into fat compartments: in every training anatomy fat is only a subcutaneous layer (0–11 % of it
+#: deeper than 8 mm) and deep soft tissue is muscle, while the held-out Colin27 heads hold 23 % of
+#: their fat deep (orbits, face, neck); 2.11.0 reads their fat as +44 HU (truth −70)
+RECIPES["sct-t1w-slab-shell"] = _continued(
+    "sct-t1w-slab-shell", "2.12.0", 390, muscle_fat_share=0.5
+)
+
 
 #: 2.2.0 continues 2.1.0 from epoch 33 with smooth within-tissue texture in its Gaussian-mixture
 #: contrasts: with voxel-wise texture (sd up to 0.08) in the clean targets, 2.1.0 leaves 36–48 % of
@@ -547,7 +559,11 @@ def data_source(recipe: SlabRecipe, workdir: Path):
         log=LOG.info,
     )
     train_heads = load_or_simulate_heads(
-        pool, list(recipe.train_heads), shell_stretch_sd=recipe.shell_stretch_sd, **options
+        pool,
+        list(recipe.train_heads),
+        shell_stretch_sd=recipe.shell_stretch_sd,
+        muscle_fat_share=recipe.muscle_fat_share,
+        **options,
     )
     return RandomisedSlabs(
         train_heads + clean * recipe.clean_image_copies,
@@ -757,6 +773,11 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
             changes.append(
                 "the training heads' skulls and scalps stretched per draw (log-normal, sd "
                 f"{recipe.shell_stretch_sd:g})"
+            )
+        if recipe.muscle_fat_share != recipe.base.muscle_fat_share:
+            changes.append(
+                f"up to {recipe.muscle_fat_share:.0%} of each training head's muscle turned into "
+                "fat compartments"
             )
         if recipe.symmetric_emphasis != recipe.base.symmetric_emphasis:
             changes.append("the voxels the prediction calls bone weighing as much as bone")
