@@ -795,8 +795,9 @@ def test_lattice_symmetries_move_every_voxel_onto_a_voxel():
 def test_the_denoise_fine_tune_names_the_clean_images_it_trains_on_instead():
     from bids_synth.training.recipes import RECIPES, _fine_tune_description
 
-    sharp = RECIPES["denoise-slab"]
-    assert sharp.version == "2.10.0" and sharp.adaptation == sharp.parent().adaptation
+    sharp = RECIPES["denoise-slab"]  # 2.10.1: 2.10.0's network with four lattice symmetries
+    assert sharp.version == "2.10.1" and sharp.symmetries == 4
+    assert sharp.adaptation == sharp.parent().adaptation
     assert sharp.parent().run_settings()["clean_images"] != sharp.run_settings()["clean_images"]
     assert _fine_tune_description(sharp).endswith(
         "the real reference images mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz (6× each) "
