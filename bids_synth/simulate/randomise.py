@@ -180,9 +180,10 @@ def simulate_label_head(
 ) -> LabelHead:
     """Draw one anatomy (random affine + nonlinear deformation of ``label_source``, its skull
     and scalp stretched by ``shell_stretch_sd``, up to ``muscle_fat_share`` of its muscle turned
-    into fat compartments: :func:`~bids_synth.simulate.anatomy.draw_anatomy`) and keep its labels, CT, the clean physics
-    images of ``physics_contrasts`` (each with its own random scanner style) and of
-    ``target_contrasts`` (the reference style), cropped to the head's bounding box."""
+    into fat compartments: :func:`~bids_synth.simulate.anatomy.draw_anatomy`) and keep its
+    labels, CT, the clean physics images of ``physics_contrasts`` (each with its own random
+    scanner style) and of ``target_contrasts`` (the reference style), cropped to the head's
+    bounding box."""
     from bids_synth.simulate.anatomy import draw_anatomy
     from bids_synth.simulate.ct import clean_ct
     from bids_synth.simulate.scanner import ScannerStyle
@@ -234,8 +235,8 @@ def head_file_name(
     physics = "" if physics_contrasts == PHYSICS_CONTRASTS else "-" + "-".join(physics_contrasts)
     targets = physics + "".join(f"+{name}" for name in sorted(target_contrasts))
     shell = f"-shell{shell_stretch_sd:g}" if shell_stretch_sd else ""
-    shell += f"-fat{muscle_fat_share:g}" if muscle_fat_share else ""
-    return f"head-r{HEAD_MODEL_REVISION}-{source}-{seed}{shell}-{spacing:g}mm{targets}.npz"
+    fat = f"-fat{muscle_fat_share:g}" if muscle_fat_share else ""
+    return f"head-r{HEAD_MODEL_REVISION}-{source}-{seed}{shell}{fat}-{spacing:g}mm{targets}.npz"
 
 
 def load_or_simulate_heads(
