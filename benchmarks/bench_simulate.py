@@ -35,11 +35,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from harness import CT_HEAD_HU, ct_skull_thickness  # noqa: E402
+from harness import ct_skull_thickness  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from bids_synth.refdata import reference_dir  # noqa: E402
 from bids_synth.simulate import draw_anatomy, simulate_subject  # noqa: E402
+from bids_synth.simulate.atlases import CT_HEAD_HU  # noqa: E402
 from bids_synth.simulate.normalisation import mr_scale  # noqa: E402
 from bids_synth.simulate.scanner import ScannerStyle  # noqa: E402
 from bids_synth.simulate.subject import acquire  # noqa: E402

@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from bids_synth.simulate.atlases import CT_HEAD_HU  # noqa: F401  (CT voxels above it: the head)
+from bids_synth.simulate.atlases import CT_HEAD_HU
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 

@@ -19,10 +19,10 @@ import shlex
 import sys
 
 import numpy as np
-from harness import CT_HEAD_HU
 from scipy import ndimage
 
 from bids_synth.metrics import skull_thickness_mm
+from bids_synth.simulate.atlases import CT_HEAD_HU
 from bids_synth.synthesis.sct_methods import BONE_QC_HU
 
 GRID_MM = 1.5

@@ -511,6 +511,8 @@ def test_fat_compartments_turn_about_their_share_of_the_muscle_into_fat():
         moved = 1 - turned[Tissue.MUSCLE, :, :, :30].mean()
         assert abs(float(moved) - share) < 0.15  # one smooth field: its share is near the quantile
         assert torch.equal(turned[Tissue.FAT, :, :, 30:40], f[Tissue.FAT, :, :, 30:40])
+    with pytest.raises(ValueError, match="muscle_fat_share"):
+        draw_anatomy(1, shape=(8, 8, 8), spacing=4.0, muscle_fat_share=1.5)
 
 
 def test_the_shell_stretch_is_a_smooth_bounded_field_of_the_seed():

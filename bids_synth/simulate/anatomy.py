@@ -71,6 +71,8 @@ def draw_anatomy(
     (:mod:`~bids_synth.simulate.shell`); ``muscle_fat_share`` > 0 turns a share
     ``U(0, muscle_fat_share)`` of the muscle into fat compartments
     (:func:`with_fat_compartments`)."""
+    if not 0.0 <= muscle_fat_share <= 1.0:
+        raise ValueError(f"muscle_fat_share must be within [0, 1], got {muscle_fat_share}")
     spacing = as_spacing(spacing)
     shape = tuple(int(n) for n in (shape or default_shape(spacing)))
     source = get_label_source(label_source, device)
