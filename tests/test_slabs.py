@@ -740,7 +740,33 @@ def test_lattice_augmentation_keeps_the_noise_of_denoising_pairs_white():
     assert abs(lattice_lag) < 0.05 < 0.15 < affine_lag  # resampling correlates neighbours
     assert lattice_sd > 1.3 * affine_sd  # … and takes a third of the amplitude
     with pytest.raises(ValueError, match="slab augmentation"):
-        RandomisedSlabs(heads, heads, augmentation="elastic")
+        RandomisedSlabs(heads, heads, augmentation="shear")
+
+
+def test_elastic_augmentation_displaces_each_slab_smoothly_and_reproducibly():
+    from bids_synth.nn.slabs import ELASTIC_SD_MAX, _displacement
+
+    field = _displacement((3, 1, 96, 80), np.random.default_rng(4))
+    voxels = field * torch.tensor([80 / 2.0, 96 / 2.0])  # back from grid units to voxels
+    assert voxels.shape == (3, 96, 80, 2)
+    assert 0.0 < float(voxels.abs().max()) < 5 * ELASTIC_SD_MAX
+    steps = (voxels[:, 1:] - voxels[:, :-1]).abs()
+    assert float(steps.max()) < 0.5  # smooth: no voxel moves half a voxel more than its neighbour
+    assert not torch.allclose(voxels[0], voxels[1])  # a displacement of its own per slab
+    torch.testing.assert_close(field, _displacement((3, 1, 96, 80), np.random.default_rng(4)))
+
+    heads = [_shell_head()]
+
+    def first_batch(augmentation):
+        source = RandomisedSlabs(
+            heads, heads, slices=3, size=48, batch_size=2, seed=5, augmentation=augmentation
+        )
+        return next(iter(source.epoch_batches(0, 1)))
+
+    elastic, again, affine = first_batch("elastic"), first_batch("elastic"), first_batch("affine")
+    torch.testing.assert_close(elastic["target"], again["target"])
+    assert not torch.allclose(elastic["target"], affine["target"])
+    assert torch.all(elastic["target"][:, :, 0, 0] == -1.0)  # air at the borders, as the affine
 
 
 def test_a_noise_relative_loss_weighs_each_pair_by_its_noise():

@@ -36,7 +36,12 @@ TARGETS = ("ct", "clean")
 AUGMENTATIONS = {
     "affine": "a resampled affine",
     "lattice": "quarter turns and transposes: the pairs' noise stays white",
+    "elastic": "a resampled affine with a smooth random displacement: new local shapes per slab",
 }
+#: the ``elastic`` augmentation's displacement: random vectors on nodes this many voxels apart,
+#: interpolated bicubically, each slab's with a standard deviation drawn from U(0, max) voxels
+ELASTIC_NODE_SPACING = 32
+ELASTIC_SD_MAX = 2.5
 
 
 def slab_stack(
@@ -60,7 +65,8 @@ class RandomisedSlabs:
     Each batch re-randomises a band of :data:`BAND` slices of one head along a random axis (a new
     contrast, bias, resolution and noise), then takes ``batch_size`` slabs in it, crops or pads
     them to ``size`` × ``size`` around the head, applies one random in-plane ``augmentation``
-    (``affine``: rotation ±``rotation_deg``, scaling ±``scaling``; ``lattice``: one of the eight
+    (``affine``: rotation ±``rotation_deg``, scaling ±``scaling``; ``elastic``: that affine and a
+    smooth random displacement per slab, :data:`ELASTIC_SD_MAX`; ``lattice``: one of the eight
     quarter turns and transposes, see :data:`AUGMENTATIONS`) and flips left/right with
     probability ½.
     ``source`` is ``(B, slices, S, S)`` and ``mask`` the head. ``target`` is the centre slices of
@@ -149,7 +155,7 @@ class RandomisedSlabs:
         batch = self._crop(batch, rng)
         if augment:
             batch = (
-                self._affine(batch, rng) if self.augmentation == "affine" else _lattice(batch, rng)
+                _lattice(batch, rng) if self.augmentation == "lattice" else self._warped(batch, rng)
             )
         target = self._target_channel
         out = {
@@ -213,7 +219,9 @@ class RandomisedSlabs:
                 out = padded
         return out
 
-    def _affine(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def _warped(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """``batch`` resampled under one random rotation and scaling, and for ``elastic`` a
+        displacement of its own per slab on top."""
         angle = math.radians(float(rng.uniform(-self.rotation_deg, self.rotation_deg)))
         scale = float(rng.uniform(1 - self.scaling, 1 + self.scaling))
         theta = torch.tensor(
@@ -225,6 +233,8 @@ class RandomisedSlabs:
         grid = F.affine_grid(
             theta.expand(batch.shape[0], 2, 3), list(batch.shape), align_corners=False
         )
+        if self.augmentation == "elastic":
+            grid = grid + _displacement(batch.shape, rng)
         air = self.background
         shifted = batch.clone()
         shifted[:, self._target_channel] -= air  # background → 0: zero padding is background
@@ -233,6 +243,18 @@ class RandomisedSlabs:
         )
         warped[:, self._target_channel] += air
         return warped
+
+
+def _displacement(shape, rng: np.random.Generator) -> torch.Tensor:
+    """``(B, H, W, 2)``: a smooth random in-plane displacement per slab of a ``(B, C, H, W)``
+    batch, in :func:`torch.nn.functional.grid_sample`'s normalised units (x along W first)."""
+    slabs, _, height, width = shape
+    nodes = [math.ceil(n / ELASTIC_NODE_SPACING) + 1 for n in (height, width)]
+    sd = rng.uniform(0.0, ELASTIC_SD_MAX, (slabs, 1, 1, 1))
+    coarse = torch.from_numpy(rng.normal(0.0, 1.0, (slabs, 2, *nodes)) * sd).float()
+    voxels = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)
+    to_grid = torch.tensor([2.0 / width, 2.0 / height]).view(1, 2, 1, 1)
+    return (voxels * to_grid).permute(0, 2, 3, 1)
 
 
 def _noise_sd(batch: Batch, centre: int) -> torch.Tensor:
