@@ -668,15 +668,40 @@ def test_the_denoise_fine_tune_smooths_the_texture_of_its_clean_targets():
 def test_the_shell_fine_tune_describes_each_change_once():
     from bids_synth.training.recipes import RECIPES, _fine_tune_description
 
-    continued = RECIPES["sct-t1w-slab-shell"]  # 2.12.0: 2.11.0 with fat compartments
-    assert continued.version == "2.12.0" and continued.base.version == "2.11.0"
-    assert continued.base.base.version == "2.8.0"
+    continued = RECIPES["sct-t1w-slab-shell"]  # 2.13.0: 2.12.0 with elastic slabs
+    assert continued.version == "2.13.0" and continued.base.version == "2.12.0"
+    assert continued.base.base.version == "2.11.0"
     description = _fine_tune_description(continued)
     assert description.count("stretched per draw") == 1
     assert "annealed" not in description
     assert "calls bone weighing as much as bone from epoch 257 on" in description
     assert "60% of the inputs physics-based (T1w; was 25%) from epoch 352 on" in description
-    assert description.endswith("muscle turned into fat compartments from epoch 390 on")
+    assert "muscle turned into fat compartments from epoch 390 on" in description
+    assert description.endswith("smooth random displacement: new local shapes per slab) instead "
+                                "of a resampled affine from epoch 486 on")  # fmt: skip
+
+
+def test_a_continued_trajectory_widened_to_a_t2w_input_starts_as_its_parent():
+    from bids_synth.training.recipes import RECIPES, _fine_tune_description, _widened, build_trainer
+
+    widened = RECIPES["sct-t1w-t2w-slab"]  # 2.0.0: the T1w trajectory at 2.12.0's epoch 486
+    parent = widened.parent()
+    assert (parent.id, parent.version, parent.suffixes) == ("sct-t1w-slab-shell", "2.12.0", ("T1w",))
+    assert _fine_tune_description(widened).endswith(
+        "T1w+T2w inputs instead of T1w (the new contrasts' weights starting at zero) from epoch "
+        "486 on"
+    )
+    torch.manual_seed(0)
+    weights = build_trainer(parent).generator.state_dict()
+    network = build_trainer(widened).generator
+    network.load_state_dict(_widened(weights, network.state_dict(), widened))
+    t1w = torch.randn(1, 5, 32, 32)
+    with torch.no_grad():
+        alone = build_trainer(parent).generator
+        alone.load_state_dict(weights)
+        expected = alone.eval()(t1w)
+        both = network.eval()(torch.cat([t1w, torch.randn(1, 5, 32, 32)], dim=1))
+    torch.testing.assert_close(both, expected)  # the T2w slices start with no weight
 
 
 def test_denoising_pairs_share_one_normalisation_and_differ_by_the_noise():

@@ -399,6 +399,19 @@ RECIPES["sct-t1w-slab-shell"] = _continued(
     "sct-t1w-slab-shell", "2.13.0", 486, augmentation="elastic"
 )
 
+#: 2.0.0 widens the T1w trajectory (2.12.0 at epoch 486) to a T2w input: CSF and the inner table,
+#: both dark in a T1w, part in a T2w. 1.1.0 (widened from sct-t1w-slab at epoch 98) read the
+#: held-out Colin27 head 900000 at 201.6 HU MAE, the T1w bundle of its day 198.2
+RECIPES["sct-t1w-t2w-slab"] = _continued(
+    "sct-t1w-slab-shell",
+    "2.0.0",
+    486,
+    after="2.12.0",
+    id="sct-t1w-t2w-slab",
+    suffixes=("T1w", "T2w"),
+    widened_from=("T1w",),
+)
+
 
 #: 2.2.0 continues 2.1.0 from epoch 33 with smooth within-tissue texture in its Gaussian-mixture
 #: contrasts: with voxel-wise texture (sd up to 0.08) in the clean targets, 2.1.0 leaves 36–48 % of
@@ -828,6 +841,11 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
                 f"the in-plane augmentation {recipe.augmentation} "
                 f"({AUGMENTATIONS[recipe.augmentation]}) instead of "
                 f"{AUGMENTATIONS[recipe.base.augmentation]}"
+            )
+        if recipe.suffixes != recipe.base.suffixes:
+            changes.append(
+                f"{'+'.join(recipe.suffixes)} inputs instead of {'+'.join(recipe.base.suffixes)} "
+                "(the new contrasts' weights starting at zero)"
             )
         if recipe.slices != recipe.base.slices:
             changes.append(
