@@ -686,7 +686,11 @@ def test_a_continued_trajectory_widened_to_a_t2w_input_starts_as_its_parent():
 
     widened = RECIPES["sct-t1w-t2w-slab"]  # 2.0.0: the T1w trajectory at 2.12.0's epoch 486
     parent = widened.parent()
-    assert (parent.id, parent.version, parent.suffixes) == ("sct-t1w-slab-shell", "2.12.0", ("T1w",))
+    assert (parent.id, parent.version, parent.suffixes) == (
+        "sct-t1w-slab-shell",
+        "2.12.0",
+        ("T1w",),
+    )
     assert _fine_tune_description(widened).endswith(
         "T1w+T2w inputs instead of T1w (the new contrasts' weights starting at zero) from epoch "
         "486 on"
