@@ -394,14 +394,17 @@ RECIPES["sct-t1w-slab-shell"] = _continued(
 #: in-plane displacement of each slab on top of the affine. Its 18 training heads hold three
 #: anatomies (two of them MNI space), and at 1 mm its MAE on their validation draws is ~75 HU
 #: against ~141 on the held-out Colin27 heads, most of it bone placed where those anatomies hold
-#: it (skull base, face) — new local shapes per slab, as SynthSeg deforms every draw
+#: it (skull base, face) — new local shapes per slab, as SynthSeg deforms every draw. At epoch
+#: 580: 143.1 HU on the Colin27 heads, 151.3 on the ct0051 heads (2.11.0: 141.0, 148.4) and a
+#: skull 1.5 mm thicker on the real Colin27: not shipped (BENCHMARKS.md)
 RECIPES["sct-t1w-slab-shell"] = _continued(
     "sct-t1w-slab-shell", "2.13.0", 486, augmentation="elastic"
 )
 
 #: 2.0.0 widens the T1w trajectory (2.12.0 at epoch 486) to a T2w input: CSF and the inner table,
 #: both dark in a T1w, part in a T2w. 1.1.0 (widened from sct-t1w-slab at epoch 98) read the
-#: held-out Colin27 head 900000 at 201.6 HU MAE, the T1w bundle of its day 198.2
+#: held-out Colin27 head 900000 at 201.6 HU MAE, the T1w bundle of its day 198.2. At epoch 536
+#: the three held-out Colin27 heads read 132.7 HU (1.1.0: 172.7; the T1w 2.11.0: 141.0): shipped
 RECIPES["sct-t1w-t2w-slab"] = _continued(
     "sct-t1w-slab-shell",
     "2.0.0",
