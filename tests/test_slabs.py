@@ -502,7 +502,7 @@ def test_a_fine_tune_continues_its_parent_seed_with_the_emphasised_loss(tmp_path
     assert trainer.optimizers["generator"].param_groups[0]["lr"] == 0.75 * lr
     description = export_bundle(more, tmp_path / "more", tmp_path / "more-bundle").meta
     assert description["training"]["data"]["description"].endswith(
-        "300 HU weighing 3× in the L1 loss from epoch 1 on; the phantom heads added, the "
+        "300 HU weighing 3× in the L1 loss from epoch 1 on; 1 more training head (phantom), the "
         "training heads' skulls and scalps stretched per draw (log-normal, sd 0.2), and the "
         f"learning rate annealed from {lr:g} to {lr / 2:g} (half cosine) over 2 epochs "
         "from epoch 2 on"
@@ -666,11 +666,10 @@ def test_the_denoise_fine_tune_smooths_the_texture_of_its_clean_targets():
 
 
 def test_the_shell_fine_tune_describes_each_change_once():
-    from bids_synth.training.recipes import RECIPES, _fine_tune_description
+    from bids_synth.training.recipes import _fine_tune_description, _version_of
 
-    continued = RECIPES["sct-t1w-slab-shell"]  # 2.13.0: 2.12.0 with elastic slabs
-    assert continued.version == "2.13.0" and continued.base.version == "2.12.0"
-    assert continued.base.base.version == "2.11.0"
+    continued = _version_of("sct-t1w-slab-shell", "2.13.0")  # 2.12.0 with elastic slabs
+    assert continued.base.version == "2.12.0" and continued.base.base.version == "2.11.0"
     description = _fine_tune_description(continued)
     assert description.count("stretched per draw") == 1
     assert "annealed" not in description
@@ -679,12 +678,23 @@ def test_the_shell_fine_tune_describes_each_change_once():
     assert "muscle turned into fat compartments from epoch 390 on" in description
     assert description.endswith("smooth random displacement: new local shapes per slab) instead "
                                 "of a resampled affine from epoch 486 on")  # fmt: skip
+    more_heads = _fine_tune_description(_version_of("sct-t1w-slab-shell", "2.14.0"))
+    assert more_heads.startswith(description)
+    assert more_heads.endswith("; 18 more training heads (mni2009a, phantom, tpm) and the in-plane "
+                               "augmentation affine (a resampled affine) instead of a resampled "
+                               "affine with a smooth random displacement: new local shapes per "
+                               "slab from epoch 580 on")  # fmt: skip
 
 
 def test_a_continued_trajectory_widened_to_a_t2w_input_starts_as_its_parent():
-    from bids_synth.training.recipes import RECIPES, _fine_tune_description, _widened, build_trainer
+    from bids_synth.training.recipes import (
+        _fine_tune_description,
+        _version_of,
+        _widened,
+        build_trainer,
+    )
 
-    widened = RECIPES["sct-t1w-t2w-slab"]  # 2.0.0: the T1w trajectory at 2.12.0's epoch 486
+    widened = _version_of("sct-t1w-t2w-slab", "2.0.0")  # the T1w trajectory at 2.12.0's epoch 486
     parent = widened.parent()
     assert (parent.id, parent.version, parent.suffixes) == (
         "sct-t1w-slab-shell",
