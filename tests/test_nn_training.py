@@ -6,7 +6,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from bids_synth.nn import trainers as trainers_module
-from bids_synth.nn.data import BlindSpot, HeldOut, ThroughPlaneDegradation, VolumePatches
+from bids_synth.nn.data import BlindSpot, HeldOut, VolumePatches
 from bids_synth.nn.loop import ResumeMismatch, fit
 from bids_synth.nn.trainers import build_trainer
 
@@ -208,13 +208,3 @@ def test_noise2self_trains_through_the_data_hook(tmp_path):
         trainer, data, epochs=1, steps_per_epoch=2, workdir=tmp_path, run={}, validation_draws=1
     )
     assert np.isfinite(history[-1]["val_mae"])
-
-
-def test_through_plane_degradation_blurs_one_axis_only():
-    x = torch.zeros(1, 1, 16, 16, 16)
-    x[:, :, ::2] = 1.0  # stripes along axis 0
-    degraded, target, _ = ThroughPlaneDegradation(axis=0, factor=2)(x, np.random.default_rng(0))
-    assert torch.equal(target, x)
-    torch.testing.assert_close(degraded, torch.full_like(x, 0.5))
-    same, _, _ = ThroughPlaneDegradation(axis=1, factor=2)(x, np.random.default_rng(0))
-    torch.testing.assert_close(same, x)

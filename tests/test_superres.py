@@ -47,8 +47,10 @@ def test_the_isotropic_grid_covers_the_same_field_of_view(axis, factor):
 
 
 def test_anisotropy_detection():
-    assert sr.is_anisotropic([1.0, 1.0, 1.6]) and sr.is_anisotropic([3.0, 0.9, 0.9])
-    assert not sr.is_anisotropic([1.0, 1.2, 1.5]) and sr.anisotropy([2, 1, 1]) == 2.0
+    assert sr.anisotropy([1.0, 1.0, 1.6]) > sr.ANISOTROPY_THRESHOLD
+    assert sr.anisotropy([3.0, 0.9, 0.9]) > sr.ANISOTROPY_THRESHOLD
+    assert sr.anisotropy([1.0, 1.2, 1.5]) <= sr.ANISOTROPY_THRESHOLD
+    assert sr.anisotropy([2, 1, 1]) == 2.0
 
 
 def test_bspline_reproduces_a_linear_ramp_on_the_isotropic_grid():

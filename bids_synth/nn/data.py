@@ -12,7 +12,6 @@ from itertools import islice
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 Batch = dict[str, torch.Tensor]
 PairFn = Callable[
@@ -125,25 +124,6 @@ class BlindSpot:
         )
         masked = torch.where(chosen, neighbour, source)
         return masked, source.clone(), chosen.float()
-
-
-class ThroughPlaneDegradation:
-    """SMORE-like pairs: the input is the patch with ``axis`` (0-2) blurred and sampled ``factor``×
-    coarser, then interpolated back; the target is the original high-resolution patch.
-
-    Applied to in-plane axes of an anisotropic scan, it teaches the through-plane super-resolution
-    the scan itself cannot show.
-    """
-
-    def __init__(self, *, axis: int, factor: int):
-        self.axis, self.factor = axis, factor
-
-    def __call__(self, source: torch.Tensor, rng: np.random.Generator):
-        kernel = [1, 1, 1]
-        kernel[self.axis] = self.factor
-        low = F.avg_pool3d(source, kernel_size=kernel, stride=kernel, ceil_mode=True)
-        degraded = F.interpolate(low, size=source.shape[2:], mode="trilinear", align_corners=False)
-        return degraded, source.clone(), torch.ones_like(source[:, :1])
 
 
 class SimulatedPairs:

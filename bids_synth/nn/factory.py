@@ -32,9 +32,3 @@ def build_network(name: str, **kwargs) -> nn.Module:
     if name == "patchgan":
         return PatchGAN(**kwargs)
     raise ValueError(f"unknown architecture {name!r}; expected one of {ARCHITECTURES}")
-
-
-def size_multiple(network: nn.Module) -> int:
-    """Patch sizes given to ``network`` must be multiples of this along each axis."""
-    inner = network.net2d if isinstance(network, SlabNet) else network
-    return getattr(inner, "multiple", 1)

@@ -7,8 +7,6 @@ the scanner samples it on its own grid, and thermal noise is added to the comple
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -101,8 +99,3 @@ def ct_noise(
             noise = convolve_axis(noise, kernel, axis)
         noise = noise / noise.std()
     return sigma_hu * noise
-
-
-def rayleigh_sigma(background: torch.Tensor) -> float:
-    """σ estimated from pure-noise magnitude voxels: ``√(mean(M²)/2)``."""
-    return math.sqrt(float(background.double().square().mean()) / 2)

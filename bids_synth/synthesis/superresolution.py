@@ -66,10 +66,6 @@ def anisotropy(zooms) -> float:
     return float(zooms.max() / zooms.min())
 
 
-def is_anisotropic(zooms, threshold: float = ANISOTROPY_THRESHOLD) -> bool:
-    return anisotropy(zooms) > threshold
-
-
 def isotropic_grid(shape, affine, spacing: float | None = None):
     """Shape and affine of the isotropic grid (``spacing``, default the finest) over the same FOV.
 
