@@ -430,7 +430,9 @@ RECIPES["sct-t1w-t2w-slab"] = _continued(
 )
 
 #: 2.1.0 continues 2.0.0 from epoch 536, nothing changed: its 50 epochs took the held-out
-#: Colin27 heads from the T1w trajectory's 142 HU to 132.7, the fastest fall of any sct recipe
+#: Colin27 heads from the T1w trajectory's 142 HU to 132.7, the fastest fall of any sct recipe.
+#: At epoch 610 they read 136.9 HU while its validation heads (the training anatomies) improved:
+#: not shipped (BENCHMARKS.md)
 RECIPES["sct-t1w-t2w-slab"] = _continued("sct-t1w-t2w-slab", "2.1.0", 536)
 
 
