@@ -411,7 +411,7 @@ RECIPES["sct-t1w-slab-shell"] = _continued(
     "sct-t1w-slab-shell",
     "2.14.0",
     580,
-    augmentation=RECIPES["sct-t1w-slab-shell"].base.augmentation,
+    augmentation="affine",
     train_heads=_heads({"mni2009a": 12, "tpm": 12, "phantom": 12}, 100),
 )
 
