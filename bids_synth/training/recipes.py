@@ -415,6 +415,16 @@ RECIPES["sct-t1w-slab-shell"] = _continued(
     train_heads=_heads({"mni2009a": 12, "tpm": 12, "phantom": 12}, 100),
 )
 
+#: 2.15.0 continues 2.14.0 from epoch 660 on twice its training heads again (twelve more deformed
+#: draws of each anatomy, seeds 112–123): doubling them took the held-out Colin27 heads from
+#: 143.1 to 138.1 HU while continuing 2.0.0 on the same heads made them worse
+RECIPES["sct-t1w-slab-shell"] = _continued(
+    "sct-t1w-slab-shell",
+    "2.15.0",
+    660,
+    train_heads=_heads({"mni2009a": 24, "tpm": 24, "phantom": 24}, 100),
+)
+
 #: 2.0.0 widens the T1w trajectory (2.12.0 at epoch 486) to a T2w input: CSF and the inner table,
 #: both dark in a T1w, part in a T2w. 1.1.0 (widened from sct-t1w-slab at epoch 98) read the
 #: held-out Colin27 head 900000 at 201.6 HU MAE, the T1w bundle of its day 198.2. At epoch 536
@@ -434,6 +444,17 @@ RECIPES["sct-t1w-t2w-slab"] = _continued(
 #: At epoch 610 they read 136.9 HU while its validation heads (the training anatomies) improved:
 #: not shipped (BENCHMARKS.md)
 RECIPES["sct-t1w-t2w-slab"] = _continued("sct-t1w-t2w-slab", "2.1.0", 536)
+
+#: 2.2.0 continues 2.0.0 from epoch 536 on twice its training heads (six more deformed draws of
+#: each anatomy, seeds 106–111), as 2.14.0 did for the T1w trajectory: 2.1.0 fitted the 18
+#: training heads' anatomies while the held-out heads got worse
+RECIPES["sct-t1w-t2w-slab"] = _continued(
+    "sct-t1w-t2w-slab",
+    "2.2.0",
+    536,
+    after="2.0.0",
+    train_heads=_heads({"mni2009a": 12, "tpm": 12, "phantom": 12}, 100),
+)
 
 
 #: 2.2.0 continues 2.1.0 from epoch 33 with smooth within-tissue texture in its Gaussian-mixture
