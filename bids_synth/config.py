@@ -1,7 +1,7 @@
 """Sectioned run settings with a TOML round trip.
 
-Precedence: built-in defaults < ``--config-file`` TOML < options given on the command line. Only
-the top-level workflow builder reads this object; sub-workflows take explicit arguments.
+Precedence: built-in defaults < ``--config-file`` TOML < options given on the command line. Of
+the workflows only the top-level builder reads this object; sub-workflows take explicit arguments.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import uuid
 from datetime import datetime, timezone
@@ -15,8 +14,6 @@ from bids_synth.cli import guarded, setup_logging
 from bids_synth.cli.parser import build_parser
 from bids_synth.config import Config, default_omp_nthreads
 from bids_synth.errors import InputDatasetError, OutputError, UsageError
-
-LOG = logging.getLogger("bids_synth")
 
 
 @guarded

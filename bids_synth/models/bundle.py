@@ -124,13 +124,13 @@ class Bundle:
             )
         return data
 
-    def verify(self, pin: str | None = None) -> None:
-        """Check the weights' sha256, and the digest of every file against ``pin`` and, for a
-        shipped bundle, the package's pin (raises :class:`ModelBundleError`)."""
+    def verify(self) -> None:
+        """Check the weights' sha256 and, for a shipped bundle, the digest of every file against
+        the package's pin (raises :class:`ModelBundleError`)."""
         from bids_synth.models.pins import check_pin
 
         self.read_weights()
-        check_pin(self, pin)
+        check_pin(self)
 
     def load_network(self, device: str = "cpu"):
         """Build the architecture, load the verified weights (safetensors, no pickle), eval mode."""

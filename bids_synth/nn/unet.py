@@ -37,7 +37,6 @@ class UNet(nn.Module):
         self.identity_channel = identity_channel
         block = ResBlock if residual else ConvBlock
         widths = list(channels)
-        self.dims = dims
         self.down = nn.ModuleList(
             block(dims, c_in, c_out, norm_kind=norm, stride=1 if level == 0 else 2)
             for level, (c_in, c_out) in enumerate(zip([in_channels, *widths[:-1]], widths))

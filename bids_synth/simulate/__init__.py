@@ -13,11 +13,7 @@ from bids_synth.simulate.label_sources import LABEL_SOURCES
 from bids_synth.simulate.normalisation import (
     CT_SCALE_HU,
     MR_PERCENTILE,
-    NORMALISATION,
-    denormalise_ct,
     mr_scale,
-    normalise_ct,
-    normalise_mr,
 )
 from bids_synth.simulate.scanner import CONTRASTS, ScannerStyle
 from bids_synth.simulate.subject import SubjectDraw, acquire, simulate_subject
@@ -30,7 +26,6 @@ __all__ = [
     "DEFAULT_FOV_MM",
     "LABEL_SOURCES",
     "MR_PERCENTILE",
-    "NORMALISATION",
     "TISSUE_DESCRIPTIONS",
     "Anatomy",
     "ScannerStyle",
@@ -38,11 +33,8 @@ __all__ = [
     "Tissue",
     "TrainingPairs",
     "acquire",
-    "denormalise_ct",
     "draw_anatomy",
     "mr_scale",
     "mu_map",
-    "normalise_ct",
-    "normalise_mr",
     "simulate_subject",
 ]

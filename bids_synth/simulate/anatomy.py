@@ -61,16 +61,14 @@ def draw_anatomy(
     shape=None,
     spacing=1.0,
     device: str | torch.device = "cpu",
-    deform: bool = True,
     shell_stretch_sd: float = 0.0,
     muscle_fat_share: float = 0.0,
 ) -> Anatomy:
     """A random anatomy on a grid of ``shape`` (default :func:`default_shape`) and ``spacing`` mm,
-    centred on the source's head; ``deform=False`` keeps the affine part only;
-    ``shell_stretch_sd`` > 0 varies the thickness of a file source's skull and scalp
-    (:mod:`~bids_synth.simulate.shell`); ``muscle_fat_share`` > 0 turns a share
-    ``U(0, muscle_fat_share)`` of the muscle into fat compartments
-    (:func:`with_fat_compartments`)."""
+    centred on the source's head, deformed affinely and nonlinearly; ``shell_stretch_sd`` > 0
+    varies the thickness of a file source's skull and scalp (:mod:`~bids_synth.simulate.shell`);
+    ``muscle_fat_share`` > 0 turns a share ``U(0, muscle_fat_share)`` of the muscle into fat
+    compartments (:func:`with_fat_compartments`)."""
     if not 0.0 <= muscle_fat_share <= 1.0:
         raise ValueError(f"muscle_fat_share must be within [0, 1], got {muscle_fat_share}")
     spacing = as_spacing(spacing)
@@ -82,7 +80,7 @@ def draw_anatomy(
         torch_generator(seed, "deformation", device=device),
         extent_mm=np.asarray(shape) * spacing,
         centre=source.head_centre_mm,
-        deform_mm=DEFORMATION_MM if deform else 0.0,
+        deform_mm=DEFORMATION_MM,
     )
     points = transform(grid_points(shape, affine, device=device))
     voxel_mm = float(np.mean(spacing)) * transform.volume_scale

@@ -12,26 +12,9 @@ import torch
 MR_PERCENTILE = 99.5
 CT_SCALE_HU = 1000.0
 
-NORMALISATION = {
-    "MR": {"method": "percentile-scale", "percentile": MR_PERCENTILE, "region": "head mask"},
-    "CT": {"method": "hu-scale", "scale_hu": CT_SCALE_HU},
-}
-
 
 def mr_scale(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The :data:`MR_PERCENTILE` th percentile of ``image`` inside ``mask`` (0-d tensor, > 0)."""
     values = image[mask] if mask.any() else image.reshape(-1)
     k = max(1, min(values.numel(), round(MR_PERCENTILE / 100 * values.numel())))
     return values.float().kthvalue(k).values.clamp(min=1e-6)
-
-
-def normalise_mr(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return image / mr_scale(image, mask)
-
-
-def normalise_ct(hu: torch.Tensor) -> torch.Tensor:
-    return hu / CT_SCALE_HU
-
-
-def denormalise_ct(value: torch.Tensor) -> torch.Tensor:
-    return value * CT_SCALE_HU

@@ -1,7 +1,8 @@
 """MR denoising on numpy volumes: a trained network, per-image noise2self, non-local means.
 
-Every function takes a 3D float array and its head mask and returns the denoised array; none
-touches files or nipype. :func:`noise_levels` measures the noise σ that the sidecars record.
+Every denoiser takes a 3D float array and its head mask and returns the denoised array
+(:func:`nlm_denoise_files` wraps NLM for files); :func:`noise_sigma` measures the noise σ that
+the sidecars record.
 """
 
 from __future__ import annotations

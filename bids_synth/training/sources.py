@@ -20,7 +20,7 @@ def training_data(spec: TrainingSpec, inputs: dict, output: dict):
     ``description``, ``validation``, and the ``subjects`` of a BIDS dataset)."""
     patch_options = {"patch": tuple(spec.patch), "batch_size": spec.batch_size}
     if spec.simulated:
-        return simulated_data(spec, output, patch_options)
+        return simulated_data(spec, patch_options)
     return bids_data(spec, inputs, output, patch_options)
 
 
@@ -147,7 +147,7 @@ def bids_data(spec: TrainingSpec, inputs: dict, output: dict, patch_options: dic
     return data, {**info, "validation": validation}
 
 
-def simulated_data(spec: TrainingSpec, output: dict, patch_options: dict):
+def simulated_data(spec: TrainingSpec, patch_options: dict):
     """Head-model pairs, normalised by the head model as the contracts declare."""
     from bids_synth.nn.data import SimulatedPairs, SimulatedPool
 

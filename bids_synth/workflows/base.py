@@ -20,7 +20,8 @@ from bids_synth.workflows.synthesis import registered_tasks
 
 
 def init_bids_synth_wf(config: Config, units: list[SessionInputs]) -> pe.Workflow:
-    """The whole run: a ``sub_<label>_wf`` per participant. The only reader of ``config``."""
+    """The whole run: a ``sub_<label>_wf`` per participant. The only workflow that reads
+    ``config``."""
     execution, workflow_opts = config.execution, config.workflow
     workflow = pe.Workflow(name=WORKFLOW_NAME, base_dir=workflow_base_dir(execution.work_dir))
     for subject in sorted({unit.subject for unit in units}):

@@ -149,8 +149,8 @@ def _parameters(method: str, bundle, options: dict) -> dict:
 
 TASK = Task(
     name="denoise",
-    help="denoise every MR image of a session (trained RED-CNN, per-image noise2self, or "
-    "non-local means) and record the noise level before and after",
+    help="denoise every MR image of a session (a trained 2.5D residual U-Net, per-image "
+    "noise2self, or non-local means) and record the noise level before and after",
     build=build,
     add_arguments=add_arguments,
     descriptions={"denoised": "MR image denoised (method and noise σ before/after in the sidecar)"},

@@ -44,8 +44,8 @@ def add_arguments(group) -> None:
         choices=METHODS,
         help=(
             "model: a trained sct bundle; bulk: tissue classes → fixed HU; atlas: register MR/CT "
-            "atlas pairs (default: model if the newest sct bundle passed the real-scan check of "
-            f"its benchmark, else {FALLBACK_METHOD})"
+            "atlas pairs (default: model if the sct bundle the session would use passed the "
+            f"real-scan check of its benchmark, else {FALLBACK_METHOD})"
         ),
     )
     group.add_argument("--sct-model", help="sct bundle: folder, id or id@version (method model)")
