@@ -417,7 +417,7 @@ RECIPES["sct-t1w-slab-shell"] = _continued(
 
 #: 2.15.0 continues 2.14.0 from epoch 660 on twice its training heads again (twelve more deformed
 #: draws of each anatomy, seeds 112–123): doubling them took the held-out Colin27 heads from
-#: 143.1 to 138.1 HU while continuing 2.0.0 on the same heads made them worse
+#: 143.1 to 138.1 HU. At epoch 746 they read 139.6 HU: not shipped (BENCHMARKS.md)
 RECIPES["sct-t1w-slab-shell"] = _continued(
     "sct-t1w-slab-shell",
     "2.15.0",
@@ -447,7 +447,8 @@ RECIPES["sct-t1w-t2w-slab"] = _continued("sct-t1w-t2w-slab", "2.1.0", 536)
 
 #: 2.2.0 continues 2.0.0 from epoch 536 on twice its training heads (six more deformed draws of
 #: each anatomy, seeds 106–111), as 2.14.0 did for the T1w trajectory: 2.1.0 fitted the 18
-#: training heads' anatomies while the held-out heads got worse
+#: training heads' anatomies while the held-out heads got worse. At epoch 600 they read 134.8 HU
+#: (2.0.0: 132.7): not shipped (BENCHMARKS.md)
 RECIPES["sct-t1w-t2w-slab"] = _continued(
     "sct-t1w-t2w-slab",
     "2.2.0",
