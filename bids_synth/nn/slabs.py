@@ -78,8 +78,10 @@ class RandomisedSlabs:
     percentiles. With ``inputs`` (MR suffixes, e.g. ``("T1w", "T2w")``) the source
     has one randomised image per suffix, each drawn on its own (a physics draw of that suffix or
     a Gaussian mixture), ``(B, len(inputs)·slices, S, S)`` suffix-major like :func:`slab_stack`;
-    without, one image of any contrast. Batches of epoch ``e`` depend only on ``(seed, e)``;
-    validation batches come from ``validation_heads``.
+    without, one image of any contrast. ``heads`` is a sequence, or a callable that gives each
+    epoch's (``epoch → heads``, e.g. a :class:`~bids_synth.training.head_window.HeadWindow`).
+    Batches of epoch ``e`` depend only on ``(seed, e)`` and that epoch's heads; validation
+    batches come from ``validation_heads``.
     """
 
     def __init__(
@@ -108,7 +110,8 @@ class RandomisedSlabs:
         if augmentation not in AUGMENTATIONS:
             raise ValueError(f"slab augmentation {augmentation!r}: one of {tuple(AUGMENTATIONS)}")
         self.augmentation = augmentation
-        self.heads, self.validation_heads = list(heads), list(validation_heads)
+        self.heads = heads if callable(heads) else list(heads)
+        self.validation_heads = list(validation_heads)
         self.slices, self.size, self.batch_size, self.seed = slices, size, batch_size, seed
         self.randomisation = randomisation or Randomisation()
         self.ct_scale, self.rotation_deg, self.scaling = ct_scale, rotation_deg, scaling
@@ -124,8 +127,9 @@ class RandomisedSlabs:
     def epoch_batches(self, epoch: int, steps: int) -> Iterator[Batch]:
         rng = np.random.default_rng([self.seed, _TRAIN_STREAM, epoch])
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        heads = self.heads(epoch) if callable(self.heads) else self.heads
         for _ in range(steps):
-            yield self._batch(self.heads, rng, generator)
+            yield self._batch(heads, rng, generator)
 
     def validation_batches(self, count: int) -> list[Batch]:
         rng = np.random.default_rng([self.seed, _VALIDATION_STREAM])

@@ -26,6 +26,7 @@ from bids_synth.simulate.randomise import (
     PHYSICS_CONTRASTS,
     Randomisation,
 )
+from bids_synth.training.head_window import HeadWindow, heads_seen
 
 LOG = logging.getLogger("bids_synth.training")
 
@@ -55,6 +56,7 @@ _RECORDED_WHEN_SET = {
     "symmetric_emphasis": False,
     "augmentation": "affine",
     "noise_relative_loss": False,
+    "head_window": None,
 }
 
 #: recipe settings that are the bundle's, not the training trajectory's
@@ -90,6 +92,9 @@ class SlabRecipe:
     ``symmetric_emphasis`` weighs the voxels that the prediction calls bone like those that are.
     ``augmentation`` is the slabs' in-plane augmentation (:data:`~bids_synth.nn.slabs.
     AUGMENTATIONS`). ``noise_relative_loss`` divides a denoiser's error by each pair's noise rms.
+    ``head_window`` (heads held, heads moved on by each epoch) trains on a moving window of
+    ``train_heads`` (:mod:`bids_synth.training.head_window`; from ``fine_tune_from`` on) instead
+    of all of them at once.
     """
 
     id: str
@@ -130,6 +135,7 @@ class SlabRecipe:
     symmetric_emphasis: bool = False
     augmentation: str = "affine"
     noise_relative_loss: bool = False
+    head_window: tuple[int, int] | None = None
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of 0-based ``epoch``: ``lr``, or with ``lr_anneal`` (epochs, factor)
@@ -425,6 +431,19 @@ RECIPES["sct-t1w-slab-shell"] = _continued(
     train_heads=_heads({"mni2009a": 24, "tpm": 24, "phantom": 24}, 100),
 )
 
+#: 2.16.0 continues 2.15.0 from epoch 746 on a moving window over 240 training heads (80 deformed
+#: draws of each anatomy, seeds 100–179): 72 held at a time, as 2.15.0 held them, one new head
+#: entering each epoch (~10 s to simulate). 2.15.0's twice-as-many draws took the ct0051 heads (a
+#: real skull) from 149.6 to 141.6 HU and left the Colin27 heads level (139.6 against 138.1):
+#: more draws than memory holds, as SynthSeg deforms every sample. Candidate, not yet trained
+RECIPES["sct-t1w-slab-shell"] = _continued(
+    "sct-t1w-slab-shell",
+    "2.16.0",
+    746,
+    train_heads=_heads({"mni2009a": 80, "tpm": 80, "phantom": 80}, 100),
+    head_window=(72, 1),
+)
+
 #: 2.0.0 widens the T1w trajectory (2.12.0 at epoch 486) to a T2w input: CSF and the inner table,
 #: both dark in a T1w, part in a T2w. 1.1.0 (widened from sct-t1w-slab at epoch 98) read the
 #: held-out Colin27 head 900000 at 201.6 HU MAE, the T1w bundle of its day 198.2. At epoch 536
@@ -628,21 +647,38 @@ def data_source(recipe: SlabRecipe, workdir: Path):
 
     pool = workdir / "heads"
     clean = [load_clean_image(reference_file(name)) for name in recipe.clean_images]
+    clean *= recipe.clean_image_copies
     options = dict(
         spacing=recipe.spacing_mm,
         physics_contrasts=recipe.physics_contrasts,
         target_contrasts=recipe.target_contrasts,
         log=LOG.info,
     )
-    train_heads = load_or_simulate_heads(
-        pool,
-        list(recipe.train_heads),
-        shell_stretch_sd=recipe.shell_stretch_sd,
-        muscle_fat_share=recipe.muscle_fat_share,
-        **options,
-    )
+
+    def training_heads(specs: list[tuple[str, int]]) -> list:
+        return load_or_simulate_heads(
+            pool,
+            specs,
+            shell_stretch_sd=recipe.shell_stretch_sd,
+            muscle_fat_share=recipe.muscle_fat_share,
+            **options,
+        )
+
+    if recipe.head_window:
+        window = HeadWindow(
+            recipe.train_heads,
+            *recipe.head_window,
+            training_heads,
+            start_epoch=recipe.fine_tune_from or 0,
+        )
+
+        def heads(epoch: int) -> list:
+            return window(epoch) + clean
+
+    else:
+        heads = training_heads(list(recipe.train_heads)) + clean
     return RandomisedSlabs(
-        train_heads + clean * recipe.clean_image_copies,
+        heads,
         load_or_simulate_heads(pool, list(recipe.validation_heads), **options),
         slices=recipe.slices,
         size=recipe.size,
@@ -912,6 +948,12 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
             )
         if recipe.noise_relative_loss != recipe.base.noise_relative_loss:
             changes.append("each pair's error divided by its noise rms (every level alike)")
+        if recipe.head_window and recipe.head_window != recipe.base.head_window:
+            held, step = recipe.head_window
+            changes.append(
+                f"a window of {held} of its {len(recipe.train_heads)} training heads at a time, "
+                f"moving on by {step} {'head' if step == 1 else 'heads'} each epoch"
+            )
         if recipe.lr_anneal:  # it restarts at every continuation
             length, factor = recipe.lr_anneal
             changes.append(
@@ -959,11 +1001,22 @@ def _head_model_revisions(history: list[dict]) -> str:
     return ", ".join(f"revision {r} for epochs {first}–{last}" for r, first, last in spans)
 
 
+def _heads_trained_on(recipe: SlabRecipe, history: list[dict]) -> str:
+    """How many training heads ``history`` trained on: all of them, or as many as the window
+    held by its last epoch (e.g. "100 of 240")."""
+    if not recipe.head_window:
+        return str(len(recipe.train_heads))
+    start = recipe.fine_tune_from or 0
+    epochs = sum(1 for row in history if int(row["epoch"]) > start)
+    seen = heads_seen(recipe.train_heads, *recipe.head_window, epochs)
+    return f"{seen} of {len(recipe.train_heads)}"
+
+
 def _data_description(recipe: SlabRecipe, history: list[dict]) -> str:
     sources = ", ".join(sorted({source for source, _ in recipe.train_heads}))
     noise = recipe.randomisation.noise_range
     text = (
-        f"{len(recipe.train_heads)} label heads from the bids-synth head model "
+        f"{_heads_trained_on(recipe, history)} label heads from the bids-synth head model "
         f"({_head_model_revisions(history)}; {sources} "
         "anatomies, random affine and nonlinear deformation), re-randomised for every batch: "
         "Gaussian-mixture contrasts per tissue "
