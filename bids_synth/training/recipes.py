@@ -882,7 +882,9 @@ def _fine_tune_description(recipe: SlabRecipe) -> str:
         added = set(recipe.train_heads) - set(recipe.base.train_heads)
         sources = ", ".join(sorted({source for source, _ in added}))
         heads = "head" if len(added) == 1 else "heads"
-        changes = [f"{len(added)} more training {heads} ({sources})"] if added else []
+        # a window lists heads it has not trained on yet: the window names them instead
+        listed = added and not recipe.head_window
+        changes = [f"{len(added)} more training {heads} ({sources})"] if listed else []
         if recipe.shell_stretch_sd != recipe.base.shell_stretch_sd:
             changes.append(
                 "the training heads' skulls and scalps stretched per draw (log-normal, sd "
