@@ -476,6 +476,18 @@ RECIPES["sct-t1w-t2w-slab"] = _continued(
     train_heads=_heads({"mni2009a": 12, "tpm": 12, "phantom": 12}, 100),
 )
 
+#: 2.3.0 continues 2.2.0 from epoch 600 on the moving window of the T1w 2.16.0: 240 training heads
+#: (80 deformed draws of each anatomy, seeds 100–179), 72 held, one new head each epoch. 2.2.0's
+#: twice-as-many draws took the ct0051 heads from 149.0 to 144.7 HU and left the Colin27 heads
+#: level (134.8 against 132.7). Candidate
+RECIPES["sct-t1w-t2w-slab"] = _continued(
+    "sct-t1w-t2w-slab",
+    "2.3.0",
+    600,
+    train_heads=_heads({"mni2009a": 80, "tpm": 80, "phantom": 80}, 100),
+    head_window=(72, 1),
+)
+
 
 #: 2.2.0 continues 2.1.0 from epoch 33 with smooth within-tissue texture in its Gaussian-mixture
 #: contrasts: with voxel-wise texture (sd up to 0.08) in the clean targets, 2.1.0 leaves 36–48 % of
