@@ -480,12 +480,13 @@ RECIPES["sct-t1w-t2w-slab"] = _continued(
 #: (80 deformed draws of each anatomy, seeds 100–179), 72 held, one new head each epoch. 2.2.0's
 #: twice-as-many draws took the ct0051 heads from 149.0 to 144.7 HU and left the Colin27 heads
 #: level (134.8 against 132.7). Candidate
+_WINDOWED = _version_of("sct-t1w-slab-shell", "2.16.0")
 RECIPES["sct-t1w-t2w-slab"] = _continued(
     "sct-t1w-t2w-slab",
     "2.3.0",
     600,
-    train_heads=_heads({"mni2009a": 80, "tpm": 80, "phantom": 80}, 100),
-    head_window=(72, 1),
+    train_heads=_WINDOWED.train_heads,
+    head_window=_WINDOWED.head_window,
 )
 
 
