@@ -17,6 +17,7 @@ tissues are no further apart between the scans than WhiteStripe's (the method it
 mean W1 over the three tissues) and every scan keeps at least :data:`SEPARABILITY_KEPT` of its
 input's grey/white separability. Only whole heads: the learned tasks refuse skull-stripped input.
 
+    python benchmarks/harmonize_real.py --make-bids BIDS     # the scans of SCANS, one participant each
     bids-synth BIDS OUT_LEARNED participant --tasks harmonize --harmonize-method learned
     bids-synth BIDS OUT_WS participant --tasks harmonize --harmonize-method whitestripe
     python benchmarks/harmonize_real.py learned=OUT_LEARNED whitestripe=OUT_WS [--record BUNDLE]
@@ -36,6 +37,32 @@ from bids_synth.metrics import intensity_wasserstein
 RESULTS = Path(__file__).resolve().parent / "results"
 TISSUES = ("CSF", "GM", "WM")  # Atropos' classes 1–3 of a T1w, darkest first
 SEPARABILITY_KEPT = 0.8  #: share of the input's grey/white separability a method must keep
+#: the check's real whole-head T1w (participant label: reference file): Colin27 (1.5 T, 27
+#: averages), the KmeansTest T1 (2 × 3 × 2 mm, 8 bit) and SPM's avg152T1 (a 2 mm average of 152)
+SCANS = {
+    "avg152": "spm/avg152T1.nii.gz",
+    "colin": "ch2.nii.gz",
+    "kmeans": "KmeansTest_T1UCharRaw.nii.gz",
+}
+
+
+def make_bids(root: Path) -> None:
+    """The check's input: each scan of :data:`SCANS` as the T1w of its own participant."""
+    import shutil
+
+    from bids_synth.bids import build_raw_path
+    from bids_synth.fileio import atomic_write_json
+    from bids_synth.refdata import reference_file
+
+    for label, name in SCANS.items():
+        entities = {"subject": label, "datatype": "anat", "suffix": "T1w", "extension": ".nii.gz"}
+        path = root / build_raw_path(entities)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(reference_file(name), path)
+    atomic_write_json(
+        root / "dataset_description.json",
+        {"Name": "real whole-head T1w of different scanners", "BIDSVersion": "1.9.0"},
+    )
 
 
 def subjects(folder: Path) -> list[str]:
@@ -150,11 +177,17 @@ def mosaic(runs: dict[str, Path], names: list[str], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", metavar="METHOD=OUT", help="a CLI output per method")
+    parser.add_argument("runs", nargs="*", metavar="METHOD=OUT", help="a CLI output per method")
     parser.add_argument(
         "--record", metavar="BUNDLE", help="write the learned run's real-scan check into BUNDLE"
     )
+    parser.add_argument("--make-bids", metavar="BIDS", help="write the check's input dataset")
     args = parser.parse_args()
+    if args.make_bids:
+        make_bids(Path(args.make_bids))
+        return
+    if not args.runs:
+        parser.error("give METHOD=OUT runs, or --make-bids BIDS")
     runs = {m: Path(f) for m, f in (run.split("=", 1) for run in args.runs)}
     if args.record and not {"learned", "whitestripe"} <= set(runs):
         parser.error("--record needs a learned=OUT and a whitestripe=OUT run")
