@@ -27,7 +27,7 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 
 import ants  # noqa: E402
 import numpy as np  # noqa: E402
-from harness import ct_skull_thickness  # noqa: E402
+from harness import ct_skull_thickness, reference_brain  # noqa: E402
 
 from bids_synth.metrics import ct_metrics  # noqa: E402
 from bids_synth.preproc.masks import brain_mask, head_mask  # noqa: E402
@@ -182,24 +182,6 @@ REAL_SCANS = {
 REAL_PAIRS = {"avg152": ("spm/avg152T1.nii.gz", "spm/TPM.nii.gz", "spm/avg152T2.nii.gz")}
 
 
-def _reference_brain(path, scan) -> np.ndarray:
-    """The brain of a reference mask on ``scan``'s grid: a mask on that grid, or a tissue
-    probability map (GM + WM + CSF > ½) in the same world space, resampled."""
-    import nibabel as nib
-    from scipy import ndimage
-
-    image = nib.load(path)
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    if data.ndim == 3:
-        return data > 0.5
-    voxel_to_map = np.linalg.inv(image.affine) @ scan.affine
-    brain = data[..., :3].sum(axis=-1)
-    resampled = ndimage.affine_transform(
-        brain, voxel_to_map[:3, :3], voxel_to_map[:3, 3], output_shape=scan.shape[:3], order=1
-    )
-    return resampled > 0.5
-
-
 def _uses_t2w(bundle) -> bool:
     from bids_synth.models.selection import contract
 
@@ -233,7 +215,7 @@ def real_scans(atlases, bundle) -> tuple[dict, dict]:
             t1w, head, brain, atlases, bundle, affine=nib.load(path).affine, t2w=t2w
         )
         brain_voxels = (
-            _reference_brain(reference_file(brain_file), nib.load(path))
+            reference_brain(reference_file(brain_file), nib.load(path))
             if brain_file
             else brain.numpy() > 0.5
         )

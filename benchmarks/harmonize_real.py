@@ -4,7 +4,9 @@ Real images of different people from different scanners have no ground truth for
 normal adult brains share their tissue intensities once a harmonization has removed the scanner:
 the closer the grey matter, white matter and CSF of the harmonized images, the better. The tissues
 are Atropos' three classes (antspyx, k-means initialisation) of each preprocessed T1w inside its
-brain mask; each method's spread is the tissue-wise Wasserstein-1 distance between every pair of
+brain: an independent brain mask where the reference data has one (:data:`SCANS`; the app's
+morphological mask takes in the neck and the temporal scalp of the 2 mm avg152T1, and Atropos'
+classes there would score the scalp), else the app's brain mask; each method's spread is the tissue-wise Wasserstein-1 distance between every pair of
 subjects, in units of that method's mean WM−GM median contrast (scale-free, as in
 ``bench_harmonize.py``). Each method's grey/white separability on each scan, |WM − GM median| over
 the pooled tissue sd, is compared with the preprocessed input's: a harmonization must not wash out
@@ -31,18 +33,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+from harness import reference_brain
 
 from bids_synth.metrics import intensity_wasserstein
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TISSUES = ("CSF", "GM", "WM")  # Atropos' classes 1–3 of a T1w, darkest first
 SEPARABILITY_KEPT = 0.8  #: share of the input's grey/white separability a method must keep
-#: the check's real whole-head T1w (participant label: reference file): Colin27 (1.5 T, 27
-#: averages), the KmeansTest T1 (2 × 3 × 2 mm, 8 bit) and SPM's avg152T1 (a 2 mm average of 152)
+#: the check's real whole-head T1w (participant label: reference file, independent brain or
+#: None): Colin27 (1.5 T, 27 averages; its BET mask), the KmeansTest T1 (2 × 3 × 2 mm, 8 bit) and
+#: SPM's avg152T1 (a 2 mm average of 152; the brain of SPM's tissue probability maps, MNI space)
 SCANS = {
-    "avg152": "spm/avg152T1.nii.gz",
-    "colin": "ch2.nii.gz",
-    "kmeans": "KmeansTest_T1UCharRaw.nii.gz",
+    "avg152": ("spm/avg152T1.nii.gz", "spm/TPM.nii.gz"),
+    "colin": ("ch2.nii.gz", "ch2bet.nii.gz"),
+    "kmeans": ("KmeansTest_T1UCharRaw.nii.gz", None),
 }
 
 
@@ -54,7 +58,7 @@ def make_bids(root: Path) -> None:
     from bids_synth.fileio import atomic_write_json
     from bids_synth.refdata import reference_file
 
-    for label, name in SCANS.items():
+    for label, (name, _) in SCANS.items():
         entities = {"subject": label, "datatype": "anat", "suffix": "T1w", "extension": ".nii.gz"}
         path = root / build_raw_path(entities)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,12 +82,21 @@ def image(folder: Path, subject: str, desc: str) -> np.ndarray:
 
 
 def tissues(folder: Path, subject: str) -> np.ndarray:
-    """Atropos' 3-class segmentation (1 CSF, 2 GM, 3 WM) of the preprocessed T1w in its brain."""
+    """Atropos' 3-class segmentation (1 CSF, 2 GM, 3 WM) of the preprocessed T1w in its brain
+    (the scan's independent brain of :data:`SCANS`, else the app's brain mask)."""
     import ants
+    import nibabel as nib
+
+    from bids_synth.refdata import reference_file
 
     anat = folder / subject / "anat"
     t1w = ants.image_read(str(anat / f"{subject}_desc-preproc_T1w.nii.gz"))
-    brain = ants.image_read(str(anat / f"{subject}_desc-brain_mask.nii.gz"))
+    mask_path = anat / f"{subject}_desc-brain_mask.nii.gz"
+    brain = ants.image_read(str(mask_path))
+    independent = SCANS.get(subject.removeprefix("sub-"), (None, None))[1]
+    if independent:
+        mask = reference_brain(reference_file(independent), nib.load(mask_path))
+        brain = brain.new_image_like(mask.astype(np.float32))
     segmentation = ants.atropos(
         a=t1w, x=brain, i="kmeans[3]", m="[0.2,1x1x1]", c="[5,0]", priorweight=0.0
     )["segmentation"]

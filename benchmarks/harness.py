@@ -7,6 +7,8 @@ import os
 import platform
 from pathlib import Path
 
+import numpy as np
+
 from bids_synth.simulate.atlases import CT_HEAD_HU
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
@@ -52,7 +54,6 @@ def mosaic(images: dict, path: Path, windows: dict | None = None) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     first = next(iter(images.values()))
     shared = (0.0, float(np.percentile(first, 99.5)))
@@ -73,7 +74,6 @@ def ct_skull_thickness(hu, affine) -> dict[str, float]:
     """A CT's skull thickness over the vertex (:func:`bids_synth.metrics.skull_thickness_mm` on
     bone-range voxels, in RAS+ voxel order): median, p25, p75 (mm) and rays."""
     import nibabel as nib
-    import numpy as np
 
     from bids_synth.metrics import skull_thickness_mm
     from bids_synth.synthesis.sct_methods import BONE_QC_HU
@@ -83,3 +83,19 @@ def ct_skull_thickness(hu, affine) -> dict[str, float]:
     return skull_thickness_mm(
         voxels >= BONE_QC_HU, voxels > CT_HEAD_HU, canonical.header.get_zooms()[:3]
     )
+
+
+def reference_brain(path, scan) -> np.ndarray:
+    """The brain of an independent reference on ``scan``'s grid: a brain mask, or a tissue
+    probability map (GM + WM + CSF > ½), in the same world space as ``scan``, resampled."""
+    import nibabel as nib
+    from scipy import ndimage
+
+    image = nib.load(path)
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    brain = (data > 0.5).astype(np.float32) if data.ndim == 3 else data[..., :3].sum(axis=-1)
+    voxel_to_map = np.linalg.inv(image.affine) @ scan.affine
+    resampled = ndimage.affine_transform(
+        brain, voxel_to_map[:3, :3], voxel_to_map[:3, 3], output_shape=scan.shape[:3], order=1
+    )
+    return resampled > 0.5
