@@ -6,9 +6,9 @@ the closer the grey matter, white matter and CSF of the harmonized images, the b
 are Atropos' three classes (antspyx, k-means initialisation) of each preprocessed T1w inside its
 brain: an independent brain mask where the reference data has one (:data:`SCANS`; the app's
 morphological mask takes in the neck and the temporal scalp of the 2 mm avg152T1, and Atropos'
-classes there would score the scalp), else the app's brain mask; each method's spread is the tissue-wise Wasserstein-1 distance between every pair of
-subjects, in units of that method's mean WM−GM median contrast (scale-free, as in
-``bench_harmonize.py``). Each method's grey/white separability on each scan, |WM − GM median| over
+classes there would score the scalp), else the app's brain mask. Each method's spread is the
+tissue-wise Wasserstein-1 distance between every pair of subjects, in units of that method's mean
+WM−GM median contrast (scale-free, as in ``bench_harmonize.py``). Each method's grey/white separability on each scan, |WM − GM median| over
 the pooled tissue sd, is compared with the preprocessed input's: a harmonization must not wash out
 the anatomy it standardises. A mosaic shows the mid-axial slice of every subject under every method.
 
