@@ -8,9 +8,10 @@ brain: an independent brain mask where the reference data has one (:data:`SCANS`
 morphological mask takes in the neck and the temporal scalp of the 2 mm avg152T1, and Atropos'
 classes there would score the scalp), else the app's brain mask. Each method's spread is the
 tissue-wise Wasserstein-1 distance between every pair of subjects, in units of that method's mean
-WM−GM median contrast (scale-free, as in ``bench_harmonize.py``). Each method's grey/white separability on each scan, |WM − GM median| over
-the pooled tissue sd, is compared with the preprocessed input's: a harmonization must not wash out
-the anatomy it standardises. A mosaic shows the mid-axial slice of every subject under every method.
+WM−GM median contrast (scale-free, as in ``bench_harmonize.py``). Each method's grey/white
+separability on each scan, |WM − GM median| over the pooled tissue sd, is compared with the
+preprocessed input's: a harmonization must not wash out the anatomy it standardises. A mosaic
+shows the mid-axial slice of every subject under every method.
 
 ``--record BUNDLE`` writes the real-scan check of the ``learned`` run into that harmonization
 bundle, which decides whether ``learned`` is the default method where no Nyul reference is given
@@ -19,7 +20,7 @@ tissues are no further apart between the scans than WhiteStripe's (the method it
 mean W1 over the three tissues) and every scan keeps at least :data:`SEPARABILITY_KEPT` of its
 input's grey/white separability. Only whole heads: the learned tasks refuse skull-stripped input.
 
-    python benchmarks/harmonize_real.py --make-bids BIDS     # the scans of SCANS, one participant each
+    python benchmarks/harmonize_real.py --make-bids BIDS   # SCANS, a participant each
     bids-synth BIDS OUT_LEARNED participant --tasks harmonize --harmonize-method learned
     bids-synth BIDS OUT_WS participant --tasks harmonize --harmonize-method whitestripe
     python benchmarks/harmonize_real.py learned=OUT_LEARNED whitestripe=OUT_WS [--record BUNDLE]
