@@ -3,9 +3,9 @@
 Held-out heads are drawn from the real-anatomy ``colin27`` label maps, which no shipped model saw
 (the default bundles trained on ``mni2009a``, ``tpm`` and ``phantom`` heads). The source T1w is
 preprocessed as the app does (head mask, N4, :func:`bench_sct.preprocess`) and translated; the
-truth is the target contrast's clean image of the same head. Both are divided by their 99.5th percentile in
-the head (a synthetic contrast has no absolute scale) and scored inside the head mask
-(PSNR with data range 1, SSIM). The rescaled source itself is scored too, as the floor.
+truth is the target contrast's clean image of the same head. Both are divided by their 99.5th
+percentile in the head (a synthetic contrast has no absolute scale) and scored inside the head
+mask (PSNR with data range 1, SSIM). The rescaled source itself is scored too, as the floor.
 
     python benchmarks/bench_translate.py --bundle translate-t1w-t2w-slab [--subjects 3] [--append]
         [--record]
