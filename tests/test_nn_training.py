@@ -84,13 +84,16 @@ def test_every_mode_takes_a_finite_step(mode, architecture, kwargs):
     ("mode", "architecture", "kwargs"),
     [
         ("regression", "unet", {"channels": (4, 8)}),
+        ("regression", "unet", {"channels": (4, 8), "average_decay": 0.9}),
         ("wgan-gp", "red", {"width": 4, "depth": 2, "critic_steps": 1}),
     ],
 )
 def test_resume_continues_the_same_trajectory(tmp_path, mode, architecture, kwargs):
     def run(workdir, epochs, resume=False):
         options = dict(kwargs)
-        critic_steps = options.pop("critic_steps", None)
+        trainer_options = {
+            key: options.pop(key) for key in ("critic_steps", "average_decay") if key in options
+        }
         trainer = build_trainer(
             mode,
             architecture=architecture,
@@ -98,7 +101,7 @@ def test_resume_continues_the_same_trajectory(tmp_path, mode, architecture, kwar
             device=CPU,
             seed=3,
             critic_layers=1,
-            **({"critic_steps": critic_steps} if critic_steps else {}),
+            **trainer_options,
         )
         history = fit(
             trainer,
@@ -115,11 +118,42 @@ def test_resume_continues_the_same_trajectory(tmp_path, mode, architecture, kwar
     straight, straight_history = run(tmp_path / "a", 3)
     run(tmp_path / "b", 1)  # "interrupted" after one epoch
     resumed, resumed_history = run(tmp_path / "b", 3, resume=True)
-    for name, net in straight.networks.items():
+    resumed_networks = resumed.checkpointed_networks()
+    for name, net in straight.checkpointed_networks().items():
         for key, value in net.state_dict().items():
-            assert torch.equal(value, resumed.networks[name].state_dict()[key]), f"{name}.{key}"
+            assert torch.equal(value, resumed_networks[name].state_dict()[key]), f"{name}.{key}"
     assert [r["train_loss"] for r in resumed_history] == [r["train_loss"] for r in straight_history]
     assert len(list((tmp_path / "b" / "checkpoints").glob("epoch-*"))) == 1
+
+
+def test_the_weight_average_follows_the_steps_and_predicts():
+    trainer = build_trainer(
+        "regression",
+        architecture="unet",
+        network_kwargs={"channels": (4, 8)},
+        device=CPU,
+        lr=1e-2,
+        average_decay=0.75,
+    )
+    batches = patches([1, 2]).epoch_batches(0, 3)
+    assert trainer.inference_generator is trainer.generator  # nothing averaged yet
+    expected = None
+    for batch in batches:
+        trainer.train_step(batch)
+        weights = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+        expected = (
+            weights
+            if expected is None
+            else {k: 0.75 * expected[k] + 0.25 * weights[k] for k in weights}
+        )
+    averaged = trainer.inference_generator.state_dict()
+    assert trainer.inference_generator is not trainer.generator
+    for key, value in expected.items():
+        torch.testing.assert_close(averaged[key], value)
+    source = next(patches([3]).epoch_batches(0, 1))["source"]
+    with torch.inference_mode():
+        trainer.inference_generator.eval()
+        assert torch.equal(trainer.predict(source), trainer.inference_generator(source))
 
 
 def test_resume_refuses_other_settings(tmp_path):

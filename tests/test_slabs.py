@@ -431,6 +431,34 @@ def test_recipe_trains_resumes_from_a_seed_checkpoint_and_exports(tmp_path):
         )
 
 
+def test_a_weight_averaged_recipe_validates_exports_and_seeds_its_average(tmp_path):
+    from safetensors.torch import load as load_safetensors
+
+    from bids_synth.nn.checkpoint import load_checkpoint
+    from bids_synth.training.recipes import (
+        build_trainer,
+        export_bundle,
+        run_recipe,
+        write_seed_checkpoint,
+    )
+
+    recipe = _tiny_recipe("sct-t1w-slab", weight_average=0.5)
+    _premade_heads(tmp_path / "run")
+    run_recipe(recipe, tmp_path / "run", epochs=1)
+    trainer = build_trainer(recipe)
+    load_checkpoint(tmp_path / "run" / "checkpoints", trainer)
+    average = trainer.inference_generator.state_dict()
+    last_step = trainer.generator.state_dict()
+    assert any(not torch.equal(average[key], value) for key, value in last_step.items())
+    bundle = export_bundle(recipe, tmp_path / "run", tmp_path / "bundle")
+    assert bundle.meta["training"]["weight_average_decay"] == 0.5
+    exported = bundle.load_network().state_dict()
+    assert all(torch.equal(exported[key], value.float()) for key, value in average.items())
+    seed = write_seed_checkpoint(recipe, tmp_path / "run", tmp_path / "seed")
+    seeded = load_safetensors((seed / "seed.safetensors").read_bytes())
+    assert all(torch.equal(seeded[key], value.half()) for key, value in average.items())
+
+
 def test_the_card_says_which_head_model_revision_each_span_of_epochs_trained_on():
     from bids_synth.training.recipes import _head_model_revisions
 

@@ -3,6 +3,7 @@
 Layout under the checkpoint folder::
 
     epoch-0003/networks.safetensors   every network's weights, keys "<network>/<parameter>"
+                                      (with the generator's weight average, when kept)
     epoch-0003/state.pt               optimizers, loss scaler, random generators (torch.save)
     latest.json                       {"epoch": 3, "folder": "epoch-0003", "run": {...}, "history": [...]}
 
@@ -23,7 +24,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from bids_synth.fileio import atomic_write, atomic_write_json
-from bids_synth.nn.trainers import Trainer
+from bids_synth.nn.trainers import GENERATOR_AVERAGE, Trainer
 
 
 def save_checkpoint(
@@ -34,7 +35,7 @@ def save_checkpoint(
     target = folder / name
     weights = {
         f"{net_name}/{key}": value.detach().cpu().contiguous()
-        for net_name, net in trainer.networks.items()
+        for net_name, net in trainer.checkpointed_networks().items()
         for key, value in net.state_dict().items()
     }
     with atomic_write(target / "networks.safetensors") as handle:
@@ -59,17 +60,18 @@ def read_latest(folder: Path) -> dict | None:
 
 
 def load_checkpoint(folder: Path, trainer: Trainer) -> dict:
-    """Restore ``trainer`` from the latest checkpoint; return ``latest.json``'s content."""
+    """Restore ``trainer`` from the latest checkpoint; return ``latest.json``'s content. A weight
+    average the checkpoint lacks (it was written without one) starts from the next step's weights."""
     latest = read_latest(folder)
     if latest is None:
         raise FileNotFoundError(f"no checkpoint in {folder}")
     target = folder / latest["folder"]
     weights = load_safetensors((target / "networks.safetensors").read_bytes())
-    for net_name, net in trainer.networks.items():
+    for net_name, net in trainer.checkpointed_networks().items():
         prefix = f"{net_name}/"
-        net.load_state_dict(
-            {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
-        )
+        stored = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+        if stored or net_name != GENERATOR_AVERAGE:
+            net.load_state_dict(stored)
     state = torch.load(target / "state.pt", map_location="cpu", weights_only=True)
     trainer.load_state_dict(state)
     torch.set_rng_state(state["torch_rng"])

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from bids_synth.nn.devices import amp_dtype, autocast, needs_grad_scaler
 from bids_synth.nn.factory import build_network
@@ -33,8 +34,18 @@ from bids_synth.nn.losses import (
 MODES = ("regression", "pix2pix", "cyclegan", "wgan-gp")
 
 
+#: the name under which a checkpoint keeps the generator's moving average of weights
+GENERATOR_AVERAGE = "generator_average"
+
+
 class Trainer(ABC):
-    """Networks, their Adam optimizers, mixed precision and one ``train_step`` per batch."""
+    """Networks, their Adam optimizers, mixed precision and one ``train_step`` per batch.
+
+    With ``average_decay`` the trainer also keeps an exponential moving average of the generator's
+    weights, updated after every generator step (Polyak averaging, as in ``torch.optim.swa_utils``);
+    predictions and exports then use the average, which evens out the step-to-step wander of a
+    constant learning rate.
+    """
 
     betas = (0.5, 0.999)  # the usual Adam momentum for adversarial training
 
@@ -46,6 +57,7 @@ class Trainer(ABC):
         device: torch.device,
         amp: str,
         seed: int,
+        average_decay: float | None = None,
     ):
         self.device = device
         self.dtype = amp_dtype(device, amp)
@@ -58,10 +70,32 @@ class Trainer(ABC):
             torch.amp.GradScaler(device.type) if needs_grad_scaler(device, self.dtype) else None
         )
         self.rng = torch.Generator().manual_seed(seed)
+        self.average = (
+            None
+            if average_decay is None
+            else AveragedModel(
+                self.generator,
+                multi_avg_fn=get_ema_multi_avg_fn(average_decay),
+                use_buffers=True,
+            )
+        )
 
     @property
     def generator(self) -> nn.Module:
         return self.networks["generator"]
+
+    @property
+    def inference_generator(self) -> nn.Module:
+        """The network that predicts and is exported: the weight average once it has one."""
+        if self.average is None or int(self.average.n_averaged) == 0:
+            return self.generator
+        return self.average.module
+
+    def checkpointed_networks(self) -> dict[str, nn.Module]:
+        """The networks a checkpoint holds: the trained ones and the generator's average."""
+        if self.average is None:
+            return self.networks
+        return {**self.networks, GENERATOR_AVERAGE: self.average}
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One optimisation step on ``batch``; returns the named loss values."""
@@ -73,9 +107,10 @@ class Trainer(ABC):
     @torch.inference_mode()
     def predict(self, source: torch.Tensor) -> torch.Tensor:
         """The generator's output for a source batch (eval mode, float32 on the CPU)."""
-        self.generator.eval()
+        network = self.inference_generator
+        network.eval()
         with autocast(self.device, self.dtype):
-            return self.generator(source.to(self.device)).float().cpu()
+            return network(source.to(self.device)).float().cpu()
 
     def set_lr(self, lr: float) -> None:
         """Set every optimizer's learning rate."""
@@ -100,6 +135,8 @@ class Trainer(ABC):
             for optimizer in optimizers:
                 self.scaler.step(optimizer)
             self.scaler.update()
+        if self.average is not None and "generator" in names:
+            self.average.update_parameters(self.generator)
 
     @abstractmethod
     def _step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
