@@ -500,7 +500,10 @@ RECIPES["sct-t1w-t2w-slab"] = _continued(
 #: epoch 820, 2.3.0 at epoch 664) on their moving window, and export a moving average of the
 #: weights (decay 0.999 per step, ~5 epochs): at a constant learning rate the validation MAE of
 #: consecutive epochs wanders by up to 12 % (2.16.0: 67 HU at epoch 819, 75 at 820), and a bundle
-#: was the last step's weights wherever the wander had left them
+#: was the last step's weights wherever the wander had left them. At epochs 880 / 716 the held-out
+#: Colin27 and ct0051 heads read 134.0 / 152.6 HU (T1w; 2.14.0: 138.1 / 149.6) and 127.8 / 143.1
+#: (T1w+T2w; 2.3.0: 127.8 / 145.8), both means below the shipped ones', the real-scan checks
+#: pass: both shipped (BENCHMARKS.md)
 _AVERAGED = 0.999
 RECIPES["sct-t1w-slab-shell"] = _continued(
     "sct-t1w-slab-shell", "2.17.0", 820, weight_average=_AVERAGED
