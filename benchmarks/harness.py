@@ -89,13 +89,10 @@ def reference_brain(path, scan) -> np.ndarray:
     """The brain of an independent reference on ``scan``'s grid: a brain mask, or a tissue
     probability map (GM + WM + CSF > ½), in the same world space as ``scan``, resampled."""
     import nibabel as nib
-    from scipy import ndimage
+
+    from bids_synth.resampling import resample_onto
 
     image = nib.load(path)
     data = np.asarray(image.dataobj, dtype=np.float32)
     brain = (data > 0.5).astype(np.float32) if data.ndim == 3 else data[..., :3].sum(axis=-1)
-    voxel_to_map = np.linalg.inv(image.affine) @ scan.affine
-    resampled = ndimage.affine_transform(
-        brain, voxel_to_map[:3, :3], voxel_to_map[:3, 3], output_shape=scan.shape[:3], order=1
-    )
-    return resampled > 0.5
+    return resample_onto(brain, image.affine, scan.shape[:3], scan.affine) > 0.5
