@@ -248,6 +248,24 @@ def test_a_symmetry_ensemble_averages_away_what_a_network_does_along_one_directi
         predict_slabs(shift, volume, symmetries=3, **common)
 
 
+def test_a_mirror_ensemble_averages_the_left_right_mirror_image_back_in():
+    """The shift network moves a voxel along x in the coronal and axial slices: mirrored, along
+    −x; averaged, the fused result is symmetric left/right. Along y (the sagittal slices) mirroring
+    changes nothing, and a network without a direction is left exact."""
+    shift, volume = _shift_network(), _bright_voxel()
+    common = dict(slices=3, multiple=1, batch_size=4)
+    out = predict_slabs(shift, volume, mirror=True, **common)[0]
+    assert out.flip(0).allclose(out) and out.sum().item() == pytest.approx(1.0)
+    assert out[5, 4, 4] == pytest.approx(1 / 3) and out[3, 4, 4] == pytest.approx(1 / 3)
+    assert out[4, 5, 4] == pytest.approx(1 / 3)
+    centre = torch.nn.Conv2d(3, 1, 1, bias=False)
+    with torch.no_grad():
+        centre.weight.zero_()
+        centre.weight[0, 1] = 1.0
+    noise = torch.rand(1, 9, 7, 8)
+    assert torch.allclose(predict_slabs(centre, noise, mirror=True, **common), noise)
+
+
 def test_tiny_25d_unet_learns_a_contrast_swap_in_seconds():
     from bids_synth.nn.factory import build_network
     from bids_synth.nn.trainers import RegressionTrainer
@@ -311,7 +329,15 @@ def test_slab_bundle_round_trips_and_predicts_on_any_grid(tmp_path):
     ensemble = save_bundle(tmp_path / "ensemble", net, meta=meta)
     averaged, info = predict_on_grid(ensemble, [image], affine, device="auto", mask=head)
     assert info["passes"] == 12 and info["symmetries"] == 4 and not np.array_equal(averaged, first)
-    meta["inference"]["symmetries"] = 3
+    meta["inference"].update(symmetries=1, mirror=True)
+    mirrored = save_bundle(tmp_path / "mirrored", net, meta=meta)
+    both, info = predict_on_grid(mirrored, [image], affine, device="auto", mask=head)
+    assert info["passes"] == 6 and info["mirror"] and not np.array_equal(both, first)
+    meta["inference"]["mirror"] = "yes"
+    vague = save_bundle(tmp_path / "vague", net, meta=meta)
+    with pytest.raises(ModelBundleError, match="inference mirror 'yes'"):
+        predict_on_grid(vague, [image], affine, device="auto", mask=head)
+    meta["inference"].update(symmetries=3, mirror=False)
     odd = save_bundle(tmp_path / "three", net, meta=meta)
     with pytest.raises(ModelBundleError, match="an ensemble of 3 lattice symmetries"):
         predict_on_grid(odd, [image], affine, device="auto", mask=head)

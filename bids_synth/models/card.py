@@ -36,11 +36,10 @@ def _inference_lines(inference: dict) -> list[str]:
     if inference.get("mode") != "slabs":
         return []
     symmetries = inference.get("symmetries", 1)
-    ensemble = (
-        f" (each the mean over {symmetries} symmetries of the in-plane voxel lattice)"
-        if symmetries > 1
-        else ""
-    )
+    averaged = [f"{symmetries} symmetries of the in-plane voxel lattice"] if symmetries > 1 else []
+    if inference.get("mirror"):
+        averaged.append("the image and its left/right mirror image")
+    ensemble = f" (each the mean over {' and '.join(averaged)})" if averaged else ""
     adaptation = inference.get("adaptation")
     adapted = (
         f" Before it denoises an image its normalisation gains are tuned on that image alone:"

@@ -108,6 +108,11 @@ def predict_on_grid(
             f"model bundle {bundle.ref}: an ensemble of {inference['symmetries']!r} lattice "
             f"symmetries (expected one of {', '.join(map(str, ENSEMBLE_SIZES))})"
         )
+    if not isinstance(inference.get("mirror", False), bool):
+        raise ModelBundleError(
+            f"model bundle {bundle.ref}: inference mirror {inference['mirror']!r} "
+            "(expected true or false)"
+        )
     grid = bundle.meta["input"].get("grid", "spacing")
     if grid not in GRIDS:
         raise ModelBundleError(
@@ -150,6 +155,7 @@ def predict_on_grid(
             amp=inference.get("amp", "auto"),
             fusion=inference.get("fusion", "mean"),
             symmetries=inference.get("symmetries", 1),
+            mirror=inference.get("mirror", False),
             adaptation=adaptation,
             noise_sigma=None if adaptation is None else _noise_sigma(inside_volume[0], common),
             **common,

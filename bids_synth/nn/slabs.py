@@ -328,37 +328,36 @@ def predict_slabs(
     multiple: int = 16,
     fusion: str = "mean",
     symmetries: int = 1,
+    mirror: bool = False,
 ) -> torch.Tensor:
     """The 2D ``network``'s slice-by-slice predictions of a normalised ``(C, X, Y, Z)`` CPU volume
     along each of ``axes``, fused by their ``fusion`` (``mean`` or ``median``: the median keeps
     an edge where one orientation puts it elsewhere, the mean blurs it); returns
     ``(C_out, X, Y, Z)`` float32 on the CPU. Each orientation's prediction is the mean over the
     first ``symmetries`` (1, 2, 4 or 8) of the in-plane lattice :data:`SYMMETRIES`, each undone
-    (a self-ensemble: ``symmetries`` passes). In-plane sizes are padded (edge values) to a
-    multiple of ``multiple`` and cropped back."""
+    (a self-ensemble: ``symmetries`` passes), and with ``mirror`` also over the volume mirrored
+    left/right (its first voxel axis, RAS x: the flip of training), mirrored back. In-plane sizes
+    are padded (edge values) to a multiple of ``multiple`` and cropped back."""
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
     if symmetries not in ENSEMBLE_SIZES:
         raise ValueError(f"an ensemble of {symmetries} lattice symmetries: one of {ENSEMBLE_SIZES}")
     device = torch.device(device)
     network = network.to(device).eval()
+    oriented = dict(
+        slices=slices,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        multiple=multiple,
+        symmetries=symmetries,
+    )
     total, predictions = None, []
     for axis in axes:
-        n = volume.shape[axis + 1]
-        plane = [s for a, s in enumerate(volume.shape[1:]) if a != axis]
-        padded = [math.ceil(s / multiple) * multiple for s in plane]
-        outputs = []
-        for first in range(0, n, batch_size):
-            centres = range(first, min(first + batch_size, n))
-            x = slab_stack(volume, axis, centres, slices)
-            x = F.pad(x, (0, padded[1] - plane[1], 0, padded[0] - plane[0]), mode="replicate")
-            x = x.to(device)
-            y = 0.0
-            for symmetry in SYMMETRIES[:symmetries]:
-                with autocast(device, dtype):
-                    y = y + _undone(network(_under(x, symmetry)), symmetry).float()
-            outputs.append((y / symmetries).cpu()[:, :, : plane[0], : plane[1]])
-        prediction = torch.cat(outputs).movedim(0, axis + 1)  # (C_out, …) with axis restored
+        prediction = _oriented_prediction(network, volume, axis, **oriented)
+        if mirror:
+            mirrored = _oriented_prediction(network, volume.flip(1), axis, **oriented).flip(1)
+            prediction = (prediction + mirrored) / 2
         if fusion == "median":
             predictions.append(prediction)
         else:
@@ -366,6 +365,37 @@ def predict_slabs(
     if fusion == "median":
         return torch.stack(predictions).median(dim=0).values
     return total / len(axes)
+
+
+def _oriented_prediction(
+    network: nn.Module,
+    volume: torch.Tensor,
+    axis: int,
+    *,
+    slices: int,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    multiple: int,
+    symmetries: int,
+) -> torch.Tensor:
+    """``(C_out, X, Y, Z)``: the network slice by slice along ``axis``, averaged over the first
+    ``symmetries`` lattice symmetries (see :func:`predict_slabs`)."""
+    n = volume.shape[axis + 1]
+    plane = [s for a, s in enumerate(volume.shape[1:]) if a != axis]
+    padded = [math.ceil(s / multiple) * multiple for s in plane]
+    outputs = []
+    for first in range(0, n, batch_size):
+        centres = range(first, min(first + batch_size, n))
+        x = slab_stack(volume, axis, centres, slices)
+        x = F.pad(x, (0, padded[1] - plane[1], 0, padded[0] - plane[0]), mode="replicate")
+        x = x.to(device)
+        y = 0.0
+        for symmetry in SYMMETRIES[:symmetries]:
+            with autocast(device, dtype):
+                y = y + _undone(network(_under(x, symmetry)), symmetry).float()
+        outputs.append((y / symmetries).cpu()[:, :, : plane[0], : plane[1]])
+    return torch.cat(outputs).movedim(0, axis + 1)  # (C_out, …) with axis restored
 
 
 def predict_volume_slabs(
@@ -382,6 +412,7 @@ def predict_volume_slabs(
     foreground: np.ndarray | None = None,
     fusion: str = "mean",
     symmetries: int = 1,
+    mirror: bool = False,
     adaptation=None,
     noise_sigma: float | None = None,
 ) -> tuple[np.ndarray, dict]:
@@ -430,6 +461,7 @@ def predict_volume_slabs(
         multiple=getattr(inner, "multiple", 1),
         fusion=fusion,
         symmetries=symmetries,
+        mirror=mirror,
     ).numpy()
     if maps is not None:
         result = output_map(output_norm or {"method": "input"}, maps[0]).invert(result)
@@ -439,9 +471,10 @@ def predict_volume_slabs(
         "amp": amp_name(dtype),
         "batch_size": batch_size,
         "windows": sum(array.shape[1 + a] for a in axes),
-        "passes": len(axes) * symmetries,
+        "passes": len(axes) * symmetries * (2 if mirror else 1),
         "fusion": fusion,
         "symmetries": symmetries,
+        "mirror": mirror,
         **({"adaptation": adapted} if adapted else {}),
         "fallbacks": [],
         "seconds": round(time.perf_counter() - started, 3),

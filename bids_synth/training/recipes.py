@@ -61,7 +61,7 @@ _RECORDED_WHEN_SET = {
 }
 
 #: recipe settings that are the bundle's, not the training trajectory's
-_BUNDLE_SETTINGS = ("version", "epochs", "fusion", "symmetries", "adaptation")
+_BUNDLE_SETTINGS = ("version", "epochs", "fusion", "symmetries", "mirror", "adaptation")
 
 #: settings a fine-tune (``fine_tune_from``) may change against its parent trajectory
 _FINE_TUNE_SETTINGS = ("loss_emphasis", "adversarial", "widened_from")
@@ -83,7 +83,8 @@ class SlabRecipe:
     A fine-tune of a fine-tune names the recipe whose trajectory it continues (``base``) and may
     change anything against it, e.g. anneal the learning rate (``lr_anneal``). ``fusion`` is how
     the bundle fuses its three orientations at inference, ``symmetries`` how many in-plane
-    lattice symmetries each orientation's prediction averages and ``adaptation`` how a denoiser
+    lattice symmetries each orientation's prediction averages, ``mirror`` whether it also
+    averages the image's left/right mirror image, and ``adaptation`` how a denoiser
     is fine-tuned on each image before it denoises it (:mod:`bids_synth.nn.adaptation`); none
     of them is part of the training trajectory.
     ``shell_stretch_sd`` varies the thickness of the training heads' skulls and scalps
@@ -131,6 +132,7 @@ class SlabRecipe:
     base: SlabRecipe | None = None
     lr_anneal: tuple[int, float] | None = None
     symmetries: int = 1
+    mirror: bool = False
     adaptation: SureAdaptation | None = None
     shell_stretch_sd: float = 0.0
     muscle_fat_share: float = 0.0
@@ -509,6 +511,17 @@ RECIPES["sct-t1w-slab-shell"] = _continued(
     "sct-t1w-slab-shell", "2.17.0", 820, weight_average=_AVERAGED
 )
 RECIPES["sct-t1w-t2w-slab"] = _continued("sct-t1w-t2w-slab", "2.4.0", 664, weight_average=_AVERAGED)
+
+#: 2.18.0 and 2.5.0 continue 2.17.0 (epoch 880) and 2.4.0 (epoch 716) on heads they have not
+#: trained on: a window restarts at its first head with every continuation, so 2.17.0 and 2.4.0
+#: re-trained on the heads of 2.16.0's and 2.3.0's windows (seeds 100–148). Now the window starts
+#: at seed 125 (the last heads held) and takes in two new heads per epoch (was one), up to 160
+#: deformed draws of each anatomy: new draws are what moved the held-out heads (2.15.0, 2.16.0)
+_NEW_DRAWS = dict(
+    train_heads=_heads({"mni2009a": 160, "tpm": 160, "phantom": 160}, 125), head_window=(72, 2)
+)
+RECIPES["sct-t1w-slab-shell"] = _continued("sct-t1w-slab-shell", "2.18.0", 880, **_NEW_DRAWS)
+RECIPES["sct-t1w-t2w-slab"] = _continued("sct-t1w-t2w-slab", "2.5.0", 716, **_NEW_DRAWS)
 
 
 #: 2.2.0 continues 2.1.0 from epoch 33 with smooth within-tissue texture in its Gaussian-mixture
@@ -1121,6 +1134,7 @@ def export_bundle(recipe: SlabRecipe, workdir: Path, folder: Path, *, threads: i
             "amp": recipe.amp,
             "fusion": recipe.fusion,
             "symmetries": recipe.symmetries,
+            "mirror": recipe.mirror,
             **({"adaptation": recipe.adaptation.as_dict()} if recipe.adaptation else {}),
         },
         "input": {
