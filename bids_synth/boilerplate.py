@@ -109,9 +109,15 @@ def methods_text(steps: list[Step], bundles: list, *, seed: int) -> str:
     anatomy = (
         "The T1w image of each participant and session was corrected for intensity "
         f"non-uniformity with N4BiasFieldCorrection [@n4] (ANTs through antspyx "
-        f"{_version('antspyx')} [@antsx2021]; shrink factor {shrink}); head and brain masks were "
-        "then computed from its intensities (the head above its clip level, the brain above a "
-        "multi-Otsu threshold) and mathematical morphology."
+        f"{_version('antspyx')} [@antsx2021]; shrink factor {shrink}); its head mask was then "
+        "computed from its intensities (above their clip level) and mathematical morphology, "
+        + (
+            "its brain mask by a network trained on simulated heads of random contrasts, as "
+            "SynthStrip [@synthstrip2022] (the brain share above ½; bundle below)."
+            if ("brain", "model") in by_desc
+            else "its brain mask from its intensities (above a multi-Otsu threshold) and "
+            "mathematical morphology."
+        )
     )
     coreg = by_desc.get(("xfm", "antsRegistration (antspyx)"))
     if coreg:

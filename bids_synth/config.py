@@ -20,6 +20,8 @@ from bids_synth.errors import UsageError
 
 #: transforms aligning the other images to the T1w (``--coreg-transform``)
 COREG_TRANSFORMS = ("rigid", "affine")
+#: how the T1w's brain mask is found (``--brain-mask-method``; auto: the evidence's choice)
+BRAIN_MASK_METHODS = ("auto", "morphology", "model")
 
 
 def _checked(default, check):
@@ -71,6 +73,7 @@ class Workflow:
     tasks: list[str] = field(default_factory=list)
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task
     coreg_transform: str = _checked("rigid", COREG_TRANSFORMS)
+    brain_mask_method: str = _checked("auto", BRAIN_MASK_METHODS)
     n4_shrink_factor: int = _checked(4, positive_int)
     device: str = "auto"
 

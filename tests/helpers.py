@@ -79,3 +79,30 @@ def write_bids(root: Path, layout: dict, *, description: bool = True) -> Path:
                 image = image + rng.normal(0, 10, image.shape)
             save(root / unit / "anat" / f"{prefix}_{suffix}.nii.gz", image, aff)
     return root
+
+
+def brainmask_bundle(folder):
+    """A tiny, untrained ``brainmask`` bundle (the contract the recipes export)."""
+    import torch
+
+    from bids_synth.models.bundle import save_bundle
+    from bids_synth.nn.factory import build_network
+
+    torch.manual_seed(0)
+    kwargs = {"in_channels": 3, "out_channels": 1, "channels": [4, 8], "dims": 2}
+    meta = {
+        "id": "brainmask-test-slab",
+        "version": "0.0.1",
+        "task": "brainmask",
+        "architecture": {"name": "unet", "kwargs": kwargs},
+        "inference": {"mode": "slabs", "slices": 3, "axes": [0, 1, 2]},
+        "input": {
+            "suffixes": ["T1w", "T2w", "FLAIR", "PD"],
+            "channels": 1,
+            "spacing_mm": [3.0] * 3,
+            "orientation": "RAS",
+            "normalization": {"method": "percentile", "low": 0.5, "high": 99.5},
+        },
+        "output": {"suffix": "mask", "normalization": {"method": "scale", "scale": 1.0}},
+    }
+    return save_bundle(folder, build_network("unet", **kwargs), meta=meta)

@@ -54,11 +54,12 @@ def test_command_line_overrides_config_file(tmp_path, bids_dir):
     toml.write_text('[nipype]\nomp_nthreads = 3\n[workflow]\ncoreg_transform = "affine"\n')
     args = build_parser().parse_args(
         [str(bids_dir), str(tmp_path / "out"), "participant", "--config-file", str(toml),
-         "--omp-nthreads", "1", "-w", str(tmp_path / "work")]
+         "--omp-nthreads", "1", "-w", str(tmp_path / "work"), "--brain-mask-method", "model"]
     )  # fmt: skip
     config = build_config(args)
     assert config.nipype.omp_nthreads == 1  # command line wins
     assert config.workflow.coreg_transform == "affine"  # from the file
+    assert config.workflow.brain_mask_method == "model"
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ def test_a_list_setting_given_as_a_string_is_one_line(tmp_path):
         ("nipype", "mem_gb = -1", "nipype.mem_gb = -1: must be a non-negative number"),
         ("nipype", "nprocs = 1.5", "nipype.nprocs = 1.5: must be a non-negative integer"),
         ("workflow", "coreg_transform = 'bogus'", "must be one of rigid, affine"),
+        ("workflow", "brain_mask_method = 'bet'", "must be one of auto, morphology, model"),
         ("workflow", "n4_shrink_factor = 0", "n4_shrink_factor = 0: must be a positive integer"),
         ("seeds", "random_seed = -1", "random_seed = -1: must be a non-negative integer"),
         ("execution", "skip_bids_validation = 1", "must be true or false"),

@@ -4,7 +4,7 @@ import ants
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import affine, contrast, phantom_labels, save
+from helpers import affine, brainmask_bundle, contrast, phantom_labels, save
 
 from bids_synth.errors import InvalidImageError
 from bids_synth.interfaces.ants import BrainMask, HeadMask, N4BiasCorrection
@@ -54,6 +54,59 @@ def test_masks_of_the_phantom(tmp_path, t1w, monkeypatch):
 
 def dice(a, b):
     return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_a_learned_brain_mask_keeps_the_largest_filled_brain_inside_the_head(monkeypatch):
+    """The network's brain share above ½, inside the head, its largest component, hole-filled."""
+    from bids_synth.models import prediction
+    from bids_synth.preproc.masks import learned_brain_mask
+
+    share = np.zeros((20, 20, 20), np.float32)
+    share[4:14, 4:14, 4:14] = 0.9  # the brain, with a hole (a ventricle read as not brain)
+    share[8:10, 8:10, 8:10] = 0.2
+    share[16:19, 16:19, 16:19] = 0.8  # a smaller blob elsewhere
+    share[4:14, 4:14, 4] = 0.7  # brain share outside the head's edge is cut
+    head = np.zeros(share.shape, bool)
+    head[2:19, 2:19, 5:19] = True
+    monkeypatch.setattr(prediction, "predict_on_grid", lambda *a, **k: (share, {"passes": 3}))
+    mask, info = learned_brain_mask(share, np.eye(4), head, bundle=None)
+    expected = np.zeros(share.shape, bool)
+    expected[4:14, 4:14, 5:14] = True
+    assert np.array_equal(mask, expected) and info == {"passes": 3}
+
+
+def test_the_brain_mask_method_follows_the_evidence_and_the_model_runs_in_the_pipeline(
+    tmp_path, t1w, monkeypatch
+):
+    """``auto`` keeps the morphology until the newest brainmask bundle has passed its real-scan
+    check; ``model`` without a bundle is one clear error; the node runs the bundle and the
+    sidecar names it."""
+    from bids_synth.errors import ModelBundleError
+    from bids_synth.models import install_bundle, registry
+    from bids_synth.models.card import record_evaluation
+    from bids_synth.workflows.base import _brain_mask_method
+    from bids_synth.workflows.preproc import brain_mask_bundle
+
+    monkeypatch.setenv("BIDS_SYNTH_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(registry, "SHIPPED", tmp_path / "no-shipped-bundles")
+    assert brain_mask_bundle("auto") is None and brain_mask_bundle("morphology") is None
+    with pytest.raises(ModelBundleError, match="no brainmask model bundle for T1w→mask"):
+        brain_mask_bundle("model")
+    installed = install_bundle(brainmask_bundle(tmp_path / "bundle").path)
+    assert brain_mask_bundle("auto") is None and brain_mask_bundle("model").id == installed.id
+    record_evaluation(installed.path, [], checks={"real_scans": {"passed": True}})
+    bundle = brain_mask_bundle("auto")
+    assert bundle.id == installed.id
+    assert _brain_mask_method(bundle)["Model"]["Sha256"] == bundle.sha256
+    assert _brain_mask_method(None) == {"Method": "morphology"}
+
+    monkeypatch.chdir(tmp_path)
+    head_file = HeadMask(in_file=str(t1w)).run().outputs.out_mask
+    node = BrainMask(in_file=str(t1w), head_mask=head_file, method="model",
+                     bundle=str(bundle.path), bundle_digest=bundle.digest)  # fmt: skip
+    brain = nib.load(node.run().outputs.out_mask)
+    head = nib.load(head_file).get_fdata() > 0
+    assert brain.get_data_dtype() == np.uint8 and not (brain.get_fdata()[~head]).any()
 
 
 @pytest.mark.skipif(

@@ -969,6 +969,34 @@ def test_denoise_recipe_trains_and_exports_an_input_scale_bundle(tmp_path):
     assert "identity" not in sct and "clean_images" not in sct  # older checkpoints still resume
 
 
+def test_brain_slabs_are_one_on_the_brain_and_its_csf_only():
+    """The shell head's brain is its CSF, GM and WM (radius < 13): the target of an unwarped,
+    centred validation slab is 1 there and 0 on the skin and bone around it."""
+    head = _shell_head()
+    source = RandomisedSlabs([head], [head], slices=3, size=48, batch_size=4, seed=0,
+                             target="brain")  # fmt: skip
+    batch = source.validation_batches(2)[0]
+    target = batch["target"]
+    assert set(torch.unique(target).tolist()) <= {0.0, 1.0}
+    brain = float(target.sum()) / float(batch["mask"].sum())
+    assert 0.1 < brain < 0.5  # (13 / 18)² of a central slice's head at most, less off centre
+    assert batch["source"].shape[1] == 3  # one image of any contrast
+
+
+def test_brainmask_recipe_trains_and_exports_a_brain_share_bundle(tmp_path):
+    from bids_synth.training.recipes import export_bundle, run_recipe
+
+    recipe = _tiny_recipe("brainmask-slab", shell_stretch_sd=0.0, muscle_fat_share=0.0,
+                          head_window=None)  # fmt: skip
+    _premade_heads(tmp_path)
+    history = run_recipe(recipe, tmp_path, epochs=1)
+    assert 0.0 <= history[-1]["val_mae"] <= 1.0  # a share of the voxels
+    meta = export_bundle(recipe, tmp_path, tmp_path / "bundle").meta
+    assert meta["task"] == "brainmask" and meta["input"]["channels"] == 1
+    assert meta["output"]["suffix"] == "mask" and meta["output"]["range"] == [0.0, 1.0]
+    assert "the brain and its CSF" in meta["training"]["data"]["description"]
+
+
 def test_translation_heads_round_trip_and_draw_inputs_of_the_input_contrast_only(tmp_path):
     head = _shell_head()
     head.physics[1] = 0.0  # the T2w physics image must never be drawn as an input

@@ -1,7 +1,7 @@
 """Build-only tests: the workflow graph for several datasets and options, without running it."""
 
 import pytest
-from helpers import write_bids
+from helpers import brainmask_bundle, write_bids
 
 from bids_synth.bids import collect_sessions, load_layout
 from bids_synth.config import Config
@@ -182,3 +182,21 @@ def test_a_stopped_rerun_does_not_hide_an_earlier_outcome(tmp_path):
         "sub-02": ("failed", "20261206-000000_a"),
         "sub-03": ("interrupted", "20261206-000100_b"),
     }
+
+
+def test_a_learned_brain_mask_is_a_node_option_and_its_sidecar_names_the_model(
+    tmp_path, monkeypatch
+):
+    from bids_synth.models import install_bundle, registry
+
+    monkeypatch.setenv("BIDS_SYNTH_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(registry, "SHIPPED", tmp_path / "no-shipped-bundles")
+    bundle = install_bundle(brainmask_bundle(tmp_path / "bundle").path)
+    for method, expected in (("morphology", "morphology"), ("model", "model")):
+        _, graph = build_graph(tmp_path / method, {"sub-01": ["T1w"]}, brain_mask_method=method)
+        nodes = {n.name: n for n in graph.nodes}
+        assert nodes["brain_mask"].inputs.method == expected
+        sidecar = nodes["ds_brain_mask"].inputs.metadata
+        assert sidecar["Method"] == expected
+        assert ("Model" in sidecar) == (method == "model")
+    assert sidecar["Model"]["Id"] == bundle.id

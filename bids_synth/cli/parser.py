@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bids_synth import __version__
 from bids_synth.argtypes import OneLineErrorParser, nonnegative_int, positive_float, positive_int
-from bids_synth.config import COREG_TRANSFORMS
+from bids_synth.config import BRAIN_MASK_METHODS, COREG_TRANSFORMS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--coreg-transform", choices=COREG_TRANSFORMS,
         help="transform aligning the other images to the T1w (default: rigid)",
+    )  # fmt: skip
+    tasks.add_argument(
+        "--brain-mask-method", choices=BRAIN_MASK_METHODS,
+        help="how the T1w's brain mask is found: morphology (intensity classes and mathematical "
+        "morphology), model (the newest brainmask bundle, a network trained on heads of random "
+        "contrasts) or auto (model once that bundle has passed its real-scan check, else "
+        "morphology; the default)",
     )  # fmt: skip
     tasks.add_argument(
         "--device", metavar="DEVICE",

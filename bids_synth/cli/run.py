@@ -80,7 +80,7 @@ def build_config(args) -> Config:
     if args.tasks is not None:
         workflow.tasks = args.tasks
     read_task_options(config, args)
-    for name in ("coreg_transform", "device"):
+    for name in ("coreg_transform", "brain_mask_method", "device"):
         if getattr(args, name) is not None:
             setattr(workflow, name, getattr(args, name))
     if args.random_seed is not None:

@@ -13,7 +13,14 @@ from nipype.interfaces.base import (
 )
 
 from bids_synth.config import COREG_TRANSFORMS
-from bids_synth.interfaces.base import run_single_threaded, set_itk_threads
+from bids_synth.interfaces.base import (
+    TorchInputSpec,
+    TorchInterface,
+    bundle_digest_trait,
+    read_bundle,
+    run_single_threaded,
+    set_itk_threads,
+)
 from bids_synth.modalities import AIR_HU
 
 
@@ -44,25 +51,42 @@ class HeadMask(SimpleInterface):
         return runtime
 
 
-class _BrainMaskInputSpec(BaseInterfaceInputSpec):
+class _BrainMaskInputSpec(TorchInputSpec):
     in_file = File(exists=True, mandatory=True, desc="bias-corrected T1w")
     head_mask = File(exists=True, mandatory=True, desc="head mask of the T1w")
+    method = traits.Enum("morphology", "model", usedefault=True, desc="how the brain is found")
+    bundle = traits.Str(requires=["bundle_digest"], desc="brainmask bundle folder (method model)")
+    bundle_digest = bundle_digest_trait()
 
 
-class BrainMask(SimpleInterface):
-    """Brain mask of a T1w from tissue classes and morphology (see :func:`brain_mask`)."""
+class BrainMask(TorchInterface):
+    """Brain mask of a T1w: from tissue classes and morphology (:func:`brain_mask`), or from a
+    ``brainmask`` bundle (:func:`learned_brain_mask`)."""
 
     input_spec = _BrainMaskInputSpec
     output_spec = _MaskOutputSpec
 
     def _run_interface(self, runtime):
         import ants
+        import nibabel as nib
 
-        from bids_synth.preproc.masks import brain_mask
+        from bids_synth.preproc.masks import brain_mask, learned_brain_mask
 
         image = ants.image_read(self.inputs.in_file)
         head = ants.image_read(self.inputs.head_mask)
-        mask = brain_mask(image, head)
+        if self.inputs.method == "model":
+            self._start_torch()
+            affine = nib.load(self.inputs.in_file).affine
+            found, _ = learned_brain_mask(
+                image.numpy(),
+                affine,
+                head.numpy() > 0,
+                read_bundle(self.inputs),
+                device=self.inputs.device,
+            )
+            mask = image.new_image_like(found.astype("float32"))
+        else:
+            mask = brain_mask(image, head)
         self._results["out_mask"] = _write(mask.astype("uint8"), runtime, "brain_mask.nii")
         return runtime
 

@@ -22,13 +22,14 @@ from torch import nn
 
 from bids_synth.modalities import SESSION_MR_SUFFIXES
 from bids_synth.nn.devices import autocast
+from bids_synth.simulate.tissues import BRAIN_TISSUES
 
 Batch = dict[str, torch.Tensor]
 #: A batch re-randomises a band of BAND slices (plus margins for blur and slab context) of one head:
 #: a new contrast every step at a quarter of the cost of re-randomising the whole head.
 BAND, BAND_MARGIN = 32, 6
 _TRAIN_STREAM, _VALIDATION_STREAM = 0, 1
-TARGETS = ("ct", "clean")
+TARGETS = ("ct", "clean", "brain")
 #: in-plane augmentations, as model cards word them: a random rotation and scaling resampled
 #: bilinearly, or the eight symmetries of the square voxel lattice (exact: i.i.d. noise stays
 #: i.i.d.; bilinear resampling after the noise was drawn leaves it at about 0.67 of its amplitude
@@ -74,8 +75,9 @@ class RandomisedSlabs:
     (``target="clean"``: a denoiser's pairs, :func:`~bids_synth.simulate.randomise.
     randomised_denoising_pair`; heads may then be real :class:`~bids_synth.simulate.randomise.
     CleanImage` too; ``noise_sd`` is then each pair's noise rms, for a noise-relative loss) or
-    of one of the heads' translation ``targets`` (an MR suffix), normalised by its own head
-    percentiles. With ``inputs`` (MR suffixes, e.g. ``("T1w", "T2w")``) the source
+    of the brain (``target="brain"``: 1 where the head's label is one of
+    :data:`~bids_synth.simulate.tissues.BRAIN_TISSUES`, else 0; a brain mask's) or of one of the
+    heads' translation ``targets`` (an MR suffix), normalised by its own head percentiles. With ``inputs`` (MR suffixes, e.g. ``("T1w", "T2w")``) the source
     has one randomised image per suffix, each drawn on its own (a physics draw of that suffix or
     a Gaussian mixture), ``(B, len(inputs)·slices, S, S)`` suffix-major like :func:`slab_stack`;
     without, one image of any contrast. ``heads`` is a sequence, or a callable that gives each
@@ -195,6 +197,8 @@ class RandomisedSlabs:
         ] or [randomised_mr(band, rng, generator, self.randomisation)]
         if self.target == "ct":
             target = torch.from_numpy(np.ascontiguousarray(band.ct)).float() / self.ct_scale
+        elif self.target == "brain":
+            target = torch.from_numpy(np.isin(band.labels, BRAIN_TISSUES)).float()
         else:
             target = torch.from_numpy(np.ascontiguousarray(band.targets[self.target])).float()
             if self.randomisation.resolution_in_target:  # the first input's resolution

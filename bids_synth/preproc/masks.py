@@ -76,6 +76,19 @@ def brain_mask(t1w: ants.ANTsImage, head: ants.ANTsImage) -> ants.ANTsImage:
     return t1w.new_image_like(mask.astype("float32"))
 
 
+def learned_brain_mask(
+    t1w: np.ndarray, affine: np.ndarray, head: np.ndarray, bundle, *, device: str = "cpu"
+) -> tuple[np.ndarray, dict]:
+    """Brain mask of a T1w from a ``brainmask`` bundle: where the network's brain share is above
+    ½ inside the ``head`` mask, the largest component, hole-filled. Returns the mask and the
+    prediction's info."""
+    from bids_synth.models.prediction import predict_on_grid
+
+    share, info = predict_on_grid(bundle, [t1w], affine, device=device, mask=head)
+    brain = (share > 0.5) & head
+    return _largest_component(_fill_holes(brain)) if brain.any() else brain, info
+
+
 def require_whole_head(head: np.ndarray, brain: np.ndarray, spacing, task: str) -> None:
     """Raise :class:`InvalidImageError` when the image is skull-stripped (the head mask holds
     little more than the brain mask, and no more than a brain's volume): ``task`` was trained on

@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from bids_synth.refdata import reference_file
 from bids_synth.simulate.ct import HU_DISTRIBUTIONS
-from bids_synth.simulate.tissues import N_TISSUES, Tissue
+from bids_synth.simulate.tissues import BRAIN_TISSUES, N_TISSUES, Tissue
 
 VENTRICLE_DEPTH_MM = 10.0
 SKULL_SHELL_MM = 15.0
@@ -304,7 +304,6 @@ CT_BONE_REACH_MM, CT_AIR_EDGE_MM = 2.0, 1.5
 #: the cranial cavity is soft tissue of this HU range, cut from the scalp by an opening of this
 #: radius (the foramina and orbits are narrower than it)
 CT_CAVITY_HU, CT_CAVITY_OPENING_MM = (-20.0, 100.0), 5.0
-BRAIN_TISSUES = (Tissue.CSF, Tissue.VENTRICLE, Tissue.GM, Tissue.WM, Tissue.DEEP_GM)
 
 
 def _ladder_fractions(hu: np.ndarray, tissues: tuple[Tissue, ...]) -> np.ndarray:

@@ -27,6 +27,16 @@ class Tissue(IntEnum):
 
 N_TISSUES = len(Tissue)
 
+#: the brain and the CSF around and inside it: what a brain mask holds
+BRAIN_TISSUES = (
+    Tissue.CSF,
+    Tissue.VENTRICLE,
+    Tissue.GM,
+    Tissue.WM,
+    Tissue.DEEP_GM,
+    Tissue.LESION,
+)
+
 TISSUE_DESCRIPTIONS = {
     Tissue.BACKGROUND: "air outside the head",
     Tissue.SKIN: "skin",

@@ -170,14 +170,14 @@ class SlabRecipe:
 
     @property
     def input_channels(self) -> int:
-        """Channels per slice: one per suffix, but one for a denoiser (its suffixes are
-        alternatives)."""
-        return 1 if self.task == "denoise" else len(self.suffixes)
+        """Channels per slice: one per suffix, but one for a denoiser and a brain mask (their
+        suffixes are alternatives)."""
+        return 1 if self.task in ("denoise", "brainmask") else len(self.suffixes)
 
     @property
     def slab_target(self) -> str:
         """What :class:`~bids_synth.nn.slabs.RandomisedSlabs` draws as the target."""
-        return {"denoise": "clean", "sct": "ct"}.get(self.task, self.target)
+        return {"denoise": "clean", "sct": "ct", "brainmask": "brain"}.get(self.task, self.target)
 
     @property
     def target_contrasts(self) -> tuple[str, ...]:
@@ -298,6 +298,25 @@ RECIPES = {
         ),
         clean_image_copies=3,
         identity=True,
+    ),
+    # the morphological brain mask (bids_synth.preproc.masks) holds on Colin27 (Dice 0.963) but
+    # takes in avg152T1's neck and temporal scalp (0.765) and, on simulated 2 mm T1w of random
+    # scanner styles, reaches a median Dice of 0.75 (BENCHMARKS.md): a brain and its CSF learned
+    # from heads of any contrast, as SynthStrip does; the heads of the sct trajectories (cached),
+    # 48 at a time, two new ones each epoch
+    "brainmask-slab": SlabRecipe(
+        id="brainmask-slab",
+        version="1.0.0",
+        task="brainmask",
+        suffixes=("T1w", "T2w", "FLAIR", "PD"),
+        target="mask",
+        train_heads=_heads({"mni2009a": 49, "tpm": 49, "phantom": 49}, 100),
+        validation_heads=(("phantom", 9001), ("tpm", 9002)),
+        shell_stretch_sd=0.25,
+        muscle_fat_share=0.5,
+        head_window=(48, 2),
+        lr=1e-3,
+        weight_average=0.999,
     ),
 }
 
@@ -905,6 +924,13 @@ def _output_contract(recipe: SlabRecipe) -> dict:
             "range": list(CT_HU_RANGE),
             "normalization": {"method": "scale", "offset": 0.0, "scale": CT_SCALE_HU},
         }
+    if recipe.slab_target == "brain":
+        return {
+            "suffix": recipe.target,
+            "units": "brain share of the voxel (0–1)",
+            "range": [0.0, 1.0],
+            "normalization": {"method": "scale", "offset": 0.0, "scale": 1.0},
+        }
     if recipe.task in ("translate", "harmonize"):
         return {
             "suffix": recipe.target,
@@ -1089,6 +1115,12 @@ def _data_description(recipe: SlabRecipe, history: list[dict]) -> str:
         return (
             f"{text}, Rician/Gaussian noise, in-plane affine, flips; slabs of {recipe.slices} "
             f"slices along all three axes → CT (HU){_fine_tune_description(recipe)}"
+        )
+    if recipe.slab_target == "brain":
+        return (
+            f"{text}, Rician/Gaussian noise, in-plane affine, flips; slabs of {recipe.slices} "
+            "slices of any contrast along all three axes → the brain and its CSF (labels of the "
+            f"head model){_fine_tune_description(recipe)}"
         )
     if recipe.task in ("translate", "harmonize"):
         return (

@@ -15,7 +15,7 @@ from bids_synth.derivatives import DESCRIPTIONS
 from bids_synth.fileio import file_sha256
 from bids_synth.workflows import WORKFLOW_NAME, workflow_base_dir
 from bids_synth.workflows.outputs import init_derivatives_wf
-from bids_synth.workflows.preproc import init_anat_preproc_wf, init_coreg_wf
+from bids_synth.workflows.preproc import brain_mask_bundle, init_anat_preproc_wf, init_coreg_wf
 from bids_synth.workflows.synthesis import registered_tasks
 
 
@@ -24,6 +24,7 @@ def init_bids_synth_wf(config: Config, units: list[SessionInputs]) -> pe.Workflo
     ``config``."""
     execution, workflow_opts = config.execution, config.workflow
     workflow = pe.Workflow(name=WORKFLOW_NAME, base_dir=workflow_base_dir(execution.work_dir))
+    brain_bundle = brain_mask_bundle(workflow_opts.brain_mask_method)
     for subject in sorted({unit.subject for unit in units}):
         workflow.add_nodes([
             init_single_subject_wf(
@@ -36,6 +37,7 @@ def init_bids_synth_wf(config: Config, units: list[SessionInputs]) -> pe.Workflo
                 device=workflow_opts.device,
                 coreg_transform=workflow_opts.coreg_transform,
                 shrink_factor=workflow_opts.n4_shrink_factor,
+                brain_bundle=brain_bundle,
                 omp_nthreads=config.nipype.omp_nthreads,
                 seed=config.seeds.random_seed,
                 name=f"sub_{subject}_wf",
@@ -55,6 +57,7 @@ def init_single_subject_wf(
     device: str = "auto",
     coreg_transform: str = "rigid",
     shrink_factor: int = 4,
+    brain_bundle=None,
     omp_nthreads: int = 1,
     seed: int = 0,
     name: str,
@@ -73,6 +76,7 @@ def init_single_subject_wf(
                 device=device,
                 coreg_transform=coreg_transform,
                 shrink_factor=shrink_factor,
+                brain_bundle=brain_bundle,
                 omp_nthreads=omp_nthreads,
                 seed=seed,
                 name=f"ses_{unit.session}_wf" if unit.session else "anat_wf",
@@ -92,11 +96,13 @@ def init_session_wf(
     device: str = "auto",
     coreg_transform: str = "rigid",
     shrink_factor: int = 4,
+    brain_bundle=None,
     omp_nthreads: int = 1,
     seed: int = 0,
     name: str = "anat_wf",
 ) -> pe.Workflow:
-    """Preprocess the T1w, align the other images to it, run the tasks, write the derivatives."""
+    """Preprocess the T1w, align the other images to it, run the tasks, write the derivatives.
+    ``brain_bundle``: the ``brainmask`` bundle that finds the brain (None: morphology)."""
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w", *unit.others]), name="inputnode")
     inputnode.inputs.t1w = unit.t1w
@@ -105,7 +111,12 @@ def init_session_wf(
 
     image_gb = float32_gigabytes(unit.t1w)
     anat_preproc_wf = init_anat_preproc_wf(
-        omp_nthreads=omp_nthreads, shrink_factor=shrink_factor, image_gb=image_gb
+        omp_nthreads=omp_nthreads,
+        shrink_factor=shrink_factor,
+        image_gb=image_gb,
+        brain_bundle=brain_bundle,
+        device=device,
+        seed=seed,
     )
     workflow.connect(inputnode, "t1w", anat_preproc_wf, "inputnode.t1w")
     providers = {
@@ -114,7 +125,7 @@ def init_session_wf(
         "brain_mask": (anat_preproc_wf, "outputnode.brain_mask"),
         "T1w_raw": (inputnode, "t1w"),
     }
-    outputs = _preproc_outputs(unit, shrink_factor)
+    outputs = _preproc_outputs(unit, shrink_factor, brain_bundle)
     for suffix, path in unit.others.items():
         coreg_wf = init_coreg_wf(
             modality="CT" if suffix == "CT" else "MR",
@@ -186,7 +197,7 @@ def _provider_of(output_field: str) -> str:
     return f"{task}.{field}" if task in registered_tasks() else output_field
 
 
-def _preproc_outputs(unit: SessionInputs, shrink_factor: int) -> dict[str, dict]:
+def _preproc_outputs(unit: SessionInputs, shrink_factor: int, brain_bundle) -> dict[str, dict]:
     return {
         "t1w_preproc": {
             "entities": {"desc": "preproc", "suffix": "T1w"},
@@ -205,10 +216,19 @@ def _preproc_outputs(unit: SessionInputs, shrink_factor: int) -> dict[str, dict]
         "brain_mask": {
             "entities": {"desc": "brain", "suffix": "mask"},
             "sources": [unit.t1w],
-            "metadata": {"Type": "Brain"},
+            "metadata": {"Type": "Brain", **_brain_mask_method(brain_bundle)},
             "dtype": "uint8",
         },
     }
+
+
+def _brain_mask_method(bundle) -> dict:
+    """The brain mask sidecar's ``Method`` (and ``Model``)."""
+    from bids_synth.models.selection import model_fields
+
+    if bundle is None:
+        return {"Method": "morphology"}
+    return {"Method": "model", "Model": model_fields(bundle)}
 
 
 def _coreg_outputs(unit, suffix: str, path: str, transform: str, seed: int) -> dict[str, dict]:

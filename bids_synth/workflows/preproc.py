@@ -15,14 +15,33 @@ def _mem_gb(image_gb: float, step: str) -> float:
     return max(0.2, image_gb * MEMORY_FACTORS[step])
 
 
+def brain_mask_bundle(method: str):
+    """The ``brainmask`` bundle that ``--brain-mask-method`` asks for (``model``; ``auto`` once
+    the newest one has passed the real-scan check of ``benchmarks/bench_brainmask.py --record``),
+    verified; None for the morphological mask."""
+    from bids_synth.models.selection import evidence_default, find_task_bundle
+
+    if method == "auto":
+        method = evidence_default("brainmask", "T1w", "mask", "morphology")
+    if method != "model":
+        return None
+    bundle = find_task_bundle("brainmask", "T1w", "mask")  # one-line error if absent
+    bundle.verify()
+    return bundle
+
+
 def init_anat_preproc_wf(
     *,
     omp_nthreads: int,
     shrink_factor: int = 4,
     image_gb: float = 0.03,
+    brain_bundle=None,
+    device: str = "cpu",
+    seed: int = 0,
     name: str = "anat_preproc_wf",
 ) -> pe.Workflow:
-    """T1w reference → head mask, N4 bias correction inside it, brain mask.
+    """T1w reference → head mask, N4 bias correction inside it, brain mask (by morphology, or by
+    ``brain_bundle``, a ``brainmask`` bundle run on ``device``).
 
     ``image_gb`` (size of the image in float32) sets the nodes' memory requests.
     Inputs: ``t1w``. Outputs: ``t1w_preproc``, ``head_mask``, ``brain_mask``.
@@ -39,7 +58,17 @@ def init_anat_preproc_wf(
         n_procs=omp_nthreads,
         mem_gb=_mem_gb(image_gb, "n4"),
     )
-    brain_mask = pe.Node(BrainMask(), name="brain_mask", mem_gb=_mem_gb(image_gb, "mask"))
+    learned = (
+        {}
+        if brain_bundle is None
+        else _learned_mask_inputs(brain_bundle, device=device, seed=seed, omp_nthreads=omp_nthreads)
+    )
+    brain_mask = pe.Node(
+        BrainMask(**learned),
+        name="brain_mask",
+        n_procs=omp_nthreads if learned else 1,
+        mem_gb=_mem_gb(image_gb, "mask"),
+    )
     workflow.connect([
         (inputnode, head_mask, [("t1w", "in_file")]),
         (inputnode, n4, [("t1w", "in_file")]),
@@ -51,6 +80,20 @@ def init_anat_preproc_wf(
         (brain_mask, outputnode, [("out_mask", "brain_mask")]),
     ])  # fmt: skip
     return workflow
+
+
+def _learned_mask_inputs(bundle, *, device: str, seed: int, omp_nthreads: int) -> dict:
+    from bids_synth.models.selection import bundle_inputs
+    from bids_synth.nn.devices import uses_gpu
+
+    return {
+        "method": "model",
+        "device": device,
+        "use_gpu": uses_gpu(device),
+        "seed": seed,
+        "num_threads": omp_nthreads,
+        **bundle_inputs(bundle),
+    }
 
 
 def init_coreg_wf(
