@@ -5,8 +5,8 @@ Both methods see what the pipeline gives them: the T1w after N4 inside its head 
 - real scans: Colin27 (its BET brain, ch2bet), SPM's avg152T1 (the SPM TPM's GM + WM + CSF > ½);
   the KmeansTest T1 has none (its brain volume and mosaic only);
 - simulated held-out heads (the ``colin27`` and ``ct0051`` anatomies, never trained on; seeds
-  900000…, each in a random scanner style, T1w at 2 mm): their true brain (the brain tissues'
-  fractions > ½, :data:`bids_synth.simulate.tissues.BRAIN_TISSUES`).
+  900000…, each in a random scanner style, T1w at 2 mm): their true brain (the brain and its
+  CSF, :func:`bids_synth.simulate.tissues.brain_region`).
 With ``--record`` the real-scan check goes into the bundle (it decides the default method): the
 model's Dice is at least the morphological rule's on each real scan with a reference brain.
 
@@ -68,13 +68,13 @@ def brain_masks(data: np.ndarray, affine: np.ndarray, bundle) -> dict[str, np.nd
 
 def held_out(sources, subjects: int, bundle) -> list[dict]:
     from bids_synth.simulate import simulate_subject
-    from bids_synth.simulate.tissues import BRAIN_TISSUES
+    from bids_synth.simulate.tissues import brain_region
 
     rows = []
     for source in sources:
         for seed in range(HELD_OUT_SEED, HELD_OUT_SEED + subjects):
             draw = simulate_subject(seed, label_source=source, spacing=2.0, contrasts=("T1w",))
-            truth = draw.fractions[list(BRAIN_TISSUES)].sum(dim=0).numpy() > 0.5
+            truth = brain_region(draw.labels, 2.0).numpy()
             found = brain_masks(draw.images["T1w"].numpy(), draw.affine, bundle)
             style = draw.params["style"]
             sequence = style["mr"]["T1w"]["sequence"]

@@ -970,17 +970,23 @@ def test_denoise_recipe_trains_and_exports_an_input_scale_bundle(tmp_path):
 
 
 def test_brain_slabs_are_one_on_the_brain_and_its_csf_only():
-    """The shell head's brain is its CSF, GM and WM (radius < 13): the target of an unwarped,
-    centred validation slab is 1 there and 0 on the skin and bone around it."""
+    """The shell head's brain is its CSF, GM and WM (radius < 13); a ball of fluid farther than
+    8 mm from its tissue (an eye, CSF to the SPM TPM) is none: the brain target is 1 on the brain
+    only."""
     head = _shell_head()
+    axes = np.indices(head.labels.shape) - 2
+    head.labels[(axes**2).sum(0) < 4] = Tissue.CSF  # in a corner, ≥ 10 voxels from the GM
+    brain = head.brain_mask()
+    radius = np.sqrt(((np.indices(brain.shape) - 19.5) ** 2).sum(0))
+    assert np.array_equal(brain, radius < 13)
     source = RandomisedSlabs([head], [head], slices=3, size=48, batch_size=4, seed=0,
                              target="brain")  # fmt: skip
     batch = source.validation_batches(2)[0]
-    target = batch["target"]
-    assert set(torch.unique(target).tolist()) <= {0.0, 1.0}
-    brain = float(target.sum()) / float(batch["mask"].sum())
-    assert 0.1 < brain < 0.5  # (13 / 18)² of a central slice's head at most, less off centre
+    assert set(torch.unique(batch["target"]).tolist()) <= {0.0, 1.0}
+    share = float(batch["target"].sum()) / float(batch["mask"].sum())
+    assert 0.1 < share < 0.5  # (13 / 18)² of a central slice's head at most, less off centre
     assert batch["source"].shape[1] == 3  # one image of any contrast
+    assert np.array_equal(head.band(0, 5, 9).brain, brain[5:9])  # a band has its head's
 
 
 def test_brainmask_recipe_trains_and_exports_a_brain_share_bundle(tmp_path):

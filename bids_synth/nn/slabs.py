@@ -22,7 +22,6 @@ from torch import nn
 
 from bids_synth.modalities import SESSION_MR_SUFFIXES
 from bids_synth.nn.devices import autocast
-from bids_synth.simulate.tissues import BRAIN_TISSUES
 
 Batch = dict[str, torch.Tensor]
 #: A batch re-randomises a band of BAND slices (plus margins for blur and slab context) of one head:
@@ -75,8 +74,8 @@ class RandomisedSlabs:
     (``target="clean"``: a denoiser's pairs, :func:`~bids_synth.simulate.randomise.
     randomised_denoising_pair`; heads may then be real :class:`~bids_synth.simulate.randomise.
     CleanImage` too; ``noise_sd`` is then each pair's noise rms, for a noise-relative loss) or
-    of the brain (``target="brain"``: 1 where the head's label is one of
-    :data:`~bids_synth.simulate.tissues.BRAIN_TISSUES`, else 0; a brain mask's) or of one of the
+    of the brain (``target="brain"``: 1 in the brain and its CSF, :meth:`~bids_synth.simulate.
+    randomise.LabelHead.brain_mask`, else 0: a brain mask's) or of one of the
     heads' translation ``targets`` (an MR suffix), normalised by its own head percentiles. With ``inputs`` (MR suffixes, e.g. ``("T1w", "T2w")``) the source
     has one randomised image per suffix, each drawn on its own (a physics draw of that suffix or
     a Gaussian mixture), ``(B, len(inputs)·slices, S, S)`` suffix-major like :func:`slab_stack`;
@@ -144,6 +143,8 @@ class RandomisedSlabs:
         self, heads, rng: np.random.Generator, generator: torch.Generator, *, augment: bool = True
     ) -> Batch:
         head = heads[int(rng.integers(len(heads)))]
+        if self.target == "brain":
+            head.brain_mask()  # on the whole head: a band has its head's
         axis = int(rng.integers(3))
         extent = np.nonzero(head.head.any(axis=tuple(a for a in range(3) if a != axis)))[0]
         margin = self.slices // 2 + BAND_MARGIN
@@ -198,7 +199,7 @@ class RandomisedSlabs:
         if self.target == "ct":
             target = torch.from_numpy(np.ascontiguousarray(band.ct)).float() / self.ct_scale
         elif self.target == "brain":
-            target = torch.from_numpy(np.isin(band.labels, BRAIN_TISSUES)).float()
+            target = torch.from_numpy(np.ascontiguousarray(band.brain_mask())).float()
         else:
             target = torch.from_numpy(np.ascontiguousarray(band.targets[self.target])).float()
             if self.randomisation.resolution_in_target:  # the first input's resolution

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from bids_synth.simulate.filters import FWHM_PER_SIGMA, gaussian_blur
-from bids_synth.simulate.tissues import N_TISSUES, Tissue
+from bids_synth.simulate.tissues import N_TISSUES, Tissue, brain_region
 
 #: Input normalisation of networks trained on these images (see :mod:`bids_synth.nn.intensity`).
 PERCENTILE_NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
@@ -88,10 +88,18 @@ class LabelHead:
     spacing_mm: float
     physics_names: tuple[str, ...] = PHYSICS_CONTRASTS
     targets: dict[str, np.ndarray] = field(default_factory=dict)  # suffix → (X, Y, Z) float16
+    brain: np.ndarray | None = None  # (X, Y, Z) bool: :meth:`brain_mask` once computed
 
     @property
     def head(self) -> np.ndarray:
         return self.labels != Tissue.BACKGROUND
+
+    def brain_mask(self) -> np.ndarray:
+        """The brain and its CSF (:func:`~bids_synth.simulate.tissues.brain_region`), computed
+        once (a band has its head's)."""
+        if self.brain is None:
+            self.brain = brain_region(torch.from_numpy(self.labels), self.spacing_mm).numpy()
+        return self.brain
 
     def band(self, axis: int, start: int, stop: int) -> LabelHead:
         """The slices ``start:stop`` along ``axis`` (views, no copy)."""
@@ -103,6 +111,7 @@ class LabelHead:
             self.spacing_mm,
             self.physics_names,
             {name: image[cut] for name, image in self.targets.items()},
+            None if self.brain is None else self.brain[cut],
         )
 
     def save(self, path: Path) -> None:

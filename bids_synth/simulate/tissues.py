@@ -27,15 +27,12 @@ class Tissue(IntEnum):
 
 N_TISSUES = len(Tissue)
 
-#: the brain and the CSF around and inside it: what a brain mask holds
-BRAIN_TISSUES = (
-    Tissue.CSF,
-    Tissue.VENTRICLE,
-    Tissue.GM,
-    Tissue.WM,
-    Tissue.DEEP_GM,
-    Tissue.LESION,
-)
+#: the brain's own tissue, and with its CSF what a brain mask holds
+BRAIN_PARENCHYMA = (Tissue.VENTRICLE, Tissue.GM, Tissue.WM, Tissue.DEEP_GM, Tissue.LESION)
+BRAIN_TISSUES = (Tissue.CSF, *BRAIN_PARENCHYMA)
+#: the brain's CSF (sulci, cisterns) lies within this distance of its tissue; fluid farther away
+#: is no brain (the eyes, which the SPM TPM counts as CSF)
+BRAIN_CSF_REACH_MM = 8.0
 
 TISSUE_DESCRIPTIONS = {
     Tissue.BACKGROUND: "air outside the head",
@@ -69,3 +66,20 @@ def labels_from_fractions(fractions: torch.Tensor) -> torch.Tensor:
 def head_mask_from_fractions(fractions: torch.Tensor) -> torch.Tensor:
     """Voxels that are more head than outside air."""
     return fractions[Tissue.BACKGROUND] < 0.5
+
+
+def brain_region(labels: torch.Tensor, spacing_mm: float) -> torch.Tensor:
+    """The brain and its CSF (bool, ``labels``' shape): voxels labelled one of
+    :data:`BRAIN_TISSUES` within :data:`BRAIN_CSF_REACH_MM` of brain tissue (a box
+    neighbourhood)."""
+    import torch.nn.functional as F
+
+    reach = max(1, round(BRAIN_CSF_REACH_MM / spacing_mm))
+    near = torch.isin(labels, torch.tensor(BRAIN_PARENCHYMA, dtype=labels.dtype))[None, None]
+    near = near.float()
+    for axis in range(3):
+        kernel, padding = [1, 1, 1], [0, 0, 0]
+        kernel[axis], padding[axis] = 2 * reach + 1, reach
+        near = F.max_pool3d(near, tuple(kernel), stride=1, padding=tuple(padding))
+    inside = torch.isin(labels, torch.tensor(BRAIN_TISSUES, dtype=labels.dtype))
+    return inside & (near[0, 0] > 0)
