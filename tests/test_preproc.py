@@ -90,7 +90,7 @@ def test_the_brain_mask_method_follows_the_evidence_and_the_model_runs_in_the_pi
     monkeypatch.setenv("BIDS_SYNTH_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(registry, "SHIPPED", tmp_path / "no-shipped-bundles")
     assert brain_mask_bundle("auto") is None and brain_mask_bundle("morphology") is None
-    with pytest.raises(ModelBundleError, match="no brainmask model bundle for T1w→mask"):
+    with pytest.raises(ModelBundleError, match="no brainmask model bundle: train one with"):
         brain_mask_bundle("model")
     installed = install_bundle(brainmask_bundle(tmp_path / "bundle").path)
     assert brain_mask_bundle("auto") is None and brain_mask_bundle("model").id == installed.id

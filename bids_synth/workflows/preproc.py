@@ -19,13 +19,21 @@ def brain_mask_bundle(method: str):
     """The ``brainmask`` bundle that ``--brain-mask-method`` asks for (``model``; ``auto`` once
     the newest one has passed the real-scan check of ``benchmarks/bench_brainmask.py --record``),
     verified; None for the morphological mask."""
+    from bids_synth.errors import ModelBundleError
     from bids_synth.models.selection import evidence_default, find_task_bundle
 
     if method == "auto":
         method = evidence_default("brainmask", "T1w", "mask", "morphology")
     if method != "model":
         return None
-    bundle = find_task_bundle("brainmask", "T1w", "mask")  # one-line error if absent
+    try:
+        bundle = find_task_bundle("brainmask", "T1w", "mask")
+    except ModelBundleError:
+        raise ModelBundleError(
+            "no brainmask model bundle: train one with `python -m bids_synth.training "
+            "brainmask-slab --workdir DIR`, export it (`--export BUNDLE`) and install it with "
+            "`bids-synth models install BUNDLE`, or use --brain-mask-method morphology"
+        ) from None
     bundle.verify()
     return bundle
 
