@@ -1001,6 +1001,8 @@ def test_brainmask_recipe_trains_and_exports_a_brain_share_bundle(tmp_path):
     assert meta["task"] == "brainmask" and meta["input"]["channels"] == 1
     assert meta["output"]["suffix"] == "mask" and meta["output"]["range"] == [0.0, 1.0]
     assert "the brain and its CSF" in meta["training"]["data"]["description"]
+    card = (tmp_path / "bundle" / "MODEL_CARD.md").read_text()
+    assert "T1w/T2w/FLAIR/PD → its brain" in card and "denoised" not in card
 
 
 def test_translation_heads_round_trip_and_draw_inputs_of_the_input_contrast_only(tmp_path):

@@ -131,7 +131,11 @@ def render_model_card(meta: dict, history: list[dict]) -> str:
     inputs, output = meta["input"], meta["output"]
     architecture = meta["architecture"]
     suffixes = inputs.get("suffixes", [])
-    if len(suffixes) > 1 and inputs.get("channels") == 1:  # alternatives: a denoiser's contrasts
+    alternatives = len(suffixes) > 1 and inputs.get("channels") == 1
+    if alternatives and meta["task"] == "brainmask":
+        contract = f"any of {'/'.join(suffixes)} → its brain"
+        use = f"brain masks (the brain and its CSF) of {'/'.join(suffixes)} images"
+    elif alternatives:  # a denoiser's contrasts
         contract = f"any of {'/'.join(suffixes)} → the same contrast"
         use = f"denoised {'/'.join(suffixes)} images from noisy ones"
     else:
