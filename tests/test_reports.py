@@ -114,6 +114,7 @@ def test_subject_report_shows_every_section_with_valid_images(run, subject_repor
     assert "MAE vs real CT" in html and "PSNR vs ground truth" in html
     assert "[execution]" in html  # the run's config.toml
     assert "could not be drawn" not in html
+    assert re.search(r"brain mask by.{0,80}morphology", html)  # the brain mask's sidecar Method
 
 
 def test_subject_report_is_self_contained(subject_reports):

@@ -35,7 +35,7 @@ def anatomy(files: SessionFiles) -> Html | None:
     ]
     _check_brain_share(files, head, brain)
     return join([
-        facts(volumes, class_="score"),
+        facts(volumes + _brain_method(files), class_="score"),
         figure(
             png,
             f"{files.t1w.name}: N4 bias-field corrected T1w, the reference grid of every other "
@@ -44,6 +44,16 @@ def anatomy(files: SessionFiles) -> Html | None:
             alt="T1w mosaic with mask outlines",
         ),
     ])  # fmt: skip
+
+
+def _brain_method(files: SessionFiles) -> list[tuple[str, str]]:
+    """How the brain mask was found (its sidecar's ``Method``, and ``Model``)."""
+    path = files.mask("brain")
+    sidecar = files.sidecar(path) if path is not None else {}
+    if "Method" not in sidecar:
+        return []
+    model = sidecar.get("Model")
+    return [("brain mask by", f"{model['Id']} {model['Version']}" if model else sidecar["Method"])]
 
 
 def _millilitres(mask: Volume) -> float:
