@@ -535,7 +535,10 @@ RECIPES["sct-t1w-t2w-slab"] = _continued("sct-t1w-t2w-slab", "2.4.0", 664, weigh
 #: trained on: a window restarts at its first head with every continuation, so 2.17.0 and 2.4.0
 #: re-trained on the heads of 2.16.0's and 2.3.0's windows (seeds 100–148). Now the window starts
 #: at seed 125 (the last heads held) and takes in two new heads per epoch (was one), up to 160
-#: deformed draws of each anatomy: new draws are what moved the held-out heads (2.15.0, 2.16.0)
+#: deformed draws of each anatomy: new draws are what moved the held-out heads (2.15.0, 2.16.0).
+#: 2.5.0 at epoch 755: Colin27 heads 126.3 HU, ct0051 heads 146.1 (2.4.0: 127.8 / 143.1), a mean
+#: of 136.2 against 135.4: not shipped. 2.18.0 stopped at epoch 883 (its thread went to the
+#: brain-mask training) (BENCHMARKS.md)
 _NEW_DRAWS = dict(
     train_heads=_heads({"mni2009a": 160, "tpm": 160, "phantom": 160}, 125), head_window=(72, 2)
 )
