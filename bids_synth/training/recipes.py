@@ -531,6 +531,15 @@ RECIPES["sct-t1w-slab-shell"] = _continued(
 )
 RECIPES["sct-t1w-t2w-slab"] = _continued("sct-t1w-t2w-slab", "2.4.0", 664, weight_average=_AVERAGED)
 
+#: 2.17.1 and 2.4.1 are 2.17.0's and 2.4.0's networks (the same weights) with each orientation's
+#: prediction averaged with that of the left/right mirror image (``mirror``, the flip they trained
+#: with): held-out means 143.3 → 143.2 and 135.4 → 135.2 HU, the real-scan checks pass, 22 s for a
+#: 1 mm head on one thread (11 without): shipped by the rule written first (BENCHMARKS.md)
+RECIPES["sct-t1w-slab-shell"] = replace(
+    RECIPES["sct-t1w-slab-shell"], version="2.17.1", mirror=True
+)
+RECIPES["sct-t1w-t2w-slab"] = replace(RECIPES["sct-t1w-t2w-slab"], version="2.4.1", mirror=True)
+
 #: 2.18.0 and 2.5.0 continue 2.17.0 (epoch 880) and 2.4.0 (epoch 716) on heads they have not
 #: trained on: a window restarts at its first head with every continuation, so 2.17.0 and 2.4.0
 #: re-trained on the heads of 2.16.0's and 2.3.0's windows (seeds 100–148). Now the window starts
