@@ -77,9 +77,10 @@ class RandomisedSlabs:
     of the brain (``target="brain"``: 1 in the brain and its CSF, :meth:`~bids_synth.simulate.
     randomise.LabelHead.brain_mask`, else 0: a brain mask's) or of one of the heads' translation
     ``targets`` (an MR suffix), normalised by its own head percentiles. With ``inputs`` (MR
-    suffixes, e.g. ``("T1w", "T2w")``) the source has one randomised image per suffix, each drawn on its own (a physics draw of that suffix or
-    a Gaussian mixture), ``(B, len(inputs)·slices, S, S)`` suffix-major like :func:`slab_stack`;
-    without, one image of any contrast. ``heads`` is a sequence, or a callable that gives each
+    suffixes, e.g. ``("T1w", "T2w")``) the source has one randomised image per suffix, each
+    drawn on its own (a physics draw of that suffix or a Gaussian mixture), ``(B,
+    len(inputs)·slices, S, S)`` suffix-major like :func:`slab_stack`; without, one image of any
+    contrast. ``heads`` is a sequence, or a callable that gives each
     epoch's (``epoch → heads``, e.g. a :class:`~bids_synth.training.head_window.HeadWindow`).
     Batches of epoch ``e`` depend only on ``(seed, e)`` and that epoch's heads; validation
     batches come from ``validation_heads``.
