@@ -24,6 +24,7 @@ import ants
 import nibabel as nib
 import numpy as np
 
+from bids_synth.metrics.segmentation import dice_per_label
 from bids_synth.preproc import masks
 from bids_synth.refdata import reference_file
 
@@ -42,7 +43,8 @@ REAL_T1W = {
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+    """Dice of two binary masks (the package's per-label Dice, label 1)."""
+    return dice_per_label(a, b, labels=[1])[1]
 
 
 def preprocessed(data: np.ndarray, affine: np.ndarray) -> tuple[ants.ANTsImage, np.ndarray]:

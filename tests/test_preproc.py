@@ -107,6 +107,8 @@ def test_the_brain_mask_method_follows_the_evidence_and_the_model_runs_in_the_pi
     brain = nib.load(node.run().outputs.out_mask)
     head = nib.load(head_file).get_fdata() > 0
     assert brain.get_data_dtype() == np.uint8 and not (brain.get_fdata()[~head]).any()
+    source = nib.load(t1w)  # on the T1w's own grid
+    assert brain.shape == source.shape and np.allclose(brain.affine, source.affine)
 
 
 @pytest.mark.skipif(
