@@ -7,7 +7,9 @@ quartiles and share at ≥ 1,000 HU, the skull's thickness over the vertex (as `
 measures it: :func:`bids_synth.metrics.skull_thickness_mm`) and the vault's mean HU against depth
 below the bone's surface — the cortical tables show as the
 peak, the diploë as the dip behind it. This is the evidence for the head model's table thickness
-(:data:`bids_synth.simulate.atlases.TABLE_MM`).
+(:data:`bids_synth.simulate.atlases.TABLE_MM`). The air enclosed by the head (below
+:data:`ENCLOSED_AIR_HU` inside each axial slice's filled body) shows whether its sinuses are
+cavities of air or a haze: its volume, its share below :data:`DEEP_AIR_HU` and its median HU.
 
     python benchmarks/skull_vault.py tpm:9002 mni2009a:100 colin27:90001 [--append]
 """
@@ -29,6 +31,7 @@ GRID_MM = 1.5
 DENSE_HU = 1000.0
 VAULT_SHARE = 0.35
 DEPTH_BINS_MM = ((0.0, 1.6), (1.6, 3.1), (3.1, 4.6), (4.6, np.inf))
+ENCLOSED_AIR_HU, DEEP_AIR_HU = -200.0, -800.0
 
 
 def on_grid(hu: np.ndarray, spacing_mm) -> np.ndarray:
@@ -54,6 +57,24 @@ def vault_figures(hu: np.ndarray) -> dict:
         "dense": float(np.mean(values >= DENSE_HU)),
         "thickness": skull_thickness_mm(hu >= BONE_QC_HU, hu > CT_HEAD_HU, [GRID_MM] * 3)["median"],
         "by_depth": [float(values[(depths > a) & (depths <= b)].mean()) for a, b in DEPTH_BINS_MM],
+        **enclosed_air(hu),
+    }
+
+
+def enclosed_air(hu: np.ndarray) -> dict:
+    """Volume (mL), share below :data:`DEEP_AIR_HU` and median HU of the air inside the head."""
+    body = np.stack(
+        [
+            ndimage.binary_fill_holes(ndimage.binary_closing(hu[..., z] > CT_HEAD_HU, iterations=2))
+            for z in range(hu.shape[-1])
+        ],
+        axis=-1,
+    )
+    air = hu[body & (hu < ENCLOSED_AIR_HU)]
+    return {
+        "air_ml": air.size * GRID_MM**3 / 1000,
+        "air_deep": float(np.mean(air < DEEP_AIR_HU)),
+        "air_median": float(np.median(air)),
     }
 
 
@@ -81,7 +102,7 @@ def row(name: str, figures: dict) -> str:
         f"| {name} | {figures['bone']:.0f} | {figures['vault']:.0f} | {q25:.0f} / {q50:.0f} / "
         f"{q75:.0f} | {figures['dense']:.0%} | {figures['thickness']:.1f} | "
         + " / ".join(f"{value:.0f}" for value in figures["by_depth"])
-        + " |"
+        + f" | {figures['air_ml']:.0f} mL, {figures['air_deep']:.0%}, {figures['air_median']:.0f} |"
     )
 
 
@@ -94,8 +115,9 @@ def main(argv=None) -> int:
 
     lines = [
         "| CT | bone mean (HU) | vault mean | vault quartiles | vault ≥ 1,000 HU | skull over the "
-        "vertex (mm) | vault HU at 0–1.5 / 1.5–3 / 3–4.5 / > 4.5 mm deep |",
-        "|---|---|---|---|---|---|---|",
+        "vertex (mm) | vault HU at 0–1.5 / 1.5–3 / 3–4.5 / > 4.5 mm deep | enclosed air: "
+        "volume, share < −800 HU, median |",
+        "|---|---|---|---|---|---|---|---|",
         row("real head CT (InVesalius 0051)", vault_figures(real_ct())),
     ]
     for head in args.heads:

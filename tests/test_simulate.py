@@ -28,6 +28,7 @@ from bids_synth.simulate import (
 from bids_synth.simulate.atlases import (
     TABLE_MM,
     _individual_skull,
+    _place_air,
     _split_bone,
     load_colin27,
     load_ct_head,
@@ -382,6 +383,22 @@ def test_a_population_bone_prior_becomes_one_skull_and_the_rest_fills_in():
     assert np.all(skull[prior <= 0.25] == 0) and np.all(skull[prior >= 0.75] == 1)
     np.testing.assert_allclose(skull + soft + air, 1, atol=1e-6)
     np.testing.assert_allclose(soft, 3 * air, atol=1e-6)  # in proportion
+
+
+def test_a_haze_of_air_deep_in_the_head_becomes_sinuses_of_its_volume():
+    grid = np.indices((40, 40, 40)).astype(np.float32)
+    radius = np.sqrt(((grid - 19.5) ** 2).sum(axis=0))
+    head = radius < 18
+    haze = 0.4 * np.exp(-((radius / 6) ** 2))  # a faint blob deep in the head
+    air = np.where(head, haze, 1.0).astype(np.float32)
+    f = np.zeros((N_TISSUES, *air.shape), dtype=np.float32)
+    f[Tissue.MUSCLE] = 1 - air
+    _place_air(f, air, head, np.eye(4))
+    sinus = f[Tissue.SINUS]
+    assert abs(sinus.sum() - haze.sum()) < 0.05 * haze.sum()  # the same volume of air
+    assert (sinus > 0.9).sum() > 0.5 * sinus.sum()  # now mostly whole voxels of it
+    assert sinus[~head].max() == 0 and np.all(f[Tissue.BACKGROUND][~head] == 1)
+    np.testing.assert_allclose(f.sum(axis=0), 1, atol=1e-6)
 
 
 def test_the_skull_has_cortical_tables_around_marrow():

@@ -13,7 +13,8 @@ What the maps lack is derived with simple morphology: ventricles are CSF deeper 
 :data:`VENTRICLE_DEPTH_MM` inside the brain; the scalp is split by depth below the head surface
 into skin, fat and muscle; the TPM's bone prior (skulls averaged over subjects: thick and faint)
 becomes one skull of about a real head's thickness; bone is split into cortical tables of
-:data:`TABLE_MM` and marrow (diploë) between them; air enclosed by the head is sinus air.
+:data:`TABLE_MM` and marrow (diploë) between them; air enclosed by the head is sinus air, made one
+subject's sinuses the same way (the TPM's air prior inside the head is a faint haze).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ SUBARACHNOID_MM = 1.0
 SKIN_MM, FAT_MM = 2.0, 5.0
 #: the bone prior ramps from no bone to bone between 0.5 ∓ half of this
 BONE_PRIOR_RAMP = 0.5
+#: the air prior inside the head ramps from no air to air over this width around its level
+AIR_PRIOR_RAMP = 0.05
+#: the air prior this close to the head's surface stays as it is (nostrils, mouth, ear canals:
+#: a sharpened prior there would eat into the skin)
+AIR_SURFACE_MM = 5.0
 #: thickness of the skull's inner and outer cortical tables: with 1.5 mm the vault of a TPM head
 #: has the real head CT's HU against depth in the bone (on a 1.5 mm grid, 658/1036/813/651 HU at
 #: 0–1.5/1.5–3/3–4.5/> 4.5 mm; TPM head 619/1040/762/636; with 2 mm 635/1209/960/673, 43 % of
@@ -94,15 +100,43 @@ def _split_bone(f: np.ndarray, bone: np.ndarray, affine: np.ndarray) -> None:
     f[Tissue.CORTICAL_BONE] += bone * (1 - marrow)
 
 
+def _sharpened(prior: np.ndarray, level: float, ramp: float) -> np.ndarray:
+    """``prior`` ramped from 0 to 1 over ``ramp`` around ``level``."""
+    return np.clip((prior - level) / ramp + 0.5, 0, 1).astype(np.float32)
+
+
+def _refilled(
+    old: np.ndarray, new: np.ndarray, others: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, ...]:
+    """The other tissues filling what a tissue gives up (``old`` → ``new`` fraction), in
+    proportion to their probabilities."""
+    scale = np.divide(1 - new, 1 - old, out=np.zeros_like(old), where=old < 1)
+    return tuple(other * scale for other in others)
+
+
 def _individual_skull(
     bone: np.ndarray, others: tuple[np.ndarray, ...]
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """One subject's skull from a population prior of bone: bone where the prior is above 1/2
-    (a ramp of :data:`BONE_PRIOR_RAMP`); the other tissues fill what the bone gives up, in
-    proportion to their probabilities."""
-    skull = np.clip((bone - 0.5) / BONE_PRIOR_RAMP + 0.5, 0, 1).astype(np.float32)
-    scale = np.divide(1 - skull, 1 - bone, out=np.zeros_like(bone), where=bone < 1)
-    return skull, tuple(other * scale for other in others)
+    (a ramp of :data:`BONE_PRIOR_RAMP`); the other tissues fill what the bone gives up."""
+    skull = _sharpened(bone, 0.5, BONE_PRIOR_RAMP)
+    return skull, _refilled(bone, skull, others)
+
+
+def _place_air(f: np.ndarray, air: np.ndarray, head: np.ndarray, affine: np.ndarray) -> None:
+    """Air prior → background outside ``head`` and one subject's sinuses inside it.
+
+    Deeper than :data:`AIR_SURFACE_MM` the prior is sharpened (ramp :data:`AIR_PRIOR_RAMP`) at
+    the level whose air volume is the prior's own there, so the haze of a population's sinuses
+    becomes air cavities of the same volume; the tissues already in ``f`` fill what it gives up.
+    """
+    inner = np.clip(_depth_mm(head, affine) / AIR_SURFACE_MM, 0, 1) * head
+    deep = air[inner >= 1]
+    level = np.sort(deep)[::-1][min(int(round(deep.sum())), deep.size - 1)] if deep.size else 1
+    sinus = inner * _sharpened(air, level, AIR_PRIOR_RAMP) + (1 - inner) * air * head
+    f[:] = np.stack(_refilled(air * head, sinus, tuple(f)))
+    f[Tissue.SINUS] = sinus
+    f[Tissue.BACKGROUND] = air * ~head
 
 
 def _split_csf(f: np.ndarray, csf: np.ndarray, brain_depth: np.ndarray) -> None:
@@ -129,8 +163,7 @@ def load_tpm() -> LabelVolume:
     _split_csf(f, csf, _depth_mm(brain, img.affine))
     _split_bone(f, bone, img.affine)
     _split_scalp(f, soft, _depth_mm(head, img.affine))
-    f[Tissue.SINUS] = air * head
-    f[Tissue.BACKGROUND] = air * ~head
+    _place_air(f, air, head, img.affine)
     return LabelVolume(_normalised(f), img.affine, MNI_HEAD_CENTRE_MM)
 
 
@@ -289,8 +322,7 @@ def load_mni2009a() -> LabelVolume:
     _split_csf(f, csf, _depth_mm(brain_tissue + csf > 0.5, gm_img.affine))
     _split_bone(f, bone, gm_img.affine)
     _split_scalp(f, soft, _depth_mm(head, gm_img.affine))
-    f[Tissue.SINUS] = air * head
-    f[Tissue.BACKGROUND] = air * ~head
+    _place_air(f, air, head, gm_img.affine)
     return LabelVolume(_normalised(f), gm_img.affine, MNI_HEAD_CENTRE_MM)
 
 

@@ -45,8 +45,9 @@ HEAD_MARGIN_VOXELS = 8
 #: that cached heads of an earlier head model are simulated anew (2: an individual skull from the
 #: TPM's bone prior; 3: grey/white contrast of the T2-weighted images, see
 #: :mod:`bids_synth.simulate.mri`; Colin27's skull, held out from training, changes no cached head;
-#: 4: cortical tables of 1.5 mm instead of 2, as a real CT's vault, see :mod:`.atlases`)
-HEAD_MODEL_REVISION = 4
+#: 4: cortical tables of 1.5 mm instead of 2, as a real CT's vault, see :mod:`.atlases`; 5: the
+#: TPM's air prior inside the head made one subject's sinuses instead of a haze)
+HEAD_MODEL_REVISION = 5
 #: the physics MR images of a label head, each in its own random scanner style
 PHYSICS_CONTRASTS = ("T1w", "T1w", "T2w")
 

@@ -557,6 +557,12 @@ _NEW_DRAWS = dict(
 RECIPES["sct-t1w-slab-shell"] = _continued("sct-t1w-slab-shell", "2.18.0", 880, **_NEW_DRAWS)
 RECIPES["sct-t1w-t2w-slab"] = _continued("sct-t1w-t2w-slab", "2.5.0", 716, **_NEW_DRAWS)
 
+#: 2.19.0 continues 2.17.0 from epoch 880, as it was, on head model revision 5: the TPM and MNI
+#: heads' sinuses were a haze of 10–40 % air (their sinus voxels −352 HU at 2 mm, the held-out
+#: heads' −788 to −838), so the network never learned to call a T1w's dark cavities air (it reads
+#: the held-out heads' sinuses as −159 to +129 HU)
+RECIPES["sct-t1w-slab-shell"] = _continued("sct-t1w-slab-shell", "2.19.0", 880, after="2.17.1")
+
 
 #: 2.2.0 continues 2.1.0 from epoch 33 with smooth within-tissue texture in its Gaussian-mixture
 #: contrasts: with voxel-wise texture (sd up to 0.08) in the clean targets, 2.1.0 leaves 36–48 % of
