@@ -123,6 +123,14 @@ def _individual_skull(
     return skull, _refilled(bone, skull, others)
 
 
+def _volume_keeping_level(prior: np.ndarray) -> float:
+    """The level above which as many voxels of ``prior`` lie as its fractions sum to."""
+    if prior.size == 0:
+        return 1.0
+    descending = np.sort(prior)[::-1]
+    return float(descending[min(int(round(prior.sum())), prior.size - 1)])
+
+
 def _place_air(f: np.ndarray, air: np.ndarray, head: np.ndarray, affine: np.ndarray) -> None:
     """Air prior → background outside ``head`` and one subject's sinuses inside it.
 
@@ -131,8 +139,7 @@ def _place_air(f: np.ndarray, air: np.ndarray, head: np.ndarray, affine: np.ndar
     becomes air cavities of the same volume; the tissues already in ``f`` fill what it gives up.
     """
     inner = np.clip(_depth_mm(head, affine) / AIR_SURFACE_MM, 0, 1) * head
-    deep = air[inner >= 1]
-    level = np.sort(deep)[::-1][min(int(round(deep.sum())), deep.size - 1)] if deep.size else 1
+    level = _volume_keeping_level(air[inner >= 1])
     sinus = inner * _sharpened(air, level, AIR_PRIOR_RAMP) + (1 - inner) * air * head
     f[:] = np.stack(_refilled(air * head, sinus, tuple(f)))
     f[Tissue.SINUS] = sinus
