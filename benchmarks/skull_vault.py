@@ -8,7 +8,7 @@ measures it: :func:`bids_synth.metrics.skull_thickness_mm`) and the vault's mean
 below the bone's surface — the cortical tables show as the
 peak, the diploë as the dip behind it. This is the evidence for the head model's table thickness
 (:data:`bids_synth.simulate.atlases.TABLE_MM`). The air enclosed by the head (below
-:data:`ENCLOSED_AIR_HU` inside each axial slice's filled body) shows whether its sinuses are
+:data:`ENCLOSED_AIR_HU` inside each axial slice's filled body, as the head CT's label source fills it) shows whether its sinuses are
 cavities of air or a haze: its volume, its share below :data:`DEEP_AIR_HU` and its median HU.
 
     python benchmarks/skull_vault.py tpm:9002 mni2009a:100 colin27:90001 [--append]
@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from bids_synth.metrics import skull_thickness_mm
-from bids_synth.simulate.atlases import CT_HEAD_HU
+from bids_synth.simulate.atlases import CT_HEAD_HU, _slicewise_filled
 from bids_synth.synthesis.sct_methods import BONE_QC_HU
 
 GRID_MM = 1.5
@@ -63,14 +63,7 @@ def vault_figures(hu: np.ndarray) -> dict:
 
 def enclosed_air(hu: np.ndarray) -> dict:
     """Volume (mL), share below :data:`DEEP_AIR_HU` and median HU of the air inside the head."""
-    body = np.stack(
-        [
-            ndimage.binary_fill_holes(ndimage.binary_closing(hu[..., z] > CT_HEAD_HU, iterations=2))
-            for z in range(hu.shape[-1])
-        ],
-        axis=-1,
-    )
-    air = hu[body & (hu < ENCLOSED_AIR_HU)]
+    air = hu[_slicewise_filled(hu > CT_HEAD_HU) & (hu < ENCLOSED_AIR_HU)]
     return {
         "air_ml": air.size * GRID_MM**3 / 1000,
         "air_deep": float(np.mean(air < DEEP_AIR_HU)),

@@ -561,9 +561,9 @@ RECIPES["sct-t1w-t2w-slab"] = _continued("sct-t1w-t2w-slab", "2.5.0", 716, **_NE
 #: heads' sinuses were a haze of 10–40 % air (their sinus voxels −352 HU at 2 mm, the held-out
 #: heads' −788 to −838), so the network never learned to call a T1w's dark cavities air (it reads
 #: the held-out heads' sinuses as −159 to +129 HU); 2.6.0 continues 2.4.0 from epoch 716 the same
-#: way. At epochs 935 / 761 the held-out Colin27
-#: and ct0051 heads read 133.2 / 147.1 HU (T1w; 2.17.1: 133.7 / 152.6) and 126.1 / 140.2 (T1w+T2w;
-#: 2.4.1: 127.6 / 142.8), the real-scan checks pass: both shipped (BENCHMARKS.md)
+#: way. At epochs 935 / 761 the held-out Colin27 and ct0051 heads read 133.2 / 147.1 HU (T1w;
+#: 2.17.1: 133.7 / 152.6) and 126.1 / 140.2 (T1w+T2w; 2.4.1: 127.6 / 142.8), the real-scan checks
+#: pass: both shipped (BENCHMARKS.md)
 RECIPES["sct-t1w-slab-shell"] = _continued("sct-t1w-slab-shell", "2.19.0", 880, after="2.17.1")
 RECIPES["sct-t1w-t2w-slab"] = _continued("sct-t1w-t2w-slab", "2.6.0", 716, after="2.4.1")
 
